@@ -1,0 +1,23 @@
+#ifndef FTSHIMS_H
+#define FTSHIMS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Opens /dev/net/tun and attaches a TAP interface (IFF_TAP | IFF_NO_PI)
+/// named `name` (created if absent). The fd is non-blocking and close-on-exec.
+/// Returns the fd, or -errno on failure. `actual` receives the kernel's name
+/// (IFNAMSIZ bytes).
+int ftap_tap_open(const char *name, char *actual, size_t actual_len);
+
+/// Sets O_NONBLOCK on fd. Returns 0 or -errno.
+int ftap_set_nonblocking(int fd);
+
+/// Installs handlers for SIGTERM, SIGINT and SIGHUP that write the signal
+/// number to `wake_fd` (a pipe) and record it; ignores SIGPIPE.
+void ftap_install_signal_pipe(int wake_fd);
+/// The last termination signal received, or 0.
+int ftap_last_signal(void);
+
+/// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
+uint64_t ftap_monotonic_ns(void);
+#endif

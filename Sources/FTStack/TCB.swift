@@ -1,0 +1,179 @@
+import FTWire
+
+// Sequence-number arithmetic modulo 2^32 (RFC 9293 3.4).
+@inline(__always) func seqLT(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) < 0 }
+@inline(__always) func seqLE(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) <= 0 }
+@inline(__always) func seqGT(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
+@inline(__always) func seqGE(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) >= 0 }
+@inline(__always) func seqDiff(_ a: UInt32, _ b: UInt32) -> Int { Int(Int32(bitPattern: a &- b)) }
+
+public enum TCPState: UInt8, Sendable, CustomStringConvertible {
+    case synReceived = 1, established, finWait1, finWait2, closeWait, closing, lastAck, timeWait
+    public var description: String {
+        switch self {
+        case .synReceived: return "SYN-RECEIVED"
+        case .established: return "ESTABLISHED"
+        case .finWait1: return "FIN-WAIT-1"
+        case .finWait2: return "FIN-WAIT-2"
+        case .closeWait: return "CLOSE-WAIT"
+        case .closing: return "CLOSING"
+        case .lastAck: return "LAST-ACK"
+        case .timeWait: return "TIME-WAIT"
+        }
+    }
+}
+
+/// The key of a connection: the remote endpoint and our local port (our IP is fixed).
+public struct ConnKey: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var remote: Endpoint
+    public var localPort: UInt16
+    public init(remote: Endpoint, localPort: UInt16) { self.remote = remote; self.localPort = localPort }
+    public static func < (a: ConnKey, b: ConnKey) -> Bool {
+        (a.remote.ip, a.remote.port, a.localPort) < (b.remote.ip, b.remote.port, b.localPort)
+    }
+    public var description: String { "\(remote) -> :\(localPort)" }
+}
+
+/// A byte FIFO that drops from the front in amortized O(1).
+struct ByteQueue {
+    private(set) var storage: [UInt8] = []
+    private(set) var head = 0
+    var count: Int { storage.count - head }
+    var isEmpty: Bool { count == 0 }
+    mutating func append<C: Collection>(contentsOf c: C) where C.Element == UInt8 { storage.append(contentsOf: c) }
+    func slice(from offset: Int, length: Int) -> ArraySlice<UInt8> {
+        storage[(head + offset)..<(head + offset + length)]
+    }
+    var all: ArraySlice<UInt8> { storage[head...] }
+    mutating func drop(_ n: Int) {
+        head += n
+        if head >= storage.count {
+            storage.removeAll(keepingCapacity: true); head = 0
+        } else if head >= 65536 && head * 2 >= storage.count {
+            storage.removeFirst(head); head = 0
+        }
+    }
+    mutating func removeAll() { storage.removeAll(); head = 0 }
+}
+
+/// An out-of-order segment held until the gap before it fills.
+struct OOOSegment {
+    var seq: UInt32
+    var data: [UInt8]
+    var fin: Bool
+    var end: UInt32 { seq &+ UInt32(data.count) &+ (fin ? 1 : 0) }
+}
+
+/// Transmission control block (RFC 9293 3.3.1) plus RFC 6298 / 5681 state.
+final class TCB {
+    let id: ConnectionID
+    let key: ConnKey
+    var state: TCPState
+    var peerMAC: MACAddress
+
+    // Send side. `sendBuf[0]` has sequence number `bufSeq`.
+    let iss: UInt32
+    var sndUna: UInt32
+    var sndNxt: UInt32
+    var sndMax: UInt32          // highest sequence number sent + 1 (sndNxt rewinds on timeout)
+    var sndWnd: Int = 0         // peer's window in bytes (already scaled)
+    var maxSndWnd: Int = 0
+    var sndWl1: UInt32 = 0
+    var sndWl2: UInt32 = 0
+    var sndScale: UInt8 = 0
+    var rcvScale: UInt8 = 0
+    var sendMSS: Int
+    var sendBuf = ByteQueue()
+    var bufSeq: UInt32
+    var finQueued = false       // the service closed its side
+
+    // Receive side. `rcvBuf` holds in-order bytes the service has not consumed.
+    let irs: UInt32
+    var rcvNxt: UInt32
+    var rcvBuf = ByteQueue()
+    var rcvAdvEdge: UInt32      // right edge of the window we advertised
+    var lastAdvWindow: Int = 0
+    var ooo: [OOOSegment] = []
+    var peerFin = false
+    var peerCloseNotified = false
+    var serviceOpened = false
+    var serviceClosed = false
+    var ackNeeded = false
+
+    // Retransmission (RFC 6298).
+    var rto: Nanos
+    var srtt: Nanos = 0
+    var rttvar: Nanos = 0
+    var hasRTT = false
+    var rtoDeadline: Nanos? = nil
+    var retries = 0
+    var rttSeq: UInt32? = nil
+    var rttStart: Nanos = 0
+
+    // Congestion control (RFC 5681 with NewReno recovery, RFC 6582).
+    var cwnd: Int
+    var ssthresh: Int = Int(Int32.max)
+    var dupAcks = 0
+    var inRecovery = false
+    var recover: UInt32 = 0
+
+    // Zero-window probing and other timers.
+    var persistDeadline: Nanos? = nil
+    var persistBackoff = 0
+    var persistUnanswered = 0
+    var timeWaitDeadline: Nanos? = nil
+    var finWait2Deadline: Nanos? = nil
+
+    init(id: ConnectionID, key: ConnKey, peerMAC: MACAddress, iss: UInt32, irs: UInt32, sendMSS: Int, rto: Nanos) {
+        self.id = id; self.key = key; self.peerMAC = peerMAC
+        self.state = .synReceived
+        self.iss = iss; sndUna = iss; sndNxt = iss &+ 1; sndMax = iss &+ 1; bufSeq = iss &+ 1
+        self.irs = irs; rcvNxt = irs &+ 1; rcvAdvEdge = irs &+ 1
+        self.sendMSS = sendMSS; self.rto = rto
+        cwnd = 10 * sendMSS
+    }
+
+    var deadline: Nanos? {
+        var d: Nanos? = nil
+        for x in [rtoDeadline, persistDeadline, timeWaitDeadline, finWait2Deadline] {
+            if let x { d = d.map { min($0, x) } ?? x }
+        }
+        return d
+    }
+    /// Sequence number of our FIN, if the service closed (it follows all data).
+    var finSeq: UInt32? { finQueued ? bufSeq &+ UInt32(sendBuf.count) : nil }
+    var finAcked: Bool { if let f = finSeq { return seqGT(sndUna, f) }; return false }
+    var outstanding: Int { seqDiff(sndMax, sndUna) }
+    var unsentBytes: Int { sendBuf.count - max(0, seqDiff(sndNxt, bufSeq)) }
+
+    func encode(into w: inout ByteWriter) {
+        w.u64(id); w.u32(key.remote.ip.raw); w.u16(key.remote.port); w.u16(key.localPort)
+        w.u8(state.rawValue); w.u64(peerMAC.raw)
+        w.u32(iss); w.u32(sndUna); w.u32(sndNxt); w.u32(sndMax); w.int(sndWnd); w.int(maxSndWnd)
+        w.u32(sndWl1); w.u32(sndWl2); w.u8(sndScale); w.u8(rcvScale); w.int(sendMSS)
+        w.blob(sendBuf.all); w.u32(bufSeq); w.bool(finQueued)
+        w.u32(irs); w.u32(rcvNxt); w.blob(rcvBuf.all); w.u32(rcvAdvEdge); w.int(lastAdvWindow)
+        w.int(ooo.count)
+        for s in ooo { w.u32(s.seq); w.blob(s.data); w.bool(s.fin) }
+        w.bool(peerFin); w.bool(peerCloseNotified); w.bool(serviceOpened); w.bool(serviceClosed); w.bool(ackNeeded)
+        w.u64(rto); w.u64(srtt); w.u64(rttvar); w.bool(hasRTT); w.u64(rtoDeadline ?? .max); w.int(retries)
+        w.u32(rttSeq ?? 0); w.bool(rttSeq != nil); w.u64(rttStart)
+        w.int(cwnd); w.int(ssthresh); w.int(dupAcks); w.bool(inRecovery); w.u32(recover)
+        w.u64(persistDeadline ?? .max); w.int(persistBackoff); w.int(persistUnanswered)
+        w.u64(timeWaitDeadline ?? .max); w.u64(finWait2Deadline ?? .max)
+    }
+}
+
+/// A read-only view of a connection, for status output and tests.
+public struct ConnectionInfo: Sendable, Equatable {
+    public var id: ConnectionID
+    public var key: ConnKey
+    public var state: TCPState
+    public var sndUna: UInt32
+    public var sndNxt: UInt32
+    public var rcvNxt: UInt32
+    public var sendQueued: Int
+    public var receiveQueued: Int
+    public var peerWindow: Int
+    public var rto: Nanos
+}

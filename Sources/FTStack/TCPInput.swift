@@ -1,0 +1,594 @@
+import FTWire
+
+/// Server-side TCP per RFC 9293 3.10.7 ("SEGMENT ARRIVES"), with RFC 5961
+/// in-window RST/SYN checks, RFC 6528 ISNs, RFC 7323 window scaling.
+extension Stack {
+
+    func isn(for key: ConnKey, now: Nanos) -> UInt32 {
+        var h = SipHash24(k0: config.isnKey.0, k1: config.isnKey.1)
+        h.update(u32: config.ip.raw); h.update(u16: key.localPort)
+        h.update(u32: key.remote.ip.raw); h.update(u16: key.remote.port)
+        // M: a 4-microsecond counter on the log's clock (RFC 6528 section 3).
+        return UInt32(truncatingIfNeeded: h.finalize()) &+ UInt32(truncatingIfNeeded: now / 4000)
+    }
+
+    func tcpInput(_ f: [UInt8], seg: TCPHeader, ip: IPv4Header, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+        let key = ConnKey(remote: Endpoint(ip: ip.src, port: seg.srcPort), localPort: seg.dstPort)
+        if let t = conns[key] {
+            if t.state == .timeWait, seg.flags.contains(.syn), !seg.flags.contains(.ack), seqGT(seg.seq, t.rcvNxt) {
+                // A new incarnation of the connection (RFC 9293 3.10.7.4 note, as RFC 6191 allows).
+                remove(t)
+            } else {
+                t.peerMAC = srcMAC
+                segmentArrives(t, f, seg, now: now, out: &out)
+                return
+            }
+        }
+        listenInput(f, seg: seg, key: key, srcMAC: srcMAC, ip: ip, now: now, out: &out)
+    }
+
+    // MARK: LISTEN (or CLOSED when no service listens on the port)
+
+    func listenInput(_ f: [UInt8], seg: TCPHeader, key: ConnKey, srcMAC: MACAddress, ip: IPv4Header,
+                     now: Nanos, out: inout [[UInt8]]) {
+        if seg.flags.contains(.rst) { return }
+        let segLen = UInt32(seg.payload.count) &+ (seg.flags.contains(.syn) ? 1 : 0) &+ (seg.flags.contains(.fin) ? 1 : 0)
+        guard streamServices[seg.dstPort] != nil, !seg.flags.contains(.ack), seg.flags.contains(.syn) else {
+            sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
+            return
+        }
+        // Limits: refuse cleanly with RST when full.
+        var live = 0, embryonic = 0
+        for t in conns.values where t.state != .timeWait {
+            live += 1
+            if t.state == .synReceived { embryonic += 1 }
+        }
+        if live >= config.maxConnections || embryonic >= config.synBacklog {
+            counters.tcpConnectionsRefused += 1
+            sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
+            return
+        }
+        evictTimeWaitIfNeeded()
+        let peerMSS = Int(seg.mss ?? 536)
+        let t = TCB(id: nextConnID, key: key, peerMAC: srcMAC, iss: isn(for: key, now: now), irs: seg.seq,
+                    sendMSS: max(64, min(peerMSS, config.mss)), rto: config.rtoInitial)
+        nextConnID += 1
+        if let ws = seg.windowScale {
+            t.sndScale = min(ws, 14)
+            t.rcvScale = config.windowScale
+        }
+        t.sndWnd = Int(seg.window)  // the window in a SYN is never scaled
+        t.maxSndWnd = t.sndWnd
+        t.sndWl1 = seg.seq; t.sndWl2 = 0
+        conns[key] = t
+        sendSynAck(t, out: &out)
+        t.rtoDeadline = now + t.rto
+        // Data on a SYN is not accepted before the handshake completes; the
+        // peer will retransmit it.
+    }
+
+    /// Keeps TIME-WAIT connections bounded: beyond `maxConnections` of them,
+    /// the one expiring first (then the smallest key) goes.
+    func evictTimeWaitIfNeeded() {
+        var tw: [TCB] = []
+        for t in conns.values where t.state == .timeWait { tw.append(t) }
+        guard tw.count >= config.maxConnections else { return }
+        tw.sort { ($0.timeWaitDeadline ?? 0, $0.key) < ($1.timeWaitDeadline ?? 0, $1.key) }
+        remove(tw[0])
+    }
+
+    // MARK: Synchronized states
+
+    func segmentArrives(_ t: TCB, _ f: [UInt8], _ seg: TCPHeader, now: Nanos, out: inout [[UInt8]]) {
+        var seq = seg.seq
+        var payload = seg.payload
+        var fin = seg.flags.contains(.fin)
+        let syn = seg.flags.contains(.syn)
+        let segLen = payload.count + (syn ? 1 : 0) + (fin ? 1 : 0)
+
+        // A retransmitted SYN while we are in SYN-RECEIVED: repeat the SYN-ACK.
+        if t.state == .synReceived, syn, !seg.flags.contains(.ack), seg.seq == t.irs {
+            sendSynAck(t, out: &out)
+            return
+        }
+
+        // 1. Sequence number check (RFC 9293 3.10.7.4, first).
+        let wnd = receiveWindowForAcceptance(t)
+        if !acceptable(t, seq: seq, len: segLen, wnd: wnd) {
+            if !seg.flags.contains(.rst) {
+                if t.state == .timeWait, fin { t.timeWaitDeadline = now + 2 * config.msl }
+                sendAck(t, out: &out)
+            }
+            return
+        }
+
+        // 2. RST (RFC 5961 section 3): exact match resets, in-window gets a challenge ACK.
+        if seg.flags.contains(.rst) {
+            if seq == t.rcvNxt {
+                counters.tcpResetsReceived += 1
+                remove(t)
+            } else {
+                counters.tcpChallengeAcks += 1
+                sendAck(t, out: &out)
+            }
+            return
+        }
+
+        // 3. SYN in a synchronized state (RFC 5961 section 4): challenge ACK.
+        if syn {
+            counters.tcpChallengeAcks += 1
+            sendAck(t, out: &out)
+            return
+        }
+
+        // 4. ACK processing.
+        guard seg.flags.contains(.ack) else { return }
+        let ack = seg.ack
+        if t.state == .synReceived {
+            guard seqLT(t.sndUna, ack), seqLE(ack, t.sndMax) else {
+                sendReset(seq: ack, t: t, out: &out)
+                return
+            }
+            t.state = .established
+            counters.tcpConnectionsAccepted += 1
+            t.sndWnd = Int(seg.window) << Int(t.sndScale)
+            t.maxSndWnd = max(t.maxSndWnd, t.sndWnd)
+            t.sndWl1 = seq; t.sndWl2 = ack
+            acknowledge(t, ack: ack, now: now)
+            var io = StreamIO()
+            t.serviceOpened = true
+            if let svc = streamServices[t.key.localPort] { svc.opened(t.id, remote: t.key.remote, io: &io) }
+            apply(io, t, now: now, out: &out)
+            if conns[t.key] !== t { return }
+        } else {
+            // RFC 5961 section 5: ACK must be within [SND.UNA - MAX.SND.WND, SND.NXT].
+            if seqGT(ack, t.sndMax) {
+                sendAck(t, out: &out)
+                return
+            }
+            if seqLT(ack, t.sndUna &- UInt32(truncatingIfNeeded: t.maxSndWnd)) {
+                counters.tcpChallengeAcks += 1
+                sendAck(t, out: &out)
+                return
+            }
+            let peerWindow = Int(seg.window) << Int(t.sndScale)
+            if seqGT(ack, t.sndUna) {
+                acknowledge(t, ack: ack, now: now, out: &out)
+            } else if ack == t.sndUna, segLen == 0, peerWindow == t.sndWnd, t.outstanding > 0 {
+                duplicateAck(t, now: now, out: &out)
+            }
+            // Window update (SND.WL1/WL2 rule).
+            if seqLT(t.sndWl1, seq) || (t.sndWl1 == seq && seqLE(t.sndWl2, ack)) {
+                let opened = peerWindow > t.sndWnd
+                t.sndWnd = peerWindow
+                t.maxSndWnd = max(t.maxSndWnd, peerWindow)
+                t.sndWl1 = seq; t.sndWl2 = ack
+                if t.sndWnd > 0 { t.persistDeadline = nil; t.persistBackoff = 0 }
+                if opened { t.persistUnanswered = 0 }
+            }
+            t.persistUnanswered = 0
+            switch t.state {
+            case .finWait1 where t.finAcked:
+                t.state = .finWait2
+                t.finWait2Deadline = now + config.finWait2Timeout
+            case .closing where t.finAcked:
+                enterTimeWait(t, now: now)
+            case .lastAck where t.finAcked:
+                remove(t)
+                return
+            case .timeWait:
+                if fin {
+                    t.timeWaitDeadline = now + 2 * config.msl
+                    sendAck(t, out: &out)
+                }
+                return
+            default: break
+            }
+        }
+
+        // 5. Segment text (ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2 only).
+        if !payload.isEmpty || fin {
+            // Trim what we already have.
+            let already = seqDiff(t.rcvNxt, seq)
+            if already > 0 {
+                if already >= payload.count {
+                    let finAlso = fin && already == payload.count
+                    payload = payload.upperBound..<payload.upperBound
+                    if !finAlso { fin = false }
+                    seq = t.rcvNxt
+                } else {
+                    payload = (payload.lowerBound + already)..<payload.upperBound
+                    seq = t.rcvNxt
+                }
+            }
+            // Trim what is beyond the window.
+            let room = max(0, wnd - seqDiff(seq, t.rcvNxt))
+            if payload.count > room {
+                payload = payload.lowerBound..<(payload.lowerBound + room)
+                fin = false
+            }
+            switch t.state {
+            case .established, .finWait1, .finWait2:
+                if seq == t.rcvNxt {
+                    if !payload.isEmpty {
+                        t.rcvBuf.append(contentsOf: f[payload])
+                        t.rcvNxt = t.rcvNxt &+ UInt32(payload.count)
+                    }
+                    if fin { receiveFin(t, now: now) }
+                    drainOutOfOrder(t, now: now)
+                } else if !payload.isEmpty || fin {
+                    queueOutOfOrder(t, seq: seq, data: Array(f[payload]), fin: fin)
+                }
+                t.ackNeeded = true
+            case .synReceived, .closeWait, .closing, .lastAck, .timeWait:
+                // Text after the peer's FIN, or before the handshake completed: ignored.
+                break
+            }
+        }
+
+        deliver(t, now: now, out: &out)
+        if conns[t.key] !== t { return }
+        output(t, now: now, out: &out)
+    }
+
+    func receiveWindowForAcceptance(_ t: TCB) -> Int {
+        max(currentReceiveWindow(t), seqDiff(t.rcvAdvEdge, t.rcvNxt))
+    }
+
+    func currentReceiveWindow(_ t: TCB) -> Int { max(0, config.receiveBufferBytes - t.rcvBuf.count) }
+
+    /// RFC 9293 3.10.7.4 segment acceptability table.
+    func acceptable(_ t: TCB, seq: UInt32, len: Int, wnd: Int) -> Bool {
+        let rn = t.rcvNxt
+        let edge = rn &+ UInt32(truncatingIfNeeded: wnd)
+        if len == 0 {
+            if wnd == 0 { return seq == rn }
+            return seqLE(rn, seq) && seqLT(seq, edge)
+        }
+        if wnd == 0 { return false }
+        let last = seq &+ UInt32(len) &- 1
+        return (seqLE(rn, seq) && seqLT(seq, edge)) || (seqLE(rn, last) && seqLT(last, edge))
+            || (seqLT(seq, rn) && seqGE(last, edge))  // covers the whole window
+    }
+
+    func receiveFin(_ t: TCB, now: Nanos) {
+        t.rcvNxt = t.rcvNxt &+ 1
+        t.peerFin = true
+        t.ooo.removeAll()
+        switch t.state {
+        case .synReceived, .established: t.state = .closeWait
+        case .finWait1:
+            if t.finAcked { enterTimeWait(t, now: now) } else { t.state = .closing }
+        case .finWait2: enterTimeWait(t, now: now)
+        default: break
+        }
+    }
+
+    func queueOutOfOrder(_ t: TCB, seq: UInt32, data: [UInt8], fin: Bool) {
+        let s = OOOSegment(seq: seq, data: data, fin: fin)
+        if let i = t.ooo.firstIndex(where: { $0.seq == seq }) {
+            if t.ooo[i].end != s.end && seqGT(s.end, t.ooo[i].end) { t.ooo[i] = s }
+            return
+        }
+        guard t.ooo.count < config.maxOutOfOrderSegments else { counters.tcpOutOfOrderDropped += 1; return }
+        let i = t.ooo.firstIndex(where: { seqGT($0.seq, seq) }) ?? t.ooo.count
+        t.ooo.insert(s, at: i)
+        counters.tcpOutOfOrderQueued += 1
+    }
+
+    func drainOutOfOrder(_ t: TCB, now: Nanos) {
+        while let s = t.ooo.first, seqLE(s.seq, t.rcvNxt), !t.peerFin {
+            t.ooo.removeFirst()
+            let skip = seqDiff(t.rcvNxt, s.seq)
+            if skip < s.data.count {
+                t.rcvBuf.append(contentsOf: s.data[skip...])
+                t.rcvNxt = t.rcvNxt &+ UInt32(s.data.count - skip)
+                if s.fin { receiveFin(t, now: now) }
+            } else if skip == s.data.count && s.fin {
+                receiveFin(t, now: now)
+            }
+        }
+    }
+
+    // MARK: Acknowledgements, RTT, congestion control
+
+    /// SYN-ACK acknowledged: no data to release yet.
+    func acknowledge(_ t: TCB, ack: UInt32, now: Nanos) {
+        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart); t.rttSeq = nil }
+        t.sndUna = ack
+        if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
+        t.retries = 0
+        t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
+    }
+
+    func acknowledge(_ t: TCB, ack: UInt32, now: Nanos, out: inout [[UInt8]]) {
+        let acked = seqDiff(ack, t.sndUna)
+        // Release acknowledged bytes (the FIN occupies one sequence number past the data).
+        let dataAcked = min(max(0, seqDiff(ack, t.bufSeq)), t.sendBuf.count)
+        t.sendBuf.drop(dataAcked)
+        t.bufSeq = t.bufSeq &+ UInt32(dataAcked)
+        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart); t.rttSeq = nil }
+        t.sndUna = ack
+        if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
+        t.retries = 0
+        t.dupAcks = 0
+        if t.inRecovery {
+            if seqGE(ack, t.recover) {
+                t.inRecovery = false
+                t.cwnd = t.ssthresh
+            } else {
+                // NewReno partial ACK: retransmit the next hole, deflate (RFC 6582 3.2).
+                retransmitFirst(t, out: &out)
+                t.cwnd = max(t.sendMSS, t.cwnd - acked + t.sendMSS)
+            }
+        } else if t.cwnd < t.ssthresh {
+            t.cwnd += min(acked, t.sendMSS)
+        } else {
+            t.cwnd += max(1, t.sendMSS * t.sendMSS / max(1, t.cwnd))
+        }
+        t.cwnd = min(t.cwnd, 64 * 1024 * 1024)
+        t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
+    }
+
+    /// RFC 6298 section 2 and 3.
+    func rttSample(_ t: TCB, _ r: Nanos) {
+        if !t.hasRTT {
+            t.srtt = r; t.rttvar = r / 2; t.hasRTT = true
+        } else {
+            let diff = t.srtt > r ? t.srtt - r : r - t.srtt
+            t.rttvar = (3 * t.rttvar + diff) / 4
+            t.srtt = (7 * t.srtt + r) / 8
+        }
+        let g: Nanos = nsPerMs
+        t.rto = min(config.rtoMax, max(config.rtoMin, t.srtt + max(g, 4 * t.rttvar)))
+    }
+
+    /// RFC 5681 section 3.2: fast retransmit on the third duplicate ACK.
+    func duplicateAck(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        t.dupAcks += 1
+        if t.dupAcks == 3 && !t.inRecovery {
+            t.ssthresh = max(t.outstanding / 2, 2 * t.sendMSS)
+            t.cwnd = t.ssthresh + 3 * t.sendMSS
+            t.inRecovery = true
+            t.recover = t.sndMax
+            t.rttSeq = nil
+            counters.tcpFastRetransmits += 1
+            retransmitFirst(t, out: &out)
+            t.rtoDeadline = now + t.rto
+        } else if t.dupAcks > 3 && t.inRecovery {
+            t.cwnd += t.sendMSS
+        }
+    }
+
+    // MARK: Delivery to the service
+
+    func deliver(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        guard let svc = streamServices[t.key.localPort] else { return }
+        guard t.state != .synReceived else { return }
+        if !t.rcvBuf.isEmpty {
+            if t.finQueued {
+                t.rcvBuf.removeAll()  // the service closed: further input is discarded
+            } else {
+                var io = StreamIO()
+                let space = max(0, config.sendBufferBytes - t.sendBuf.count)
+                let n = svc.receive(t.id, t.rcvBuf.all, sendSpace: space, io: &io)
+                t.rcvBuf.drop(min(max(0, n), t.rcvBuf.count))
+                apply(io, t, now: now, out: &out)
+                if conns[t.key] !== t { return }
+            }
+        }
+        if t.peerFin && t.rcvBuf.isEmpty && !t.peerCloseNotified {
+            t.peerCloseNotified = true
+            var io = StreamIO()
+            if !t.finQueued { svc.peerClosed(t.id, io: &io) }
+            apply(io, t, now: now, out: &out)
+        }
+    }
+
+    func apply(_ io: StreamIO, _ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        if io.abort {
+            sendReset(seq: t.sndNxt, t: t, out: &out)
+            remove(t)
+            return
+        }
+        if !io.output.isEmpty && !t.finQueued { t.sendBuf.append(contentsOf: io.output) }
+        if io.close { t.finQueued = true }
+    }
+
+    // MARK: Output
+
+    func output(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        switch t.state {
+        case .established, .closeWait, .finWait1, .closing, .lastAck: break
+        default:
+            if t.ackNeeded { sendAck(t, out: &out) }
+            return
+        }
+        while true {
+            let offset = seqDiff(t.sndNxt, t.bufSeq)
+            let unsent = t.sendBuf.count - offset
+            let window = min(t.sndWnd, t.cwnd)
+            let room = window - seqDiff(t.sndNxt, t.sndUna)
+            if unsent > 0 {
+                let len = min(t.sendMSS, unsent, room)
+                if len <= 0 { break }
+                let isLast = len == unsent
+                var flags: TCPFlags = [.ack]
+                if isLast { flags.insert(.psh) }
+                emitSegment(t, seq: t.sndNxt, flags: flags, payload: t.sendBuf.slice(from: offset, length: len), out: &out)
+                if seqGT(t.sndNxt &+ UInt32(len), t.sndMax) {
+                    if t.rttSeq == nil && t.sndNxt == t.sndMax { t.rttSeq = t.sndNxt &+ UInt32(len); t.rttStart = now }
+                    t.sndMax = t.sndNxt &+ UInt32(len)
+                } else {
+                    counters.tcpRetransmits += 1
+                }
+                t.sndNxt = t.sndNxt &+ UInt32(len)
+                if t.rtoDeadline == nil { t.rtoDeadline = now + t.rto }
+                continue
+            }
+            if let fs = t.finSeq, t.sndNxt == fs {
+                emitSegment(t, seq: fs, flags: [.fin, .ack], payload: [], out: &out)
+                t.sndNxt = fs &+ 1
+                if seqGT(t.sndNxt, t.sndMax) { t.sndMax = t.sndNxt } else { counters.tcpRetransmits += 1 }
+                if t.state == .established { t.state = .finWait1 }
+                if t.state == .closeWait { t.state = .lastAck }
+                if t.rtoDeadline == nil { t.rtoDeadline = now + t.rto }
+            }
+            break
+        }
+        // Zero window with data waiting and nothing in flight: probe (RFC 9293 3.8.6.1).
+        if t.unsentBytes > 0 && t.sndWnd == 0 && t.outstanding == 0 && t.persistDeadline == nil {
+            t.persistDeadline = now + persistInterval(t)
+        }
+        if t.ackNeeded { sendAck(t, out: &out) }
+        // A window update when the service freed receive space the peer does not know of.
+        let w = currentReceiveWindow(t)
+        if t.lastAdvWindow < t.sendMSS && w >= min(config.receiveBufferBytes / 2, 2 * t.sendMSS)
+            && (t.state == .established || t.state == .finWait1 || t.state == .finWait2) {
+            sendAck(t, out: &out)
+        }
+    }
+
+    func persistInterval(_ t: TCB) -> Nanos {
+        let base = max(t.rto, config.rtoMin)
+        return min(config.rtoMax, base << Nanos(min(t.persistBackoff, 16)))
+    }
+
+    func retransmitFirst(_ t: TCB, out: inout [[UInt8]]) {
+        counters.tcpRetransmits += 1
+        let offset = seqDiff(t.sndUna, t.bufSeq)
+        let avail = t.sendBuf.count - offset
+        if avail > 0 {
+            let len = min(t.sendMSS, avail)
+            emitSegment(t, seq: t.sndUna, flags: [.ack, .psh], payload: t.sendBuf.slice(from: offset, length: len), out: &out)
+        } else if let fs = t.finSeq, t.sndUna == fs {
+            emitSegment(t, seq: fs, flags: [.fin, .ack], payload: [], out: &out)
+        }
+    }
+
+    // MARK: Timers
+
+    func fireTimers(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        if let d = t.timeWaitDeadline, d <= now { remove(t); return }
+        if let d = t.finWait2Deadline, d <= now, t.state == .finWait2 { remove(t); return }
+        if let d = t.rtoDeadline, d <= now {
+            t.retries += 1
+            counters.tcpTimeouts += 1
+            let limit = t.state == .synReceived ? config.synAckRetries : config.maxRetransmits
+            if t.retries > limit {
+                if t.state != .synReceived { sendReset(seq: t.sndNxt, t: t, out: &out) }
+                remove(t)
+                return
+            }
+            t.rto = min(config.rtoMax, t.rto * 2)
+            t.rttSeq = nil  // Karn's algorithm
+            if t.state == .synReceived {
+                sendSynAck(t, out: &out)
+            } else {
+                t.ssthresh = max(t.outstanding / 2, 2 * t.sendMSS)
+                t.cwnd = t.sendMSS
+                t.inRecovery = false
+                t.dupAcks = 0
+                t.sndNxt = t.sndUna  // go back: resend from the first unacknowledged byte
+                retransmitFirst(t, out: &out)
+                let offset = seqDiff(t.sndUna, t.bufSeq)
+                let avail = t.sendBuf.count - offset
+                t.sndNxt = t.sndUna &+ UInt32(min(t.sendMSS, max(0, avail)))
+                if avail == 0, let fs = t.finSeq, t.sndUna == fs { t.sndNxt = fs &+ 1 }
+            }
+            t.rtoDeadline = now + t.rto
+        }
+        if let d = t.persistDeadline, d <= now {
+            t.persistDeadline = nil
+            if t.sndWnd == 0 && t.unsentBytes > 0 && t.outstanding == 0 {
+                t.persistUnanswered += 1
+                if t.persistUnanswered > config.maxRetransmits {
+                    sendReset(seq: t.sndNxt, t: t, out: &out)
+                    remove(t)
+                    return
+                }
+                counters.tcpZeroWindowProbes += 1
+                // An old sequence number elicits an ACK carrying the current window.
+                emitSegment(t, seq: t.sndUna &- 1, flags: [.ack], payload: [], out: &out)
+                t.persistBackoff += 1
+                t.persistDeadline = now + persistInterval(t)
+            }
+        }
+    }
+
+    func enterTimeWait(_ t: TCB, now: Nanos) {
+        t.state = .timeWait
+        t.rtoDeadline = nil; t.persistDeadline = nil; t.finWait2Deadline = nil
+        t.timeWaitDeadline = now + 2 * config.msl
+        t.sendBuf.removeAll(); t.rcvBuf.removeAll(); t.ooo.removeAll()
+        notifyClosed(t)
+    }
+
+    func notifyClosed(_ t: TCB) {
+        guard !t.serviceClosed else { return }
+        t.serviceClosed = true
+        if t.serviceOpened { streamServices[t.key.localPort]?.closed(t.id) }
+    }
+
+    func remove(_ t: TCB) {
+        notifyClosed(t)
+        conns[t.key] = nil
+    }
+
+    // MARK: Segment emission
+
+    func emitSegment(_ t: TCB, seq: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8>, out: inout [[UInt8]]) {
+        let w = currentReceiveWindow(t)
+        let scaled = min(w >> Int(t.rcvScale), 65535)
+        t.lastAdvWindow = scaled << Int(t.rcvScale)
+        let edge = t.rcvNxt &+ UInt32(t.lastAdvWindow)
+        if seqGT(edge, t.rcvAdvEdge) { t.rcvAdvEdge = edge }
+        t.ackNeeded = false
+        counters.tcpSegmentsOut += 1
+        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
+                                    srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
+                                    flags: flags, window: UInt16(scaled), payload: payload,
+                                    ttl: config.ttl, ipID: nextIPID()))
+    }
+
+    func sendAck(_ t: TCB, out: inout [[UInt8]]) {
+        if t.state == .synReceived { sendSynAck(t, out: &out); return }
+        emitSegment(t, seq: t.sndNxt, flags: [.ack], payload: [], out: &out)
+    }
+
+    func sendSynAck(_ t: TCB, out: inout [[UInt8]]) {
+        let w = min(currentReceiveWindow(t), 65535)
+        t.lastAdvWindow = w
+        t.rcvAdvEdge = t.rcvNxt &+ UInt32(w)
+        counters.tcpSegmentsOut += 1
+        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
+                                    srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: t.iss, ack: t.rcvNxt,
+                                    flags: [.syn, .ack], window: UInt16(w), mss: UInt16(config.mss),
+                                    windowScale: t.sndScale > 0 || t.rcvScale > 0 ? t.rcvScale : nil,
+                                    ttl: config.ttl, ipID: nextIPID()))
+    }
+
+    /// RST for a segment that has no connection (RFC 9293 3.10.7.1).
+    func sendReset(to key: ConnKey, mac: MACAddress, seg: TCPHeader, segLen: UInt32, out: inout [[UInt8]]) {
+        counters.tcpResetsSent += 1
+        let frame: [UInt8]
+        if seg.flags.contains(.ack) {
+            frame = FrameBuilder.tcp(ethSrc: config.mac, ethDst: mac, src: config.ip, dst: key.remote.ip,
+                                     srcPort: key.localPort, dstPort: key.remote.port, seq: seg.ack, ack: 0,
+                                     flags: [.rst], window: 0, ttl: config.ttl, ipID: nextIPID())
+        } else {
+            frame = FrameBuilder.tcp(ethSrc: config.mac, ethDst: mac, src: config.ip, dst: key.remote.ip,
+                                     srcPort: key.localPort, dstPort: key.remote.port, seq: 0, ack: seg.seq &+ segLen,
+                                     flags: [.rst, .ack], window: 0, ttl: config.ttl, ipID: nextIPID())
+        }
+        out.append(frame)
+    }
+
+    func sendReset(seq: UInt32, t: TCB, out: inout [[UInt8]]) {
+        counters.tcpResetsSent += 1
+        counters.tcpSegmentsOut += 1
+        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
+                                    srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
+                                    flags: [.rst, .ack], window: 0, ttl: config.ttl, ipID: nextIPID()))
+    }
+}
