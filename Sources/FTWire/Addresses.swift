@@ -1,3 +1,27 @@
+@inline(__always) func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+/// A non-negative decimal of 1...maxDigits ASCII digits without a leading zero
+/// (a lone "0" is fine). Swift's `Int(_:)` also accepts a sign, which address
+/// syntax does not.
+func parseDecimal(_ s: Substring, maxDigits: Int) -> Int? {
+    let u = s.utf8
+    guard !u.isEmpty, u.count <= maxDigits else { return nil }
+    if u.count > 1 && u.first == UInt8(ascii: "0") { return nil }
+    var v = 0
+    for c in u {
+        guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+        v = v * 10 + Int(c - UInt8(ascii: "0"))
+    }
+    return v
+}
+
 /// A 48-bit Ethernet address stored in the low bits of a UInt64.
 public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var raw: UInt64
@@ -5,14 +29,19 @@ public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
     public static let broadcast = MACAddress(raw: 0xFFFF_FFFF_FFFF)
     public static let zero = MACAddress(raw: 0)
 
-    /// Parses `aa:bb:cc:dd:ee:ff` (also accepts `-` as separator).
+    /// Parses `aa:bb:cc:dd:ee:ff` (also accepts `-` as separator). Exactly six
+    /// pairs of hex digits with one consistent separator; nothing else (no
+    /// signs, no empty groups, no leading or trailing separator).
     public init?(_ text: String) {
-        let parts = text.split(whereSeparator: { $0 == ":" || $0 == "-" })
-        guard parts.count == 6 else { return nil }
+        let u = Array(text.utf8)
+        guard u.count == 17 else { return nil }
+        let sep = u[2]
+        guard sep == UInt8(ascii: ":") || sep == UInt8(ascii: "-") else { return nil }
         var v: UInt64 = 0
-        for p in parts {
-            guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
-            v = v << 8 | UInt64(b)
+        for k in 0..<6 {
+            guard let hi = hexValue(u[3 * k]), let lo = hexValue(u[3 * k + 1]) else { return nil }
+            if k < 5 { guard u[3 * k + 2] == sep else { return nil } }
+            v = v << 8 | UInt64(hi << 4 | lo)
         }
         raw = v
     }
@@ -47,7 +76,9 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
         guard parts.count == 4 else { return nil }
         var v: UInt32 = 0
         for p in parts {
-            guard !p.isEmpty, p.count <= 3, let b = UInt8(p) else { return nil }
+            // Decimal digits only: no sign (UInt8("+1") would succeed) and no
+            // leading zero, which other parsers read as octal.
+            guard let b = parseDecimal(p, maxDigits: 3), b <= 255 else { return nil }
             v = v << 8 | UInt32(b)
         }
         raw = v
@@ -69,7 +100,8 @@ public struct IPv4Interface: Hashable, Sendable, CustomStringConvertible {
     }
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let a = IPv4Address(String(parts[0])), let p = Int(parts[1]), (0...32).contains(p)
+        guard parts.count == 2, let a = IPv4Address(String(parts[0])),
+              let p = parseDecimal(parts[1], maxDigits: 2), (0...32).contains(p)
         else { return nil }
         address = a; prefixLength = p
     }

@@ -20,4 +20,8 @@ int ftap_last_signal(void);
 
 /// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
 uint64_t ftap_monotonic_ns(void);
+/// pipe2(O_NONBLOCK|O_CLOEXEC). Returns 0 or -errno.
+int ftap_pipe_nonblock(int fds[2]);
+/// accept4(SOCK_NONBLOCK|SOCK_CLOEXEC). Returns the fd or -errno.
+int ftap_accept_nonblock(int listen_fd);
 #endif

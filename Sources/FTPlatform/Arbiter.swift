@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Decides which node may go live in an epoch: an atomic test-and-set per
+/// epoch. Exactly one claimant of an epoch wins.
+public protocol Arbiter: AnyObject {
+    var description: String { get }
+    /// Claims `epoch` for `node`. Returns whether this node won, and a detail for the log.
+    func claim(epoch: UInt64, node: String) -> (won: Bool, detail: String)
+}
+
+/// `file:DIR`: epoch N is claimed by exclusively creating `DIR/epoch-N`
+/// (O_CREAT|O_EXCL, atomic on a local file system and on NFSv3+).
+/// The file holds the winner's node name.
+public final class FileArbiter: Arbiter {
+    public let directory: String
+    public var description: String { "file:\(directory)" }
+
+    public init(directory: String) throws {
+        self.directory = directory
+        var prefix = directory.hasPrefix("/") ? "" : "."
+        for component in directory.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw SystemError("arbiter: create directory \(prefix)", errno: errno)
+            }
+        }
+        guard access(directory, W_OK) == 0 else { throw SystemError("arbiter: directory \(directory) is not writable", errno: errno) }
+    }
+
+    public func path(for epoch: UInt64) -> String { "\(directory)/epoch-\(epoch)" }
+
+    public func claim(epoch: UInt64, node: String) -> (won: Bool, detail: String) {
+        let p = path(for: epoch)
+        let fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            let e = errno
+            if e == EEXIST { return (false, "\(p) already claimed by \(owner(of: p))") }
+            return (false, "cannot create \(p): \(String(cString: strerror(e)))")
+        }
+        let text = Array("\(node)\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        return (true, "created \(p)")
+    }
+
+    func owner(of p: String) -> String {
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "unknown" }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return "unknown" }
+        return String(decoding: buf[0..<n], as: UTF8.self).trimmingNewlines
+    }
+}
+
+extension String {
+    var trimmingNewlines: String {
+        var s = self
+        while s.last == "\n" || s.last == "\r" { s.removeLast() }
+        return s
+    }
+}
+
+/// Parses `--arbiter` values.
+public func makeArbiter(_ spec: String) throws -> Arbiter {
+    if spec.hasPrefix("file:") {
+        let dir = String(spec.dropFirst(5))
+        guard !dir.isEmpty else { throw SystemError("--arbiter \(spec)", detail: "file: needs a directory, e.g. file:/run/ftap/arb") }
+        return try FileArbiter(directory: dir)
+    }
+    throw SystemError("--arbiter \(spec)", detail: "unknown arbiter backend; supported: file:DIR")
+}

@@ -1,0 +1,155 @@
+import FTStack
+import FTWire
+
+/// Messages on the log channel between the two nodes.
+///
+/// Framing (version 1), every message:
+///   magic   u16  0x4654 ("FT")
+///   version u8   1
+///   type    u8   (see `ChannelMessage`)
+///   length  u32  payload length, at most `ChannelCodec.maxPayload`
+///   payload
+/// All integers are big-endian. A peer that sends another magic or version,
+/// or an oversized or malformed message, is rejected with a clear error.
+public enum ChannelMessage: Equatable, Sendable {
+    /// First message of the connecting node.
+    case hello(Hello)
+    /// The primary accepts the backup into the pair at `epoch`.
+    case welcome(epoch: UInt64)
+    /// The primary refuses the backup; the reason is for the operator.
+    case reject(reason: String)
+    /// A batch of log entries, consecutive indexes.
+    case entries([LogEntry])
+    /// Cumulative: the backup has received and applied every entry up to `index`.
+    case ack(index: UInt64)
+    /// Liveness when idle.
+    case heartbeat
+    /// The primary's state digest after applying entry `index`.
+    case digest(index: UInt64, value: UInt64)
+
+    public struct Hello: Equatable, Sendable {
+        public var node: String
+        public var role: String
+        public var configDigest: UInt64
+        public var appliedIndex: UInt64
+        public var epoch: UInt64
+        public init(node: String, role: String, configDigest: UInt64, appliedIndex: UInt64, epoch: UInt64) {
+            self.node = node; self.role = role; self.configDigest = configDigest
+            self.appliedIndex = appliedIndex; self.epoch = epoch
+        }
+    }
+
+    var type: UInt8 {
+        switch self {
+        case .hello: return 1
+        case .welcome: return 2
+        case .reject: return 3
+        case .entries: return 4
+        case .ack: return 5
+        case .heartbeat: return 6
+        case .digest: return 7
+        }
+    }
+}
+
+public enum ChannelCodec {
+    public static let magic: UInt16 = 0x4654
+    public static let version: UInt8 = 1
+    public static let maxPayload = 16 << 20
+    static let headerSize = 8
+
+    public static func encode(_ m: ChannelMessage, into out: inout [UInt8]) {
+        var w = ByteWriter(capacity: 64)
+        switch m {
+        case .hello(let h):
+            w.string(h.node); w.string(h.role); w.u64(h.configDigest); w.u64(h.appliedIndex); w.u64(h.epoch)
+        case .welcome(let e): w.u64(e)
+        case .reject(let r): w.string(r)
+        case .entries(let es):
+            w.u32(UInt32(es.count))
+            for e in es { e.encode(into: &w) }
+        case .ack(let i): w.u64(i)
+        case .heartbeat: break
+        case .digest(let i, let v): w.u64(i); w.u64(v)
+        }
+        out.appendBE16(magic); out.append(version); out.append(m.type)
+        out.appendBE32(UInt32(w.bytes.count)); out.append(contentsOf: w.bytes)
+    }
+
+    public enum ProtocolError: Error, CustomStringConvertible, Equatable {
+        case badMagic(UInt16)
+        case badVersion(UInt8)
+        case badType(UInt8)
+        case tooLarge(Int)
+        case malformed(String)
+        public var description: String {
+            switch self {
+            case .badMagic(let m): return "peer is not speaking the ftap log protocol (magic 0x\(String(m, radix: 16)))"
+            case .badVersion(let v): return "peer speaks log protocol version \(v); this ftap speaks version \(ChannelCodec.version)"
+            case .badType(let t): return "unknown log message type \(t)"
+            case .tooLarge(let n): return "log message of \(n) bytes exceeds the \(ChannelCodec.maxPayload)-byte limit"
+            case .malformed(let s): return "malformed log message: \(s)"
+            }
+        }
+    }
+}
+
+/// Reassembles messages from a byte stream.
+public struct ChannelDecoder {
+    var buffer: [UInt8] = []
+    var head = 0
+    public init() {}
+
+    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 { buffer.append(contentsOf: bytes) }
+
+    public var buffered: Int { buffer.count - head }
+
+    /// The next complete message, or nil if more bytes are needed.
+    public mutating func next() throws -> ChannelMessage? {
+        guard buffer.count - head >= ChannelCodec.headerSize else { compact(); return nil }
+        let magic = buffer.readBE16(head)
+        guard magic == ChannelCodec.magic else { throw ChannelCodec.ProtocolError.badMagic(magic) }
+        let version = buffer[head + 2]
+        guard version == ChannelCodec.version else { throw ChannelCodec.ProtocolError.badVersion(version) }
+        let type = buffer[head + 3]
+        let len = Int(buffer.readBE32(head + 4))
+        guard len <= ChannelCodec.maxPayload else { throw ChannelCodec.ProtocolError.tooLarge(len) }
+        let start = head + ChannelCodec.headerSize
+        guard buffer.count - start >= len else { compact(); return nil }
+        var r = ByteReader(buffer, offset: start, end: start + len)
+        head = start + len
+        do {
+            let m: ChannelMessage
+            switch type {
+            case 1:
+                m = .hello(.init(node: try r.string(), role: try r.string(), configDigest: try r.u64(),
+                                 appliedIndex: try r.u64(), epoch: try r.u64()))
+            case 2: m = .welcome(epoch: try r.u64())
+            case 3: m = .reject(reason: try r.string())
+            case 4:
+                let n = Int(try r.u32())
+                guard n <= len / 29 else { throw ChannelCodec.ProtocolError.malformed("entry count \(n)") }
+                var es: [LogEntry] = []
+                es.reserveCapacity(n)
+                for _ in 0..<n { es.append(try LogEntry.decode(&r)) }
+                m = .entries(es)
+            case 5: m = .ack(index: try r.u64())
+            case 6: m = .heartbeat
+            case 7: m = .digest(index: try r.u64(), value: try r.u64())
+            default: throw ChannelCodec.ProtocolError.badType(type)
+            }
+            guard r.remaining == 0 else { throw ChannelCodec.ProtocolError.malformed("\(r.remaining) trailing bytes in type \(type)") }
+            return m
+        } catch let e as ChannelCodec.ProtocolError {
+            throw e
+        } catch {
+            throw ChannelCodec.ProtocolError.malformed("type \(type): \(error)")
+        }
+    }
+
+    mutating func compact() {
+        if head > 0 && (head == buffer.count || head > 1 << 16) {
+            buffer.removeFirst(head); head = 0
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import FTStack
+import FTWire
+
+/// What a log entry carries. Every nondeterministic input reaches the
+/// replicated state machine as one of these, in log order.
+public enum EntryKind: UInt8, Sendable, CustomStringConvertible {
+    /// An inbound Ethernet frame the stack accepts.
+    case frame = 1
+    /// Time advanced: fire timers due at the entry's timestamp.
+    case tick = 2
+    /// A replica went live in a new epoch: first entry of that epoch.
+    case goLive = 3
+    public var description: String {
+        switch self {
+        case .frame: return "frame"
+        case .tick: return "tick"
+        case .goLive: return "go-live"
+        }
+    }
+}
+
+/// One entry of the replication log.
+public struct LogEntry: Equatable, Sendable {
+    public var index: UInt64
+    public var epoch: UInt64
+    /// Monotonic time on the log's clock, in nanoseconds.
+    public var time: Nanos
+    public var kind: EntryKind
+    /// The frame for `.frame`; empty otherwise.
+    public var payload: [UInt8]
+
+    public init(index: UInt64, epoch: UInt64, time: Nanos, kind: EntryKind, payload: [UInt8] = []) {
+        self.index = index; self.epoch = epoch; self.time = time; self.kind = kind; self.payload = payload
+    }
+
+    /// Encoded size on the channel: 8 index + 8 epoch + 8 time + 1 kind + 4 length + payload.
+    public var encodedSize: Int { 29 + payload.count }
+
+    public func encode(into w: inout ByteWriter) {
+        w.u64(index); w.u64(epoch); w.u64(time); w.u8(kind.rawValue); w.blob(payload)
+    }
+
+    public static func decode(_ r: inout ByteReader) throws -> LogEntry {
+        let index = try r.u64(), epoch = try r.u64(), time = try r.u64()
+        let k = try r.u8()
+        guard let kind = EntryKind(rawValue: k) else { throw DecodeError.invalid(offset: r.offset - 1, what: "entry kind \(k)") }
+        let payload = try r.blob(max: 65536)
+        return LogEntry(index: index, epoch: epoch, time: time, kind: kind, payload: payload)
+    }
+}
+
+/// The replicated state machine: the appliance stack driven only by log
+/// entries. Both replicas run one; applying the same entries in the same
+/// order yields the same outputs and the same digest.
+public final class Replica {
+    public let stack: Stack
+    public private(set) var appliedIndex: UInt64 = 0
+    public private(set) var epoch: UInt64 = 0
+    public private(set) var lastTime: Nanos = 0
+
+    public init(stack: Stack) { self.stack = stack }
+
+    public enum ApplyError: Error, CustomStringConvertible {
+        case outOfOrder(expected: UInt64, got: UInt64)
+        case timeWentBack(index: UInt64)
+        public var description: String {
+            switch self {
+            case let .outOfOrder(e, g): return "log entry \(g) applied out of order (expected \(e))"
+            case let .timeWentBack(i): return "log entry \(i) has a timestamp before its predecessor"
+            }
+        }
+    }
+
+    /// Applies the next entry. Frames the stack would emit are appended to `out`.
+    public func apply(_ e: LogEntry, out: inout [[UInt8]]) throws {
+        guard e.index == appliedIndex + 1 else { throw ApplyError.outOfOrder(expected: appliedIndex + 1, got: e.index) }
+        guard e.time >= lastTime else { throw ApplyError.timeWentBack(index: e.index) }
+        appliedIndex = e.index
+        lastTime = e.time
+        epoch = max(epoch, e.epoch)
+        switch e.kind {
+        case .frame:
+            stack.handleFrame(e.payload, now: e.time, out: &out)
+        case .tick:
+            stack.advanceTime(to: e.time, out: &out)
+        case .goLive:
+            stack.advanceTime(to: e.time, out: &out)
+            stack.retransmitAll(now: e.time, out: &out)
+        }
+    }
+
+    /// Digest of the replicated state including the log position.
+    public var digest: UInt64 {
+        var w = ByteWriter(capacity: 4096)
+        w.u64(appliedIndex); w.u64(epoch); w.u64(lastTime)
+        stack.encodeState(into: &w)
+        return SipHash24.hash(k0: 0x6674_6170_7265_706c, k1: 0x6963_612d_7631_0000, w.bytes)
+    }
+}
+
+/// Assigns log indexes and timestamps to inputs on the node that leads.
+/// Keeps the log clock monotonic across a takeover (the new leader's
+/// monotonic clock may be behind the old leader's).
+public struct LogClock: Sendable {
+    var offset: Nanos = 0
+    public private(set) var last: Nanos = 0
+    public init() {}
+    /// Continue a log whose last timestamp is `lastLogged`, with local time `localNow`.
+    public mutating func resume(lastLogged: Nanos, localNow: Nanos) {
+        offset = lastLogged > localNow ? lastLogged - localNow : 0
+        last = lastLogged
+    }
+    public mutating func stamp(localNow: Nanos) -> Nanos {
+        let t = max(last, localNow &+ offset)
+        last = t
+        return t
+    }
+    /// The log time that corresponds to a local deadline, and back.
+    public func toLocal(_ logTime: Nanos) -> Nanos { logTime >= offset ? logTime - offset : 0 }
+}
