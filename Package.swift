@@ -2,7 +2,8 @@
 // The target graph mirrors the architecture (see ARCHITECTURE.md):
 //   FTWire (pure wire formats) -> FTStack (pure deterministic TCP/IPv4)
 //   -> FTServices (pure services) -> FTReplication (pure log + replica)
-//   -> FTPlatform (syscalls: TAP, netlink, sockets, clock) -> ftap (CLI)
+//   -> FTPlatform (syscalls: TAP, netlink, libpcap, sockets, clock) -> ftap (CLI)
+//   FTSim (pure) runs the whole pair on simulated time for `ftap sim`.
 // The pure targets import neither Foundation nor the platform target.
 import PackageDescription
 
@@ -23,19 +24,25 @@ let package = Package(
         .target(name: "FTReplication", dependencies: ["FTWire", "FTStack", "FTServices"]),
         .systemLibrary(name: "CNetlink", path: "CShims/CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(name: "CPcap", path: "CShims/CPcap", pkgConfig: "libpcap",
+                       providers: [.apt(["libpcap-dev"])]),
         .target(name: "CShims", path: "CShims/ftshims"),
+        // Deterministic simulation of a whole replicated pair plus clients (pure).
+        .target(name: "FTSim", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"]),
         .target(name: "FTPlatform", dependencies: [
-            "FTWire", "FTStack", "FTServices", "FTReplication", "CShims", "CNetlink",
+            "FTWire", "FTStack", "FTServices", "FTReplication", "CShims", "CNetlink", "CPcap",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ftap", dependencies: [
-            "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire",
+            "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire", "FTSim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
         .testTarget(name: "FTStackTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"]),
         .testTarget(name: "FTServicesTests", dependencies: ["FTWire", "FTStack", "FTServices"]),
+        .testTarget(name: "FTReplicationTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"]),
+        .testTarget(name: "FTSimTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication", "FTSim"]),
     ],
     swiftLanguageModes: [.v5]
 )

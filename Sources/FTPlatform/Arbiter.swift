@@ -1,14 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Decides which node may go live in an epoch: an atomic test-and-set per
-/// epoch. Exactly one claimant of an epoch wins.
-public protocol Arbiter: AnyObject {
-    var description: String { get }
-    /// Claims `epoch` for `node`. Returns whether this node won, and a detail for the log.
-    func claim(epoch: UInt64, node: String) -> (won: Bool, detail: String)
-}
+import FTReplication
 
 /// `file:DIR`: epoch N is claimed by exclusively creating `DIR/epoch-N`
 /// (O_CREAT|O_EXCL, atomic on a local file system and on NFSv3+).

@@ -42,6 +42,9 @@ public struct ReplicationConfig: Sendable {
     public var digestInterval: Nanos = 1000 * nsPerMs
     /// Test-only fault injection (see `FaultPlan`).
     public var fault: FaultPlan? = nil
+    /// Simulator-only: deliberately break one rule, to prove the checkers catch it.
+    /// The command line never sets this.
+    public var sabotage: Set<Sabotage> = []
     public init(role: Role, nodeName: String) { self.role = role; self.nodeName = nodeName }
 }
 
@@ -66,6 +69,18 @@ public struct FaultPlan: Sendable, Equatable, CustomStringConvertible {
         point = pt; count = n
     }
     public var description: String { "\(point.rawValue):\(count)" }
+}
+
+/// Rules the simulator can break on purpose (see `ftap sim --list-sabotage`).
+public enum Sabotage: String, Sendable, CaseIterable, Hashable {
+    /// Release output without waiting for the backup's acknowledgement.
+    case releaseWithoutAck = "release-without-ack"
+    /// Go live without claiming the epoch from the arbiter.
+    case skipArbiter = "skip-arbiter"
+    /// Derive ISNs from something outside the log (a per-node salt).
+    case isnOutsideLog = "isn-outside-log"
+    /// Do not send gratuitous ARP when going live.
+    case skipGARP = "skip-garp"
 }
 
 public enum Mode: Equatable, Sendable, CustomStringConvertible {
@@ -234,7 +249,11 @@ public final class ReplicationCore {
             sendBatch.append(entry)
             unacked.append((entry.index, entry.encodedSize))
             unackedBytes += entry.encodedSize
-            for f in out { held.append((entry.index, f)) }
+            if config.sabotage.contains(.releaseWithoutAck) {
+                for f in out { release(f, &a) }
+            } else {
+                for f in out { held.append((entry.index, f)) }
+            }
         } else {
             for f in out { release(f, &a) }
         }
@@ -463,13 +482,21 @@ public final class ReplicationCore {
             }
             mode = .claiming(epoch: epoch + 1)
             a.append(.log(.notice, "claiming epoch \(epoch + 1) to take over at log index \(replica.appliedIndex)"))
-            a.append(.claimEpoch(epoch + 1))
+            claim(epoch + 1, now: now, &a)
         case .protected:
             mode = .claiming(epoch: epoch + 1)
             a.append(.log(.notice, "claiming epoch \(epoch + 1) to continue without backup (\(held.count) frames held)"))
-            a.append(.claimEpoch(epoch + 1))
+            claim(epoch + 1, now: now, &a)
         default:
             break
+        }
+    }
+
+    func claim(_ e: UInt64, now: Nanos, _ a: inout [Action]) {
+        if config.sabotage.contains(.skipArbiter) {
+            arbiterAnswered(epoch: e, won: true, detail: "SABOTAGE: arbiter skipped", now: now, &a)
+        } else {
+            a.append(.claimEpoch(e))
         }
     }
 
@@ -508,7 +535,7 @@ public final class ReplicationCore {
     }
 
     func startGARP(now: Nanos, _ a: inout [Action]) {
-        garpLeft = config.garpCount
+        garpLeft = config.sabotage.contains(.skipGARP) ? 0 : config.garpCount
         garpNext = now
         tick(now: now, &a)
     }

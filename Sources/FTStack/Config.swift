@@ -32,6 +32,9 @@ public struct StackConfig: Sendable, Equatable {
     public var msl: Nanos = 30_000 * nsPerMs
     public var finWait2Timeout: Nanos = 60_000 * nsPerMs
     public var ttl: UInt8 = 64
+    /// Simulator-only sabotage: mixed into ISNs, so a node whose salt differs
+    /// derives ISNs from something outside the log. Always 0 in the daemon.
+    public var sabotageISNSalt: UInt64 = 0
 
     public init(mac: MACAddress, interface: IPv4Interface) {
         self.mac = mac; self.interface = interface
@@ -47,6 +50,7 @@ public struct StackConfig: Sendable, Equatable {
             && a.rtoInitial == b.rtoInitial && a.rtoMin == b.rtoMin && a.rtoMax == b.rtoMax
             && a.maxRetransmits == b.maxRetransmits && a.synAckRetries == b.synAckRetries
             && a.msl == b.msl && a.finWait2Timeout == b.finWait2Timeout && a.ttl == b.ttl
+            && a.sabotageISNSalt == b.sabotageISNSalt
     }
 
     /// Canonical encoding, used to compare two nodes' configuration.

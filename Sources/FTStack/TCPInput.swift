@@ -8,6 +8,7 @@ extension Stack {
         var h = SipHash24(k0: config.isnKey.0, k1: config.isnKey.1)
         h.update(u32: config.ip.raw); h.update(u16: key.localPort)
         h.update(u32: key.remote.ip.raw); h.update(u16: key.remote.port)
+        if config.sabotageISNSalt != 0 { h.update(u32: UInt32(truncatingIfNeeded: config.sabotageISNSalt)) }
         // M: a 4-microsecond counter on the log's clock (RFC 6528 section 3).
         return UInt32(truncatingIfNeeded: h.finalize()) &+ UInt32(truncatingIfNeeded: now / 4000)
     }

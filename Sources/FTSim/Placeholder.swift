@@ -1,0 +1,2 @@
+// placeholder so the target builds until the simulator lands
+enum FTSimPlaceholder {}
