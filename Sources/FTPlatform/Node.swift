@@ -214,9 +214,9 @@ public final class Node {
             let a = actions[i]
             i += 1
             switch a {
-            case .emit(let f):
+            case .emit(let o):
                 do {
-                    if try tap.writeFrame(f) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
+                    if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
                 } catch { log.error("\(error)"); exitCode = 1 }
             case .shadow:
                 shadowFrames += 1

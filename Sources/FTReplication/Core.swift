@@ -110,12 +110,22 @@ public enum Mode: Equatable, Sendable, CustomStringConvertible {
 
 public enum LogLevel: Sendable { case debug, info, notice, warning, error }
 
+/// A frame the replica produced, with the log entry that produced it
+/// (index 0 for frames the node makes itself, such as gratuitous ARP).
+public struct OutputFrame: Sendable, Equatable {
+    public var frame: [UInt8]
+    public var index: UInt64
+    /// Log time of the producing entry.
+    public var time: Nanos
+    public init(frame: [UInt8], index: UInt64, time: Nanos) { self.frame = frame; self.index = index; self.time = time }
+}
+
 /// What the core asks the platform to do.
 public enum Action: Sendable {
     /// Write this frame to the TAP.
-    case emit([UInt8])
-    /// A frame the replica produced but did not emit (backup, or held output lost).
-    case shadow([UInt8])
+    case emit(OutputFrame)
+    /// A frame the backup's replica produced but did not emit.
+    case shadow(OutputFrame)
     /// Append bytes to the peer channel.
     case send([UInt8])
     /// Close the peer channel.
@@ -126,8 +136,9 @@ public enum Action: Sendable {
     case exit(code: Int32, reason: String)
     /// Test fault hook fired: die at once, like SIGKILL.
     case crash(String)
-    /// An entry was applied (for recording and inspection).
-    case applied(LogEntry)
+    /// An entry was applied, with every frame it produced (for recording
+    /// and inspection; whether they are emitted is said by emit/shadow).
+    case applied(LogEntry, outputs: [[UInt8]])
     case log(LogLevel, String)
 }
 
@@ -146,7 +157,7 @@ public final class ReplicationCore {
     var peerReady = false
     var decoder = ChannelDecoder()
     var sendBatch: [LogEntry] = []
-    var held = FIFO<(index: UInt64, frame: [UInt8])>()
+    var held = FIFO<OutputFrame>()
     var unacked = FIFO<(index: UInt64, bytes: Int)>()
     var unackedBytes = 0
     public private(set) var ackedIndex: UInt64 = 0
@@ -244,24 +255,24 @@ public final class ReplicationCore {
         do { try replica.apply(entry, out: &out) } catch {
             fatal("cannot apply own entry: \(error)", &a); return
         }
-        a.append(.applied(entry))
+        a.append(.applied(entry, outputs: out))
         if mode == .protected {
             sendBatch.append(entry)
             unacked.append((entry.index, entry.encodedSize))
             unackedBytes += entry.encodedSize
             if config.sabotage.contains(.releaseWithoutAck) {
-                for f in out { release(f, &a) }
+                for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
             } else {
-                for f in out { held.append((entry.index, f)) }
+                for f in out { held.append(OutputFrame(frame: f, index: entry.index, time: entry.time)) }
             }
         } else {
-            for f in out { release(f, &a) }
+            for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
         }
     }
 
-    func release(_ f: [UInt8], _ a: inout [Action]) {
+    func release(_ f: OutputFrame, _ a: inout [Action]) {
         let hook = config.fault.flatMap { fp -> FaultPlan? in
-            (fp.point == .afterRelease || fp.point == .beforeRelease) && carriesPayload(f) ? fp : nil
+            (fp.point == .afterRelease || fp.point == .beforeRelease) && carriesPayload(f.frame) ? fp : nil
         }
         if let fp = hook {
             faultCount += 1
@@ -293,7 +304,8 @@ public final class ReplicationCore {
             if d <= t { append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: t, kind: .tick), now: now, &a) }
         }
         if garpLeft > 0 && now >= garpNext && isLive {
-            a.append(.emit(ARPPacket.gratuitous(mac: replica.stack.config.mac, ip: replica.stack.config.ip)))
+            a.append(.emit(OutputFrame(frame: ARPPacket.gratuitous(mac: replica.stack.config.mac, ip: replica.stack.config.ip),
+                                       index: 0, time: clock.last)))
             garpLeft -= 1
             garpNext = now + config.garpInterval
         }
@@ -428,8 +440,8 @@ public final class ReplicationCore {
                 do { try replica.apply(e, out: &out) } catch {
                     fatal("log from primary is inconsistent: \(error)", &a); return
                 }
-                a.append(.applied(e))
-                for f in out { a.append(.shadow(f)) }
+                a.append(.applied(e, outputs: out))
+                for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
             }
             ackDue = true
         case (.ack(let i), .primary):
@@ -463,7 +475,7 @@ public final class ReplicationCore {
         // The output rule: release only what the acknowledged entries produced.
         while let h = held.first, h.index <= ackedIndex {
             _ = held.popFirst()
-            release(h.frame, &a)
+            release(h, &a)
             if case .crash = a.last { return }
         }
     }
@@ -528,7 +540,7 @@ public final class ReplicationCore {
         } else {
             // The primary lost its backup: release what was held and go on alone.
             var n = 0
-            while let h = held.popFirst() { release(h.frame, &a); n += 1 }
+            while let h = held.popFirst() { release(h, &a); n += 1 }
             unacked.removeAll(); unackedBytes = 0
             a.append(.log(.notice, "alone in epoch \(epoch): backup lost, \(n) held frames released"))
         }
