@@ -34,7 +34,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ftap", dependencies: [
-            "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire", "FTSim",
+            "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire", "FTSim", "CPcap",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

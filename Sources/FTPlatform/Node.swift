@@ -17,6 +17,8 @@ public struct NodeOptions {
     public var arbiter: Arbiter?
     /// Retry interval for the backup's connection to the primary.
     public var connectRetry: Nanos = 200 * nsPerMs
+    /// Captures and recording (`--pcap-dir`, `--record`), if any.
+    public var recorder: Recorder?
     public init(tap: String) { self.tap = tap }
 }
 
@@ -218,8 +220,10 @@ public final class Node {
                 do {
                     if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
                 } catch { log.error("\(error)"); exitCode = 1 }
-            case .shadow:
+                options.recorder?.emitted(o)
+            case .shadow(let o):
                 shadowFrames += 1
+                options.recorder?.suppressed(o)
             case .send(let bytes):
                 if peerFD >= 0 && !peerConnecting { peerOut.append(contentsOf: bytes) }
             case .closePeer(let reason):
@@ -245,8 +249,8 @@ public final class Node {
                 flushPeer()
                 log.critical("\(why): killing this process now (test fault hook)")
                 kill(getpid(), SIGKILL)
-            case .applied:
-                break
+            case .applied(let e, let outputs):
+                options.recorder?.applied(e, outputs: outputs, replica: core.replica)
             case .log(let level, let msg):
                 switch level {
                 case .debug: log.debug("\(msg)")
@@ -287,6 +291,7 @@ public final class Node {
         meta["tap_write_drops"] = "\(framesDroppedOnWrite)"
         meta["shadow"] = "\(shadowFrames)"
         meta["digest"] = "\(String(core.replica.digest, radix: 16))"
+        if let r = options.recorder, r.dropped > 0 { meta["capture_dropped"] = "\(r.dropped)" }
         log.info("status", metadata: meta)
     }
 
@@ -296,6 +301,7 @@ public final class Node {
         dropPeer()
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
         tap = nil
+        options.recorder?.close(replica: core.replica)
         log.notice("stopped")
     }
 }

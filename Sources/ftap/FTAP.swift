@@ -20,7 +20,7 @@ struct FTAP: ParsableCommand {
         4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
         """,
         version: "0.1.0",
-        subcommands: [Run.self])
+        subcommands: [Run.self, LogCommand.self, Replay.self])
 
     static func main() {
         do {
@@ -98,6 +98,13 @@ struct Run: ParsableCommand {
     @Option(help: "Per-connection receive buffer (and window) in KiB.")
     var recvBufferKb: Int = 256
 
+    @Option(help: "Write in.pcap (frames applied), out.pcap (frames emitted) and shadow.pcap (frames a backup suppressed) here.")
+    var pcapDir: String?
+    @Option(help: "Rotate each capture file at this size (MiB); the previous one is kept as NAME.1.")
+    var pcapMaxMb: Int = 100
+    @Option(help: "Record the replication log (entries, outputs, digests) to this pcapng file, for `ftap log` and `ftap replay`.")
+    var record: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
     @Option(help: "Read flags from this file (see above).")
@@ -118,6 +125,7 @@ struct Run: ParsableCommand {
         guard maxConnections > 0, synBacklog > 0, sendBufferKb > 0, recvBufferKb > 0 else {
             throw ValidationError("--max-connections, --syn-backlog and the buffer sizes must be positive")
         }
+        guard pcapMaxMb > 0 else { throw ValidationError("--pcap-max-mb must be positive") }
         guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
         if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
         if isnKey != nil && isnKeyFile != nil { throw ValidationError("give --isn-key or --isn-key-file, not both") }
@@ -181,6 +189,13 @@ struct Run: ParsableCommand {
         no.peer = peer.flatMap(SocketAddress.init)
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
+        }
+        if pcapDir != nil || record != nil {
+            do {
+                no.recorder = try Recorder(pcapDir: pcapDir, pcapMaxBytes: pcapMaxMb << 20, recordPath: record,
+                                           recordHeader: RecordedConfig.text(stack: sc, services: specs, node: name, role: rc.role),
+                                           log: log)
+            } catch { throw ValidationError("\(error)") }
         }
         let core = ReplicationCore(config: rc, stack: stack)
         log.notice("starting ftap \(FTAP.configuration.version) role=\(role) services=\(specs.map(\.description).joined(separator: ","))")

@@ -1,0 +1,328 @@
+import FTServices
+import FTStack
+import FTWire
+
+/// The `--record` file: pcapng (little-endian) so Wireshark opens it and
+/// shows every entry with its comment, plus enough structure to replay it.
+///
+/// Format "ftap-record 1":
+/// - Section Header Block with `shb_userappl` "ftap" and two comments:
+///   `ftap-record 1` and `config <key=value ...>` (the appliance
+///   configuration, including the ISN key: treat recordings as secret).
+/// - Interface 0 `log`: one Enhanced Packet Block per log entry, timestamp =
+///   the entry's log time (ns resolution), `epb_packetid` = log index,
+///   `epb_flags` inbound, comment `kind=<frame|tick|go-live> epoch=<n>`;
+///   packet data = the frame (empty for tick and go-live). Checkpoints are
+///   EPBs with empty data and comment `kind=digest epoch=<n> digest=<hex16>`:
+///   the replica digest after applying entry `epb_packetid`.
+/// - Interface 1 `out`: one EPB per frame the replica produced, after its
+///   entry; `epb_packetid` = producing entry, `epb_flags` outbound.
+public enum RecordFormat {
+    public static let version = 1
+    static let shbType: UInt32 = 0x0A0D_0D0A
+    static let idbType: UInt32 = 1
+    static let epbType: UInt32 = 6
+    static let byteOrderMagic: UInt32 = 0x1A2B_3C4D
+
+    // MARK: Writing
+
+    static func le16(_ b: inout [UInt8], _ v: UInt16) { b.append(UInt8(v & 0xFF)); b.append(UInt8(v >> 8)) }
+    static func le32(_ b: inout [UInt8], _ v: UInt32) { for k in 0..<4 { b.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(k)))) } }
+    static func pad(_ b: inout [UInt8]) { while b.count % 4 != 0 { b.append(0) } }
+
+    static func option(_ b: inout [UInt8], _ code: UInt16, _ value: [UInt8]) {
+        le16(&b, code); le16(&b, UInt16(value.count)); b.append(contentsOf: value); pad(&b)
+    }
+
+    static func block(_ type: UInt32, _ body: [UInt8]) -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(body.count + 12)
+        let total = UInt32(body.count + 12)
+        le32(&b, type); le32(&b, total); b.append(contentsOf: body); le32(&b, total)
+        return b
+    }
+
+    /// The section header and the two interface descriptions.
+    public static func header(config: String) -> [UInt8] {
+        var shb: [UInt8] = []
+        le32(&shb, byteOrderMagic); le16(&shb, 1); le16(&shb, 0)
+        le32(&shb, 0xFFFF_FFFF); le32(&shb, 0xFFFF_FFFF)  // section length unknown
+        option(&shb, 4, Array("ftap".utf8))
+        option(&shb, 1, Array("ftap-record \(version)".utf8))
+        option(&shb, 1, Array("config \(config)".utf8))
+        option(&shb, 0, [])
+        var out = block(shbType, shb)
+        for (name, desc) in [("log", "log entries applied by the replica"), ("out", "frames the replica produced")] {
+            var idb: [UInt8] = []
+            le16(&idb, 1); le16(&idb, 0); le32(&idb, 65535)  // LINKTYPE_ETHERNET
+            option(&idb, 2, Array(name.utf8))
+            option(&idb, 3, Array(desc.utf8))
+            option(&idb, 9, [9])  // if_tsresol: nanoseconds
+            option(&idb, 0, [])
+            out += block(idbType, idb)
+        }
+        return out
+    }
+
+    static func epb(interface: UInt32, time: Nanos, data: [UInt8], packetID: UInt64, inbound: Bool, comment: String) -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(data.count + 96)
+        le32(&b, interface); le32(&b, UInt32(truncatingIfNeeded: time >> 32)); le32(&b, UInt32(truncatingIfNeeded: time))
+        le32(&b, UInt32(data.count)); le32(&b, UInt32(data.count))
+        b.append(contentsOf: data); pad(&b)
+        option(&b, 1, Array(comment.utf8))
+        var flags: [UInt8] = []; le32(&flags, inbound ? 1 : 2)
+        option(&b, 2, flags)
+        var id: [UInt8] = []; le32(&id, UInt32(truncatingIfNeeded: packetID)); le32(&id, UInt32(truncatingIfNeeded: packetID >> 32))
+        option(&b, 5, id)
+        option(&b, 0, [])
+        return block(epbType, b)
+    }
+
+    public static func entry(_ e: LogEntry) -> [UInt8] {
+        epb(interface: 0, time: e.time, data: e.payload, packetID: e.index, inbound: true, comment: "kind=\(e.kind) epoch=\(e.epoch)")
+    }
+    public static func output(_ frame: [UInt8], of e: LogEntry) -> [UInt8] {
+        epb(interface: 1, time: e.time, data: frame, packetID: e.index, inbound: false, comment: "output of \(e.index)")
+    }
+    public static func checkpoint(index: UInt64, epoch: UInt64, time: Nanos, digest: UInt64) -> [UInt8] {
+        epb(interface: 0, time: time, data: [], packetID: index, inbound: true, comment: "kind=digest epoch=\(epoch) digest=\(hex(digest))")
+    }
+
+    // MARK: Reading
+
+    public enum Item: Equatable, Sendable {
+        case entry(LogEntry)
+        case output(index: UInt64, time: Nanos, frame: [UInt8])
+        case checkpoint(index: UInt64, digest: UInt64)
+    }
+
+    public struct Recording: Sendable {
+        public var config: [String: String]
+        public var configText: String
+        public var items: [Item]
+        /// Offsets of each item's block in the file (for error messages).
+        public var offsets: [Int]
+    }
+
+    public struct ReadError: Error, CustomStringConvertible, Equatable {
+        public var offset: Int
+        public var message: String
+        public var description: String { "at offset \(offset): \(message)" }
+    }
+
+    static func rd32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+    }
+    static func rd16(_ b: [UInt8], _ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i + 1]) << 8 }
+
+    /// Options in `b[from..<to]` as (code, value) pairs.
+    static func options(_ b: [UInt8], from: Int, to: Int, blockAt: Int) throws -> [(UInt16, [UInt8])] {
+        var out: [(UInt16, [UInt8])] = []
+        var i = from
+        while i + 4 <= to {
+            let code = rd16(b, i), len = Int(rd16(b, i + 2))
+            if code == 0 { break }
+            let padded = (len + 3) & ~3
+            guard i + 4 + padded <= to else { throw ReadError(offset: i, message: "option \(code) of block at \(blockAt) overruns the block") }
+            out.append((code, Array(b[(i + 4)..<(i + 4 + len)])))
+            i += 4 + padded
+        }
+        return out
+    }
+
+    /// Parses a whole recording. Every failure names the byte offset.
+    public static func read(_ b: [UInt8]) throws -> Recording {
+        var config: [String: String] = [:]
+        var configText = ""
+        var items: [Item] = []
+        var offsets: [Int] = []
+        var sawVersion = false
+        var interfaces = 0
+        var i = 0
+        guard b.count >= 12 else { throw ReadError(offset: 0, message: "file is too short to be an ftap recording (\(b.count) bytes)") }
+        guard rd32(b, 0) == shbType else { throw ReadError(offset: 0, message: "not a pcapng file (no section header block)") }
+        while i < b.count {
+            guard i + 12 <= b.count else { throw ReadError(offset: i, message: "truncated block header (\(b.count - i) bytes left)") }
+            let type = rd32(b, i), len = Int(rd32(b, i + 4))
+            guard len >= 12, len % 4 == 0 else { throw ReadError(offset: i, message: "block length \(len) is invalid") }
+            guard i + len <= b.count else { throw ReadError(offset: i, message: "truncated block: needs \(len) bytes, \(b.count - i) left") }
+            guard Int(rd32(b, i + len - 4)) == len else { throw ReadError(offset: i, message: "block trailer length does not match (corrupted)") }
+            let body = i + 8, end = i + len - 4
+            switch type {
+            case shbType:
+                guard len >= 28 else { throw ReadError(offset: i, message: "section header too short") }
+                guard rd32(b, body) == byteOrderMagic else { throw ReadError(offset: i, message: "big-endian or corrupted section header (ftap writes little-endian)") }
+                for (code, v) in try options(b, from: body + 16, to: end, blockAt: i) where code == 1 {
+                    let s = String(decoding: v, as: UTF8.self)
+                    if s.hasPrefix("ftap-record ") {
+                        let ver = s.dropFirst("ftap-record ".count)
+                        guard ver == "\(version)" else {
+                            throw ReadError(offset: i, message: "ftap-record format version \(ver); this ftap reads version \(version)")
+                        }
+                        sawVersion = true
+                    } else if s.hasPrefix("config ") {
+                        configText = String(s.dropFirst(7))
+                        for kv in configText.split(separator: " ") {
+                            if let eq = kv.firstIndex(of: "=") { config[String(kv[..<eq])] = String(kv[kv.index(after: eq)...]) }
+                        }
+                    }
+                }
+                guard sawVersion else { throw ReadError(offset: i, message: "pcapng file without an ftap-record version: not an ftap recording") }
+            case idbType:
+                interfaces += 1
+            case epbType:
+                guard end - body >= 20 else { throw ReadError(offset: i, message: "enhanced packet block too short") }
+                let iface = rd32(b, body)
+                guard Int(iface) < interfaces else { throw ReadError(offset: i, message: "packet on undeclared interface \(iface)") }
+                let time = UInt64(rd32(b, body + 4)) << 32 | UInt64(rd32(b, body + 8))
+                let cap = Int(rd32(b, body + 12))
+                let dataStart = body + 20
+                guard cap <= 65535, dataStart + cap <= end else { throw ReadError(offset: i, message: "packet length \(cap) overruns its block") }
+                let data = Array(b[dataStart..<(dataStart + cap)])
+                var comment = "", packetID: UInt64? = nil
+                for (code, v) in try options(b, from: dataStart + ((cap + 3) & ~3), to: end, blockAt: i) {
+                    if code == 1 { comment = String(decoding: v, as: UTF8.self) }
+                    if code == 5 && v.count == 8 { packetID = UInt64(rd32(v, 0)) | UInt64(rd32(v, 4)) << 32 }
+                }
+                guard let index = packetID else { throw ReadError(offset: i, message: "packet without epb_packetid (log index)") }
+                if iface == 1 {
+                    items.append(.output(index: index, time: time, frame: data))
+                } else {
+                    var fields: [Substring: Substring] = [:]
+                    for kv in comment.split(separator: " ") {
+                        if let eq = kv.firstIndex(of: "=") { fields[kv[..<eq]] = kv[kv.index(after: eq)...] }
+                    }
+                    guard let kind = fields["kind"], let epochText = fields["epoch"], let epoch = UInt64(epochText) else {
+                        throw ReadError(offset: i, message: "log packet comment '\(comment)' lacks kind= and epoch=")
+                    }
+                    switch kind {
+                    case "frame": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .frame, payload: data)))
+                    case "tick": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .tick)))
+                    case "go-live": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .goLive)))
+                    case "digest":
+                        guard let d = fields["digest"], let v = UInt64(d, radix: 16) else {
+                            throw ReadError(offset: i, message: "checkpoint without a valid digest")
+                        }
+                        items.append(.checkpoint(index: index, digest: v))
+                    default: throw ReadError(offset: i, message: "unknown entry kind '\(kind)'")
+                    }
+                }
+                offsets.append(i)
+            default:
+                break  // other pcapng blocks are allowed and skipped
+            }
+            i += len
+        }
+        return Recording(config: config, configText: configText, items: items, offsets: offsets)
+    }
+}
+
+/// Encodes and decodes the appliance configuration carried in a recording.
+public enum RecordedConfig {
+    public static func text(stack c: StackConfig, services: [ServiceSpec], node: String, role: Role) -> String {
+        let key = hex(c.isnKey.0) + hex(c.isnKey.1)
+        return "mac=\(c.mac) ip=\(c.interface) mtu=\(c.mtu) isn-key=\(key) max-connections=\(c.maxConnections) "
+            + "syn-backlog=\(c.synBacklog) send-buffer=\(c.sendBufferBytes) recv-buffer=\(c.receiveBufferBytes) "
+            + "services=\(services.map(\.description).joined(separator: ",")) node=\(node) role=\(role.rawValue)"
+    }
+
+    public struct Invalid: Error, CustomStringConvertible { public var description: String }
+
+    public static func parse(_ kv: [String: String]) throws -> (StackConfig, [ServiceSpec]) {
+        func need(_ k: String) throws -> String {
+            guard let v = kv[k] else { throw Invalid(description: "recording's config lacks \(k)=") }
+            return v
+        }
+        guard let mac = MACAddress(try need("mac")), let ip = IPv4Interface(try need("ip")) else {
+            throw Invalid(description: "recording's config has a bad mac= or ip=")
+        }
+        var c = StackConfig(mac: mac, interface: ip)
+        let key = try need("isn-key")
+        guard key.count == 32, let k0 = UInt64(key.prefix(16), radix: 16), let k1 = UInt64(key.suffix(16), radix: 16) else {
+            throw Invalid(description: "recording's config has a bad isn-key=")
+        }
+        c.isnKey = (k0, k1)
+        func int(_ k: String) throws -> Int {
+            guard let v = Int(try need(k)) else { throw Invalid(description: "recording's config has a bad \(k)=") }
+            return v
+        }
+        c.mtu = try int("mtu"); c.maxConnections = try int("max-connections"); c.synBacklog = try int("syn-backlog")
+        c.sendBufferBytes = try int("send-buffer"); c.receiveBufferBytes = try int("recv-buffer")
+        let services = try need("services").split(separator: ",").map { try ServiceSpec.parse(String($0)) }
+        return (c, services)
+    }
+}
+
+/// Feeds a recording to a fresh appliance and compares every output frame
+/// and every digest checkpoint.
+public struct Replayer {
+    public struct Mismatch: Sendable {
+        public var index: UInt64
+        public var what: String
+        public var expected: [UInt8]?
+        public var actual: [UInt8]?
+    }
+    public struct Summary: Sendable {
+        public var entries = 0
+        public var outputs = 0
+        public var checkpoints = 0
+        public var digest: UInt64 = 0
+        public var lastIndex: UInt64 = 0
+        public var epochs: [UInt64] = []
+        public var mismatch: Mismatch? = nil
+    }
+
+    public static func replay(_ rec: RecordFormat.Recording) throws -> Summary {
+        let (config, services) = try RecordedConfig.parse(rec.config)
+        let replica = Replica(stack: try Appliance.make(config: config, services: services))
+        var s = Summary()
+        var pending: [[UInt8]] = []      // outputs the replay produced, not yet matched
+        var pendingIndex: UInt64 = 0
+        func unmatched() -> Mismatch? {
+            guard let f = pending.first else { return nil }
+            return Mismatch(index: pendingIndex, what: "replay produced an output the recording does not have", expected: nil, actual: f)
+        }
+        for item in rec.items {
+            switch item {
+            case .entry(let e):
+                if let m = unmatched() { s.mismatch = m; return s }
+                var out: [[UInt8]] = []
+                do { try replica.apply(e, out: &out) } catch {
+                    s.mismatch = Mismatch(index: e.index, what: "\(error)", expected: nil, actual: nil); return s
+                }
+                s.entries += 1
+                s.lastIndex = e.index
+                if s.epochs.last != e.epoch { s.epochs.append(e.epoch) }
+                pending = out
+                pendingIndex = e.index
+            case .output(let index, _, let frame):
+                guard index == pendingIndex, let first = pending.first else {
+                    s.mismatch = Mismatch(index: index, what: "recording has an output the replay did not produce", expected: frame, actual: nil)
+                    return s
+                }
+                guard first == frame else {
+                    s.mismatch = Mismatch(index: index, what: "output differs", expected: frame, actual: first)
+                    return s
+                }
+                pending.removeFirst()
+                s.outputs += 1
+            case .checkpoint(let index, let digest):
+                if let m = unmatched() { s.mismatch = m; return s }
+                guard index == replica.appliedIndex else {
+                    s.mismatch = Mismatch(index: index, what: "checkpoint for index \(index) found after entry \(replica.appliedIndex)", expected: nil, actual: nil)
+                    return s
+                }
+                let mine = replica.digest
+                guard mine == digest else {
+                    s.mismatch = Mismatch(index: index, what: "state digest differs: recorded \(hex(digest)), replay \(hex(mine))", expected: nil, actual: nil)
+                    return s
+                }
+                s.checkpoints += 1
+            }
+        }
+        if let m = unmatched() { s.mismatch = m; return s }
+        s.digest = replica.digest
+        return s
+    }
+}
