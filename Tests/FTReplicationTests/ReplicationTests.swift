@@ -1,0 +1,297 @@
+import XCTest
+@testable import FTReplication
+import FTServices
+import FTStack
+import FTWire
+
+let applianceMAC = MACAddress("02:00:00:00:00:10")!
+let applianceIP = IPv4Interface("10.0.0.100/24")!
+let clientMAC = MACAddress("02:00:00:00:00:01")!
+let clientIP = IPv4Address("10.0.0.1")!
+let ms: Nanos = 1_000_000
+
+func makeStack() -> Stack {
+    var c = StackConfig(mac: applianceMAC, interface: applianceIP)
+    c.isnKey = (1, 2)
+    return try! Appliance.make(config: c, services: [ServiceSpec(kind: "counter", port: 7000),
+                                                     ServiceSpec(kind: "udp-counter", port: 7001)])
+}
+
+func tcp(_ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: String = "", sport: UInt16 = 40000) -> [UInt8] {
+    FrameBuilder.tcp(ethSrc: clientMAC, ethDst: applianceMAC, src: clientIP, dst: applianceIP.address,
+                     srcPort: sport, dstPort: 7000, seq: seq, ack: ack, flags: flags, window: 65535,
+                     mss: flags.contains(.syn) ? 1460 : nil, payload: Array(payload.utf8)[...])
+}
+
+func isGARP(_ f: [UInt8]) -> Bool {
+    guard let a = try? ARPPacket.parse(f, at: 14) else { return false }
+    return a.op == ARPPacket.request && a.senderIP == a.targetIP
+}
+
+func parseTCP(_ f: [UInt8]) -> (TCPHeader, [UInt8])? {
+    guard let ip = try? IPv4Header.parse(f, at: 14), ip.proto == IPProtocol.tcp,
+          let t = try? TCPHeader.parse(f, ip: ip) else { return nil }
+    return (t, Array(f[t.payload]))
+}
+
+/// Two cores wired back to back, channel bytes delivered by hand.
+final class Pair {
+    let primary: ReplicationCore
+    let backup: ReplicationCore
+    var now: Nanos = 1_000 * ms
+    var emittedByPrimary: [OutputFrame] = []
+    var emittedByBackup: [OutputFrame] = []
+    var toBackup: [UInt8] = []
+    var toPrimary: [UInt8] = []
+    var exits: [(String, Int32)] = []
+    var crashes: [String] = []
+    var claims: [(String, UInt64)] = []
+    /// Which node sent each gratuitous ARP, in order.
+    var garps: [String] = []
+
+    init(fault: FaultPlan? = nil, maxLag: Int = 4096) {
+        var pc = ReplicationConfig(role: .primary, nodeName: "A")
+        pc.fault = fault
+        pc.maxLagEntries = maxLag
+        primary = ReplicationCore(config: pc, stack: makeStack())
+        backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"), stack: makeStack())
+        var a: [Action] = []
+        primary.start(now: now, &a); run(a, from: "A")
+        XCTAssertEqual(claims.last?.1, 1)
+        a = []; primary.arbiterAnswered(epoch: 1, won: true, detail: "", now: now, &a); run(a, from: "A")
+        a = []; backup.start(now: now, &a); run(a, from: "B")
+        a = []; primary.peerUp(now: now, &a); run(a, from: "A")
+        a = []; backup.peerUp(now: now, &a); run(a, from: "B")
+        deliver()
+        XCTAssertEqual(primary.mode, .protected)
+        XCTAssertEqual(backup.mode, .backup)
+    }
+
+    func run(_ actions: [Action], from node: String) {
+        for a in actions {
+            switch a {
+            case .emit(let o):
+                if isGARP(o.frame) { garps.append(node) }
+                else if node == "A" { emittedByPrimary.append(o) } else { emittedByBackup.append(o) }
+            case .send(let b): if node == "A" { toBackup += b } else { toPrimary += b }
+            case .exit(let code, let reason): exits.append((reason, code))
+            case .crash(let why): crashes.append(why)
+            case .claimEpoch(let e): claims.append((node, e))
+            default: break
+            }
+        }
+    }
+
+    /// Delivers channel bytes both ways until quiet.
+    func deliver() {
+        while !toBackup.isEmpty || !toPrimary.isEmpty {
+            var a: [Action] = []
+            if !toBackup.isEmpty {
+                let b = toBackup; toBackup = []
+                backup.peerBytes(b[...], now: now, &a); backup.flush(now: now, &a); run(a, from: "B")
+            }
+            a = []
+            if !toPrimary.isEmpty {
+                let b = toPrimary; toPrimary = []
+                primary.peerBytes(b[...], now: now, &a); primary.flush(now: now, &a); run(a, from: "A")
+            }
+        }
+    }
+
+    func clientSends(_ f: [UInt8]) {
+        var a: [Action] = []
+        primary.tapFrame(f, now: now, &a)
+        primary.flush(now: now, &a)
+        run(a, from: "A")
+    }
+}
+
+final class ReplicationTests: XCTestCase {
+
+    func testChannelCodecRoundTripsEveryMessage() throws {
+        let msgs: [ChannelMessage] = [
+            .hello(.init(node: "b", role: "backup", configDigest: 7, appliedIndex: 0, epoch: 0)),
+            .welcome(epoch: 3), .reject(reason: "no"), .ack(index: 99), .heartbeat,
+            .digest(index: 5, value: 0xdead_beef),
+            .entries([LogEntry(index: 1, epoch: 1, time: 5, kind: .frame, payload: [1, 2, 3]),
+                      LogEntry(index: 2, epoch: 1, time: 6, kind: .tick)]),
+        ]
+        var bytes: [UInt8] = []
+        for m in msgs { ChannelCodec.encode(m, into: &bytes) }
+        var d = ChannelDecoder()
+        // Feed one byte at a time: messages appear only when complete.
+        var got: [ChannelMessage] = []
+        for b in bytes {
+            d.feed([b])
+            while let m = try d.next() { got.append(m) }
+        }
+        XCTAssertEqual(got, msgs)
+    }
+
+    func testChannelDecoderRejectsForeignAndGarbage() {
+        var d = ChannelDecoder()
+        d.feed(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        XCTAssertThrowsError(try d.next()) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badMagic(0x4745)) }
+        var v = ChannelDecoder()
+        v.feed([0x46, 0x54, 9, 6, 0, 0, 0, 0])
+        XCTAssertThrowsError(try v.next()) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badVersion(9)) }
+        var big = ChannelDecoder()
+        big.feed([0x46, 0x54, 1, 4, 0x7f, 0xff, 0xff, 0xff])
+        XCTAssertThrowsError(try big.next()) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .tooLarge(0x7fff_ffff)) }
+        var bad = ChannelDecoder()
+        bad.feed([0x46, 0x54, 1, 5, 0, 0, 0, 3, 1, 2, 3])  // ack with 3 bytes instead of 8
+        XCTAssertThrowsError(try bad.next())
+    }
+
+    func testPrimaryHoldsOutputUntilBackupAcks() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn]))
+        XCTAssertTrue(p.emittedByPrimary.isEmpty, "SYN-ACK must wait for the backup's ack")
+        XCTAssertFalse(p.toBackup.isEmpty, "the entry is on its way to the backup")
+        p.deliver()
+        XCTAssertEqual(p.emittedByPrimary.count, 1)
+        let (h, _) = parseTCP(p.emittedByPrimary[0].frame)!
+        XCTAssertEqual(h.flags, [.syn, .ack])
+        XCTAssertEqual(p.emittedByPrimary[0].index, 1)
+        XCTAssertTrue(p.emittedByBackup.isEmpty, "a backup never emits")
+        XCTAssertEqual(p.primary.replica.digest, p.backup.replica.digest)
+    }
+
+    func testTakeoverReplaysStateAndRetransmitsWithSameSequenceNumbers() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
+        let synAck = parseTCP(p.emittedByPrimary[0].frame)!.0
+        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack])); p.deliver()
+        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack, .psh], "INCR\n"))
+        // The backup got the entry; the primary dies before the ack arrives.
+        let bytes = p.toBackup; p.toBackup = []
+        var a: [Action] = []
+        p.backup.peerBytes(bytes[...], now: p.now, &a); p.run(a, from: "B")
+        XCTAssertTrue(p.emittedByPrimary.count == 1, "reply still held on the primary")
+        XCTAssertEqual(p.primary.replica.digest, p.backup.replica.digest)
+        p.now += 10 * ms
+        a = []; p.backup.peerDown(reason: "test", now: p.now, &a); p.run(a, from: "B")
+        XCTAssertEqual(p.claims.last?.0, "B"); XCTAssertEqual(p.claims.last?.1, 2)
+        XCTAssertTrue(p.emittedByBackup.isEmpty, "nothing before the arbiter answers")
+        a = []; p.backup.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "B")
+        XCTAssertEqual(p.backup.mode, .alone)
+        XCTAssertEqual(p.backup.epoch, 2)
+        XCTAssertEqual(p.garps.filter { $0 == "B" }.count, 1, "first GARP at once, the rest on later ticks")
+        let replies = p.emittedByBackup.compactMap { parseTCP($0.frame) }.filter { !$0.1.isEmpty }
+        XCTAssertEqual(replies.count, 1)
+        XCTAssertEqual(replies[0].1, Array("1\n".utf8))
+        XCTAssertEqual(replies[0].0.seq, synAck.seq &+ 1, "same sequence number the primary would have used")
+        // Later GARPs follow the interval.
+        p.now += 100 * ms
+        a = []; p.backup.tick(now: p.now, &a); p.run(a, from: "B")
+        XCTAssertEqual(p.garps.filter { $0 == "B" }.count, 2)
+    }
+
+    func testLosingTheEpochExitsWithoutEmitting() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn]))
+        var a: [Action] = []
+        p.now += 600 * ms
+        p.primary.tick(now: p.now, &a); p.run(a, from: "A")  // backup silent beyond the timeout
+        XCTAssertEqual(p.claims.last?.0, "A"); XCTAssertEqual(p.claims.last?.1, 2)
+        a = []; p.primary.arbiterAnswered(epoch: 2, won: false, detail: "taken", now: p.now, &a); p.run(a, from: "A")
+        XCTAssertEqual(p.primary.mode, .stopped)
+        XCTAssertEqual(p.exits.last?.1, 2)
+        XCTAssertTrue(p.emittedByPrimary.isEmpty, "held SYN-ACK must never leave a node that lost the epoch")
+    }
+
+    func testPrimaryAloneReleasesHeldOutputAfterWinningTheEpoch() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn]))
+        var a: [Action] = []
+        p.now += 600 * ms
+        p.primary.tick(now: p.now, &a); p.run(a, from: "A")
+        a = []; p.primary.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "A")
+        XCTAssertEqual(p.primary.mode, .alone)
+        XCTAssertEqual(p.emittedByPrimary.count, 1)
+        // And a backup arriving now is refused: it would need state transfer.
+        let late = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "C"), stack: makeStack())
+        var la: [Action] = []
+        late.start(now: p.now, &la); late.peerUp(now: p.now, &la)
+        var hello: [UInt8] = []
+        for x in la { if case .send(let b) = x { hello += b } }
+        a = []; p.primary.peerUp(now: p.now, &a); p.primary.peerBytes(hello[...], now: p.now, &a)
+        var refusal: [UInt8] = []
+        for x in a { if case .send(let b) = x { refusal += b } }
+        la = []; late.peerBytes(refusal[...], now: p.now, &la)
+        guard case .exit(let code, let reason)? = la.first(where: { if case .exit = $0 { return true }; return false }) else {
+            return XCTFail("late backup was not refused")
+        }
+        XCTAssertEqual(code, 3)
+        XCTAssertTrue(reason.contains("state transfer"), reason)
+    }
+
+    func testBackpressureStopsTapInputWhenBackupLags() {
+        let p = Pair(maxLag: 3)
+        XCTAssertTrue(p.primary.wantsTapInput)
+        for i in 0..<3 { p.clientSends(tcp(1000 + UInt32(i), 0, [.syn], sport: 41000 + UInt16(i))) }
+        XCTAssertFalse(p.primary.wantsTapInput, "3 unacked entries reach the bound")
+        p.deliver()
+        XCTAssertTrue(p.primary.wantsTapInput)
+    }
+
+    func testDivergedBackupRefusesToGoLive() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
+        var bytes: [UInt8] = []
+        ChannelCodec.encode(.digest(index: p.backup.replica.appliedIndex, value: p.backup.replica.digest ^ 1), into: &bytes)
+        var a: [Action] = []
+        p.backup.peerBytes(bytes[...], now: p.now, &a); p.run(a, from: "B")
+        XCTAssertTrue(p.backup.diverged)
+        a = []; p.backup.peerDown(reason: "test", now: p.now, &a); p.run(a, from: "B")
+        XCTAssertEqual(p.exits.last?.1, 4)
+        XCTAssertTrue(p.claims.allSatisfy { $0.0 != "B" }, "a diverged backup must not claim an epoch")
+    }
+
+    func testMatchingDigestIsAccepted() {
+        let p = Pair()
+        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
+        // Time passes with both sides alive (heartbeats keep the failure detector quiet).
+        for _ in 0..<12 {
+            p.now += 100 * ms
+            var a: [Action] = []
+            p.primary.tick(now: p.now, &a); p.primary.flush(now: p.now, &a); p.run(a, from: "A")
+            a = []
+            p.backup.tick(now: p.now, &a); p.backup.flush(now: p.now, &a); p.run(a, from: "B")
+            p.deliver()
+        }
+        XCTAssertEqual(p.primary.mode, .protected)
+        XCTAssertGreaterThanOrEqual(p.backup.digestChecks, 1, "the SYN-ACK retransmit tick may add a second check")
+        XCTAssertFalse(p.backup.diverged)
+    }
+
+    func testFaultHookCrashesRightAfterReleasingTheReply() {
+        let p = Pair(fault: FaultPlan("after-release:1"))
+        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
+        let synAck = parseTCP(p.emittedByPrimary[0].frame)!.0
+        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack])); p.deliver()
+        XCTAssertTrue(p.crashes.isEmpty)
+        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack, .psh], "INCR\n")); p.deliver()
+        XCTAssertEqual(p.crashes.count, 1)
+        XCTAssertEqual(parseTCP(p.emittedByPrimary.last!.frame)!.1, Array("1\n".utf8), "the reply left before the crash")
+    }
+
+    func testConfigMismatchIsRefused() {
+        var pc = ReplicationConfig(role: .primary, nodeName: "A")
+        pc.failoverTimeout = 500 * ms
+        let primary = ReplicationCore(config: pc, stack: makeStack())
+        var other = StackConfig(mac: applianceMAC, interface: applianceIP)
+        other.isnKey = (9, 9)
+        let backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"),
+                                     stack: try! Appliance.make(config: other, services: [ServiceSpec(kind: "counter", port: 7000)]))
+        XCTAssertNotEqual(primary.configDigest, backup.configDigest)
+    }
+
+    func testLogClockStaysMonotonicAcrossTakeover() {
+        var c = LogClock()
+        c.resume(lastLogged: 5_000, localNow: 1_000)
+        XCTAssertEqual(c.stamp(localNow: 1_000), 5_000)
+        XCTAssertEqual(c.stamp(localNow: 1_500), 5_500)
+        XCTAssertEqual(c.toLocal(6_000), 2_000)
+    }
+}
