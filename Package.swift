@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .target(name: "FTWire"),
@@ -32,6 +34,8 @@ let package = Package(
         .target(name: "FTPlatform", dependencies: [
             "FTWire", "FTStack", "FTServices", "FTReplication", "CShims", "CNetlink", "CPcap",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "ftap", dependencies: [
             "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire", "FTSim", "CPcap",

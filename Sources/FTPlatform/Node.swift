@@ -19,6 +19,8 @@ public struct NodeOptions {
     public var connectRetry: Nanos = 200 * nsPerMs
     /// Captures and recording (`--pcap-dir`, `--record`), if any.
     public var recorder: Recorder?
+    /// `--admin`: where /metrics and /status are served, if set.
+    public var admin: SocketAddress?
     public init(tap: String) { self.tap = tap }
 }
 
@@ -43,6 +45,9 @@ public final class Node {
     public private(set) var framesDroppedOnWrite: UInt64 = 0
     public private(set) var shadowFrames: UInt64 = 0
     var lastStatsLog: Nanos = 0
+    var adminServer: AdminServer?
+    let metrics = NodeMetrics()
+    let startedAt = monotonicNanos()
 
     public init(options: NodeOptions, core: ReplicationCore, logger: Logger) {
         self.options = options; self.core = core; self.log = logger
@@ -63,6 +68,11 @@ public final class Node {
             log.info("log channel listening on \(l)")
         }
 
+        if let a = options.admin {
+            adminServer = try AdminServer(address: a)
+            log.info("admin endpoint on http://\(a)/metrics and /status")
+        }
+
         var actions: [Action] = []
         core.start(now: monotonicNanos(), &actions)
         perform(&actions)
@@ -80,6 +90,7 @@ public final class Node {
             var peerEvents = Int16(POLLIN)
             if peerConnecting || peerOutHead < peerOut.count { peerEvents |= Int16(POLLOUT) }
             fds.append(pollfd(fd: peerFD, events: peerEvents, revents: 0))
+            if let admin = adminServer { fds += admin.pollFDs }
 
             var timeoutMs: Int32 = 1000
             var wake = core.nextWakeup(now: now)
@@ -96,6 +107,7 @@ public final class Node {
             if fds[0].revents != 0 { handleSignals(); if exitCode != nil { break } }
             if listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0 { acceptPeer(now: t, &actions) }
             if peerFD >= 0 && fds[3].revents != 0 { servicePeer(fds[3].revents, now: t, &actions) }
+            if let admin = adminServer { admin.service(fds[4...], now: t, respond: adminResponse) }
             perform(&actions)
             if exitCode != nil { break }
             if fds[1].revents & Int16(POLLIN) != 0 { readTap(now: t, &actions) }
@@ -219,6 +231,7 @@ public final class Node {
             case .emit(let o):
                 do {
                     if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
+                    if o.producedAt != 0 { metrics.recordHold(monotonicNanos() - o.producedAt) }
                 } catch { log.error("\(error)"); exitCode = 1 }
                 options.recorder?.emitted(o)
             case .shadow(let o):
@@ -264,6 +277,48 @@ public final class Node {
         actions.removeAll(keepingCapacity: true)
     }
 
+    // MARK: Admin
+
+    func adminResponse(_ path: String) -> (Int, String, [UInt8]) {
+        switch path {
+        case "/metrics":
+            metrics.refresh(self)
+            return (200, "text/plain; version=0.0.4", metrics.text())
+        case "/status":
+            return (200, "application/json", Array(statusJSON().utf8))
+        default:
+            return (404, "text/plain", Array("try /metrics or /status\n".utf8))
+        }
+    }
+
+    func statusJSON() -> String {
+        let s = core.replica.stack
+        var fields: [(String, String)] = [
+            ("node", jsonString(core.config.nodeName)),
+            ("role", jsonString(core.config.role.rawValue)),
+            ("mode", jsonString("\(core.mode)")),
+            ("live", core.isLive ? "true" : "false"),
+            ("epoch", "\(core.epoch)"),
+            ("applied_index", "\(core.replica.appliedIndex)"),
+            ("acked_index", "\(core.ackedIndex)"),
+            ("lag_entries", "\(core.lagEntries)"),
+            ("lag_bytes", "\(core.lagBytes)"),
+            ("held_frames", "\(core.heldFrames)"),
+            ("peer_connected", core.isPeerConnected ? "true" : "false"),
+            ("uptime_seconds", "\(Double(monotonicNanos() - startedAt) / 1e9)"),
+            ("tcp_connections", "\(s.connectionCount)"),
+            ("failovers", "\(core.takeovers)"),
+            ("divergences", "\(core.divergences)"),
+            ("digest", jsonString(String(core.replica.digest, radix: 16))),
+            ("frames_emitted", "\(framesEmitted)"),
+            ("frames_suppressed", "\(shadowFrames)"),
+            ("frames_ignored", "\(core.ignoredFrames)"),
+        ]
+        let counters = s.counters.all.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ")
+        fields.append(("stack", "{\(counters)}"))
+        return "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}\n"
+    }
+
     // MARK: Signals and shutdown
 
     func handleSignals() {
@@ -300,6 +355,7 @@ public final class Node {
         flushPeer()
         dropPeer()
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
+        adminServer?.close()
         tap = nil
         options.recorder?.close(replica: core.replica)
         log.notice("stopped")

@@ -117,7 +117,11 @@ public struct OutputFrame: Sendable, Equatable {
     public var index: UInt64
     /// Log time of the producing entry.
     public var time: Nanos
-    public init(frame: [UInt8], index: UInt64, time: Nanos) { self.frame = frame; self.index = index; self.time = time }
+    /// Local time at which the frame was produced (to measure how long the output rule held it).
+    public var producedAt: Nanos = 0
+    public init(frame: [UInt8], index: UInt64, time: Nanos, producedAt: Nanos = 0) {
+        self.frame = frame; self.index = index; self.time = time; self.producedAt = producedAt
+    }
 }
 
 /// What the core asks the platform to do.
@@ -231,6 +235,13 @@ public final class ReplicationCore {
     }
 
     public var isLive: Bool { mode == .alone || mode == .protected }
+    /// Entries sent to the backup and not yet acknowledged.
+    public var lagEntries: Int { unacked.count }
+    public var lagBytes: Int { unackedBytes }
+    /// Frames produced and held by the output rule.
+    public var heldFrames: Int { held.count }
+    public var isPeerConnected: Bool { peerConnected }
+    public private(set) var divergences: UInt64 = 0
 
     // MARK: - TAP input
 
@@ -263,7 +274,7 @@ public final class ReplicationCore {
             if config.sabotage.contains(.releaseWithoutAck) {
                 for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
             } else {
-                for f in out { held.append(OutputFrame(frame: f, index: entry.index, time: entry.time)) }
+                for f in out { held.append(OutputFrame(frame: f, index: entry.index, time: entry.time, producedAt: now)) }
             }
         } else {
             for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
@@ -453,6 +464,7 @@ public final class ReplicationCore {
                 let mine = replica.digest
                 if mine != v {
                     diverged = true
+                    divergences += 1
                     a.append(.log(.error, "DIVERGENCE at index \(i): primary digest \(hex(v)), backup \(hex(mine)); this backup will refuse to go live"))
                 }
             } else {

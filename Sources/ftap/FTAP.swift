@@ -20,7 +20,7 @@ struct FTAP: ParsableCommand {
         4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, LogCommand.self, Replay.self])
+        subcommands: [Run.self, Status.self, LogCommand.self, Replay.self])
 
     static func main() {
         do {
@@ -105,6 +105,9 @@ struct Run: ParsableCommand {
     @Option(help: "Record the replication log (entries, outputs, digests) to this pcapng file, for `ftap log` and `ftap replay`.")
     var record: String?
 
+    @Option(help: "Serve /metrics (Prometheus) and /status (JSON) on this address, e.g. 127.0.0.1:7410. Off unless set.")
+    var admin: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
     @Option(help: "Read flags from this file (see above).")
@@ -125,6 +128,7 @@ struct Run: ParsableCommand {
         guard maxConnections > 0, synBacklog > 0, sendBufferKb > 0, recvBufferKb > 0 else {
             throw ValidationError("--max-connections, --syn-backlog and the buffer sizes must be positive")
         }
+        if let a = admin, SocketAddress(a) == nil { throw ValidationError("--admin '\(a)' is not IPv4:PORT, e.g. 127.0.0.1:7410") }
         guard pcapMaxMb > 0 else { throw ValidationError("--pcap-max-mb must be positive") }
         guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
         if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
@@ -187,6 +191,7 @@ struct Run: ParsableCommand {
         no.mtu = mtu
         no.listen = listen.flatMap(SocketAddress.init)
         no.peer = peer.flatMap(SocketAddress.init)
+        no.admin = admin.flatMap(SocketAddress.init)
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
         }

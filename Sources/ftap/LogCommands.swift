@@ -8,13 +8,13 @@ import Glibc
 
 func readWholeFile(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw ValidationError("\(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CLIError("\(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var data: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 1 << 20)
     while true {
         let n = read(fd, &buf, buf.count)
-        if n < 0 { if errno == EINTR { continue }; throw ValidationError("\(path): \(String(cString: strerror(errno)))") }
+        if n < 0 { if errno == EINTR { continue }; throw CLIError("\(path): \(String(cString: strerror(errno)))") }
         if n == 0 { break }
         data.append(contentsOf: buf[0..<n])
     }
@@ -24,7 +24,7 @@ func readWholeFile(_ path: String) throws -> [UInt8] {
 func loadRecording(_ path: String) throws -> RecordFormat.Recording {
     let bytes = try readWholeFile(path)
     do { return try RecordFormat.read(bytes) } catch {
-        throw ValidationError("\(path): \(error)")
+        throw CLIError("\(path): \(error)")
     }
 }
 
@@ -95,7 +95,7 @@ struct LogCommand: ParsableCommand {
             guard let dead = pcap_open_dead(DLT_EN10MB, 65535) else { throw ValidationError("pcap_open_dead failed") }
             defer { pcap_close(dead) }
             guard let d = pcap_dump_open(dead, output) else {
-                throw ValidationError("\(output): \(String(cString: pcap_geterr(dead)))")
+                throw CLIError("\(output): \(String(cString: pcap_geterr(dead)))")
             }
             var n = 0
             func dump(_ time: UInt64, _ frame: [UInt8]) {
@@ -128,7 +128,7 @@ struct Replay: ParsableCommand {
     func run() throws {
         let rec = try loadRecording(file)
         let s: Replayer.Summary
-        do { s = try Replayer.replay(rec) } catch { throw ValidationError("\(file): \(error)") }
+        do { s = try Replayer.replay(rec) } catch { throw CLIError("\(file): \(error)") }
         if let m = s.mismatch {
             print("MISMATCH at log index \(m.index): \(m.what)")
             if let e = m.expected { print("  recorded: \(frameSummary(e))\n            \(hexdump(e))") }

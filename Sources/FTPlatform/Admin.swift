@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import CoreMetrics
+import FTReplication
+import FTStack
+import Metrics
+import Prometheus
+
+/// Prometheus metrics of one node, registered through swift-metrics with a
+/// swift-prometheus backend. Stack counters are cumulative in the core; they
+/// are carried over to swift-metrics counters as deltas when scraped.
+public final class NodeMetrics {
+    public let registry = PrometheusCollectorRegistry()
+    let factory: PrometheusMetricsFactory
+    var lastCounters: [String: UInt64] = [:]
+    var counters: [String: CoreMetrics.Counter] = [:]
+    let holdTime: CoreMetrics.Timer
+
+    public init() {
+        var f = PrometheusMetricsFactory(registry: registry)
+        f.durationHistogramBuckets["ftap_output_hold_seconds"] = [
+            .microseconds(20), .microseconds(50), .microseconds(100), .microseconds(200), .microseconds(500),
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(50),
+            .milliseconds(100), .milliseconds(500), .seconds(1),
+        ]
+        factory = f
+        holdTime = CoreMetrics.Timer(label: "ftap_output_hold_seconds", dimensions: [], factory: factory)
+    }
+
+    func gauge(_ name: String, _ value: Double, _ dims: [(String, String)] = []) {
+        Gauge(label: name, dimensions: dims, factory: factory).record(value)
+    }
+
+    func count(_ name: String, _ total: UInt64, _ dims: [(String, String)] = []) {
+        let key = name + dims.map { "|\($0.0)=\($0.1)" }.joined()
+        let c = counters[key] ?? CoreMetrics.Counter(label: name, dimensions: dims, factory: factory)
+        counters[key] = c
+        let last = lastCounters[key] ?? 0
+        if total > last { c.increment(by: Int64(total - last)) }
+        lastCounters[key] = total
+    }
+
+    func recordHold(_ ns: UInt64) { holdTime.recordNanoseconds(Int64(ns)) }
+
+    /// Brings every metric up to date with the node's state.
+    func refresh(_ n: Node) {
+        let core = n.core
+        let st = core.replica.stack.counters
+        for r in Role.allCases { gauge("ftap_role", core.config.role == r ? 1 : 0, [("role", r.rawValue)]) }
+        gauge("ftap_live", core.isLive ? 1 : 0)
+        gauge("ftap_epoch", Double(core.epoch))
+        gauge("ftap_applied_index", Double(core.replica.appliedIndex))
+        gauge("ftap_acked_index", Double(core.ackedIndex))
+        gauge("ftap_replication_lag_entries", Double(core.lagEntries))
+        gauge("ftap_replication_lag_bytes", Double(core.lagBytes))
+        gauge("ftap_output_held_frames", Double(core.heldFrames))
+        gauge("ftap_peer_connected", core.isPeerConnected ? 1 : 0)
+        gauge("ftap_tcp_connections", Double(core.replica.stack.connectionCount))
+        count("ftap_frames_in_total", st.framesIn)
+        count("ftap_frames_out_total", n.framesEmitted)
+        count("ftap_frames_suppressed_total", n.shadowFrames)
+        count("ftap_frames_dropped_total", core.ignoredFrames, [("reason", "not_for_appliance")])
+        count("ftap_frames_dropped_total", core.discardedWhileNotLive, [("reason", "not_live")])
+        count("ftap_frames_dropped_total", st.malformed, [("reason", "malformed")])
+        count("ftap_frames_dropped_total", st.badChecksum, [("reason", "bad_checksum")])
+        count("ftap_frames_dropped_total", st.ipFragmentsDropped, [("reason", "ip_fragment")])
+        count("ftap_frames_dropped_total", st.ipOptionsDropped, [("reason", "ip_options")])
+        count("ftap_frames_dropped_total", st.notForUs, [("reason", "not_for_us")])
+        count("ftap_frames_dropped_total", n.framesDroppedOnWrite, [("reason", "tap_write_full")])
+        count("ftap_tcp_segments_in_total", st.tcpSegmentsIn)
+        count("ftap_tcp_segments_out_total", st.tcpSegmentsOut)
+        count("ftap_tcp_retransmits_total", st.tcpRetransmits)
+        count("ftap_tcp_fast_retransmits_total", st.tcpFastRetransmits)
+        count("ftap_tcp_timeouts_total", st.tcpTimeouts)
+        count("ftap_tcp_accepted_total", st.tcpConnectionsAccepted)
+        count("ftap_tcp_refused_total", st.tcpConnectionsRefused)
+        count("ftap_tcp_resets_sent_total", st.tcpResetsSent)
+        count("ftap_failovers_total", core.takeovers)
+        count("ftap_divergence_detections_total", core.divergences)
+        count("ftap_digest_checks_total", core.digestChecks)
+        if let r = n.options.recorder { count("ftap_capture_dropped_total", r.dropped) }
+    }
+
+    func text() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// `--admin ADDR:PORT`: a minimal HTTP/1.0 responder in the node's poll loop
+/// for `/metrics` (Prometheus text) and `/status` (JSON). One request per
+/// connection; requests over 8 KiB or slower than 2 s are dropped.
+final class AdminServer {
+    struct Client { var fd: Int32; var buffer: [UInt8]; var since: UInt64; var response: [UInt8]; var sent: Int }
+    let fd: Int32
+    var clients: [Client] = []
+
+    init(address: SocketAddress) throws {
+        fd = try Sockets.listen(on: address)
+    }
+
+    var pollFDs: [pollfd] {
+        [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            + clients.map { pollfd(fd: $0.fd, events: $0.response.isEmpty ? Int16(POLLIN) : Int16(POLLOUT), revents: 0) }
+    }
+
+    /// Handles readiness; `respond` maps a path to (status, content type, body).
+    func service(_ fds: ArraySlice<pollfd>, now: UInt64, respond: (String) -> (Int, String, [UInt8])) {
+        let ready = Array(fds)
+        if let l = ready.first, l.revents & Int16(POLLIN) != 0 {
+            while clients.count < 16 {
+                let c = ftap_accept_nonblock(fd)
+                if c < 0 { break }
+                clients.append(Client(fd: c, buffer: [], since: now, response: [], sent: 0))
+            }
+        }
+        var keep: [Client] = []
+        for (i, var c) in clients.enumerated() {
+            let ev = i + 1 < ready.count ? ready[i + 1].revents : 0
+            var done = false
+            if c.response.isEmpty && ev != 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                let n = read(c.fd, &buf, buf.count)
+                if n <= 0 && !(n < 0 && errno == EAGAIN) { done = true }
+                else if n > 0 {
+                    c.buffer += buf[0..<n]
+                    if let end = findHeaderEnd(c.buffer) {
+                        let line = String(decoding: c.buffer[0..<end], as: UTF8.self).split(separator: "\r\n").first ?? ""
+                        let parts = line.split(separator: " ")
+                        let (status, type, body): (Int, String, [UInt8])
+                        if parts.count >= 2 && parts[0] == "GET" { (status, type, body) = respond(String(parts[1])) }
+                        else { (status, type, body) = (405, "text/plain", Array("only GET\n".utf8)) }
+                        let reason = status == 200 ? "OK" : status == 404 ? "Not Found" : "Method Not Allowed"
+                        c.response = Array("HTTP/1.0 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+                    } else if c.buffer.count > 8192 { done = true }
+                }
+            }
+            if !c.response.isEmpty {
+                let n = c.response.withUnsafeBytes { write(c.fd, $0.baseAddress! + c.sent, $0.count - c.sent) }
+                if n > 0 { c.sent += n }
+                if c.sent >= c.response.count || (n < 0 && errno != EAGAIN) { done = true }
+            }
+            if now - c.since > 2_000_000_000 { done = true }
+            if done { Glibc.close(c.fd) } else { keep.append(c) }
+        }
+        clients = keep
+    }
+
+    func findHeaderEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 4 else { return nil }
+        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+
+    func close() {
+        for c in clients { Glibc.close(c.fd) }
+        Glibc.close(fd)
+    }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for ch in s.unicodeScalars {
+        switch ch {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        default:
+            if ch.value < 0x20 { out += "\\u00" + (ch.value < 16 ? "0" : "") + String(ch.value, radix: 16) } else { out.unicodeScalars.append(ch) }
+        }
+    }
+    return out + "\""
+}

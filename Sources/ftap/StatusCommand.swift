@@ -1,0 +1,88 @@
+import ArgumentParser
+import FTPlatform
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a short summary of a running node (role, epoch, peer, lag, uptime) from its --admin endpoint.")
+    @Option(help: "The node's --admin address.") var admin: String = "127.0.0.1:7410"
+    @Flag(help: "Print the raw JSON.") var json = false
+
+    func run() throws {
+        guard let a = SocketAddress(admin) else { throw ValidationError("--admin '\(admin)' is not IPv4:PORT") }
+        let body: String
+        do { body = try httpGet(a, path: "/status") } catch {
+            throw CLIError("cannot reach the admin endpoint at \(admin): \(error) (is the node running with --admin \(admin)?)")
+        }
+        if json { print(body, terminator: ""); return }
+        let f = flatJSON(body)
+        func v(_ k: String) -> String { f[k] ?? "?" }
+        print("node \(v("node")): role \(v("role")), mode \(v("mode")), epoch \(v("epoch")), live \(v("live"))")
+        print("log: applied \(v("applied_index")), acknowledged \(v("acked_index")), lag \(v("lag_entries")) entries / \(v("lag_bytes")) bytes, \(v("held_frames")) frames held")
+        print("peer connected: \(v("peer_connected")); failovers \(v("failovers")); divergences \(v("divergences"))")
+        print("tcp connections \(v("tcp_connections")); frames emitted \(v("frames_emitted")), suppressed \(v("frames_suppressed")), ignored \(v("frames_ignored"))")
+        print("uptime \(v("uptime_seconds")) s; state digest \(v("digest"))")
+    }
+}
+
+/// Top-level scalar fields of a flat JSON object (enough for /status).
+func flatJSON(_ s: String) -> [String: String] {
+    var out: [String: String] = [:]
+    var depth = 0, i = s.startIndex
+    var key: String? = nil
+    while i < s.endIndex {
+        let c = s[i]
+        if c == "{" { depth += 1 } else if c == "}" { depth -= 1 }
+        if depth == 1 && c == "\"" {
+            var j = s.index(after: i); var str = ""
+            while j < s.endIndex && s[j] != "\"" { if s[j] == "\\" { j = s.index(after: j) }; str.append(s[j]); j = s.index(after: j) }
+            i = j
+            if key == nil { key = str } else { out[key!] = str; key = nil }
+        } else if depth == 1 && key != nil && (c.isNumber || c == "t" || c == "f") {
+            var j = i; var val = ""
+            while j < s.endIndex && s[j] != "," && s[j] != "}" { val.append(s[j]); j = s.index(after: j) }
+            out[key!] = val.trimmingCharacters; key = nil
+            i = s.index(before: j)
+        }
+        i = s.index(after: i)
+    }
+    return out
+}
+
+struct HTTPError: Error, CustomStringConvertible { var description: String }
+
+func httpGet(_ a: SocketAddress, path: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 2, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var sin = sockaddr_in()
+    sin.sin_family = sa_family_t(AF_INET); sin.sin_port = a.port.bigEndian; sin.sin_addr.s_addr = a.ip.raw.bigEndian
+    let r = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard r == 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
+    let req = Array("GET \(path) HTTP/1.0\r\n\r\n".utf8)
+    _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    guard data.count >= 4, let sep = (0...(data.count - 4)).first(where: { data[$0] == 13 && data[$0 + 1] == 10 && data[$0 + 2] == 13 && data[$0 + 3] == 10 }) else {
+        throw HTTPError(description: "malformed HTTP response")
+    }
+    let head = String(decoding: data[0..<sep], as: UTF8.self)
+    guard head.hasPrefix("HTTP/1.0 200") else { throw HTTPError(description: head) }
+    return String(decoding: data[(sep + 4)...], as: UTF8.self)
+}
+
+/// A runtime failure (exit 1, no usage text), as opposed to bad flags (exit 64).
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
