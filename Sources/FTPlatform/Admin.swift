@@ -48,7 +48,7 @@ public final class NodeMetrics {
     func refresh(_ n: Node) {
         let core = n.core
         let st = core.replica.stack.counters
-        for r in Role.allCases { gauge("ftap_role", core.config.role == r ? 1 : 0, [("role", r.rawValue)]) }
+        for r in Role.allCases { gauge("ftap_role", core.role == r ? 1 : 0, [("role", r.rawValue)]) }
         gauge("ftap_live", core.isLive ? 1 : 0)
         gauge("ftap_epoch", Double(core.epoch))
         gauge("ftap_applied_index", Double(core.replica.appliedIndex))
@@ -78,6 +78,8 @@ public final class NodeMetrics {
         count("ftap_tcp_refused_total", st.tcpConnectionsRefused)
         count("ftap_tcp_resets_sent_total", st.tcpResetsSent)
         count("ftap_failovers_total", core.takeovers)
+        count("ftap_switchovers_total", core.switchovers)
+        count("ftap_joins_served_total", core.joinsServed)
         count("ftap_divergence_detections_total", core.divergences)
         count("ftap_digest_checks_total", core.digestChecks)
         if let r = n.options.recorder { count("ftap_capture_dropped_total", r.dropped) }
@@ -127,9 +129,9 @@ final class AdminServer {
                         let line = String(decoding: c.buffer[0..<end], as: UTF8.self).split(separator: "\r\n").first ?? ""
                         let parts = line.split(separator: " ")
                         let (status, type, body): (Int, String, [UInt8])
-                        if parts.count >= 2 && parts[0] == "GET" { (status, type, body) = respond(String(parts[1])) }
-                        else { (status, type, body) = (405, "text/plain", Array("only GET\n".utf8)) }
-                        let reason = status == 200 ? "OK" : status == 404 ? "Not Found" : "Method Not Allowed"
+                        if parts.count >= 2 && (parts[0] == "GET" || parts[0] == "POST") { (status, type, body) = respond(String(parts[0]) + " " + String(parts[1])) }
+                        else { (status, type, body) = (405, "text/plain", Array("only GET and POST\n".utf8)) }
+                        let reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 409 ? "Conflict" : "Method Not Allowed"
                         c.response = Array("HTTP/1.0 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
                     } else if c.buffer.count > 8192 { done = true }
                 }

@@ -46,6 +46,9 @@ public final class Node {
     public private(set) var shadowFrames: UInt64 = 0
     var lastStatsLog: Nanos = 0
     var adminServer: AdminServer?
+    var pendingAdminActions: [Action] = []
+    var peerCallStart: Nanos = 0
+    var loopNow: Nanos = 0
     let metrics = NodeMetrics()
     let startedAt = monotonicNanos()
 
@@ -79,7 +82,7 @@ public final class Node {
 
         while exitCode == nil {
             let now = monotonicNanos()
-            if core.config.role == .backup && core.mode == .waitingForPeer && peerFD < 0 && now >= nextConnectAt {
+            if core.role == .backup && core.mode == .waitingForPeer && peerFD < 0 && now >= nextConnectAt {
                 startConnect(now: now)
             }
             var fds: [pollfd] = []
@@ -94,7 +97,7 @@ public final class Node {
 
             var timeoutMs: Int32 = 1000
             var wake = core.nextWakeup(now: now)
-            if core.config.role == .backup && core.mode == .waitingForPeer && peerFD < 0 {
+            if core.role == .backup && core.mode == .waitingForPeer && peerFD < 0 {
                 wake = min(wake ?? nextConnectAt, nextConnectAt)
             }
             if let w = wake {
@@ -103,11 +106,16 @@ public final class Node {
             let r = poll(&fds, nfds_t(fds.count), timeoutMs)
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
             let t = monotonicNanos()
+            loopNow = t
 
             if fds[0].revents != 0 { handleSignals(); if exitCode != nil { break } }
             if listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0 { acceptPeer(now: t, &actions) }
             if peerFD >= 0 && fds[3].revents != 0 { servicePeer(fds[3].revents, now: t, &actions) }
-            if let admin = adminServer { admin.service(fds[4...], now: t, respond: adminResponse) }
+            if let admin = adminServer {
+                admin.service(fds[4...], now: t, respond: adminResponse)
+                actions += pendingAdminActions
+                pendingAdminActions.removeAll()
+            }
             perform(&actions)
             if exitCode != nil { break }
             if fds[1].revents & Int16(POLLIN) != 0 { readTap(now: t, &actions) }
@@ -188,6 +196,7 @@ public final class Node {
             while peerFD >= 0 {
                 let n = readBuf.withUnsafeMutableBytes { read(peerFD, $0.baseAddress, $0.count) }
                 if n > 0 {
+                    peerCallStart = monotonicNanos()
                     core.peerBytes(readBuf[0..<n], now: now, &actions)
                     if n < readBuf.count { break }
                     continue
@@ -262,6 +271,9 @@ public final class Node {
                 flushPeer()
                 log.critical("\(why): killing this process now (test fault hook)")
                 kill(getpid(), SIGKILL)
+            case .snapshotSent(let index, let bytes):
+                let pause = Double(monotonicNanos() - peerCallStart) / 1e6
+                log.notice("state transfer: snapshot at index \(index), \(bytes) bytes queued for the joining backup; snapshot pause \(pause) ms")
             case .applied(let e, let outputs):
                 options.recorder?.applied(e, outputs: outputs, replica: core.replica)
             case .log(let level, let msg):
@@ -279,7 +291,19 @@ public final class Node {
 
     // MARK: Admin
 
-    func adminResponse(_ path: String) -> (Int, String, [UInt8]) {
+    func adminResponse(_ request: String) -> (Int, String, [UInt8]) {
+        let parts = request.split(separator: " ")
+        let method = parts.first.map(String.init) ?? "GET"
+        let path = parts.count > 1 ? String(parts[1]) : "/"
+        if path == "/switchover" {
+            guard method == "POST" else { return (405, "text/plain", Array("POST /switchover\n".utf8)) }
+            var actions: [Action] = []
+            if let err = core.requestSwitchover(now: loopNow, &actions) {
+                return (409, "text/plain", Array("\(err)\n".utf8))
+            }
+            pendingAdminActions += actions
+            return (200, "text/plain", Array("switchover started at log index \(core.replica.appliedIndex)\n".utf8))
+        }
         switch path {
         case "/metrics":
             metrics.refresh(self)
@@ -295,7 +319,8 @@ public final class Node {
         let s = core.replica.stack
         var fields: [(String, String)] = [
             ("node", jsonString(core.config.nodeName)),
-            ("role", jsonString(core.config.role.rawValue)),
+            ("role", jsonString(core.role.rawValue)),
+            ("configured_role", jsonString(core.config.role.rawValue)),
             ("mode", jsonString("\(core.mode)")),
             ("live", core.isLive ? "true" : "false"),
             ("epoch", "\(core.epoch)"),
@@ -308,6 +333,7 @@ public final class Node {
             ("uptime_seconds", "\(Double(monotonicNanos() - startedAt) / 1e9)"),
             ("tcp_connections", "\(s.connectionCount)"),
             ("failovers", "\(core.takeovers)"),
+            ("switchovers", "\(core.switchovers)"),
             ("divergences", "\(core.divergences)"),
             ("digest", jsonString(String(core.replica.digest, radix: 16))),
             ("frames_emitted", "\(framesEmitted)"),

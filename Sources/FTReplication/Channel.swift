@@ -14,8 +14,9 @@ import FTWire
 public enum ChannelMessage: Equatable, Sendable {
     /// First message of the connecting node.
     case hello(Hello)
-    /// The primary accepts the backup into the pair at `epoch`.
-    case welcome(epoch: UInt64)
+    /// The primary accepts the backup into the pair at `epoch`; with
+    /// `snapshot`, a state transfer follows (the primary is already serving).
+    case welcome(epoch: UInt64, snapshot: Bool)
     /// The primary refuses the backup; the reason is for the operator.
     case reject(reason: String)
     /// A batch of log entries, consecutive indexes.
@@ -26,6 +27,11 @@ public enum ChannelMessage: Equatable, Sendable {
     case heartbeat
     /// The primary's state digest after applying entry `index`.
     case digest(index: UInt64, value: UInt64)
+    /// State transfer: the snapshot taken after entry `index` follows in chunks.
+    case snapshotBegin(index: UInt64, epoch: UInt64, totalBytes: Int, digest: UInt64)
+    /// `checksum` is SipHash-2-4 of `data` keyed with (offset, "snap").
+    case snapshotChunk(offset: UInt64, data: [UInt8], checksum: UInt64)
+    case snapshotEnd
 
     public struct Hello: Equatable, Sendable {
         public var node: String
@@ -48,6 +54,9 @@ public enum ChannelMessage: Equatable, Sendable {
         case .ack: return 5
         case .heartbeat: return 6
         case .digest: return 7
+        case .snapshotBegin: return 8
+        case .snapshotChunk: return 9
+        case .snapshotEnd: return 10
         }
     }
 }
@@ -63,7 +72,7 @@ public enum ChannelCodec {
         switch m {
         case .hello(let h):
             w.string(h.node); w.string(h.role); w.u64(h.configDigest); w.u64(h.appliedIndex); w.u64(h.epoch)
-        case .welcome(let e): w.u64(e)
+        case .welcome(let e, let snap): w.u64(e); w.bool(snap)
         case .reject(let r): w.string(r)
         case .entries(let es):
             w.u32(UInt32(es.count))
@@ -71,6 +80,9 @@ public enum ChannelCodec {
         case .ack(let i): w.u64(i)
         case .heartbeat: break
         case .digest(let i, let v): w.u64(i); w.u64(v)
+        case .snapshotBegin(let i, let e, let n, let d): w.u64(i); w.u64(e); w.u64(UInt64(n)); w.u64(d)
+        case .snapshotChunk(let o, let data, let sum): w.u64(o); w.blob(data); w.u64(sum)
+        case .snapshotEnd: break
         }
         out.appendBE16(magic); out.append(version); out.append(m.type)
         out.appendBE32(UInt32(w.bytes.count)); out.append(contentsOf: w.bytes)
@@ -124,7 +136,7 @@ public struct ChannelDecoder {
             case 1:
                 m = .hello(.init(node: try r.string(), role: try r.string(), configDigest: try r.u64(),
                                  appliedIndex: try r.u64(), epoch: try r.u64()))
-            case 2: m = .welcome(epoch: try r.u64())
+            case 2: m = .welcome(epoch: try r.u64(), snapshot: try r.bool())
             case 3: m = .reject(reason: try r.string())
             case 4:
                 let n = Int(try r.u32())
@@ -136,6 +148,12 @@ public struct ChannelDecoder {
             case 5: m = .ack(index: try r.u64())
             case 6: m = .heartbeat
             case 7: m = .digest(index: try r.u64(), value: try r.u64())
+            case 8:
+                let i = try r.u64(), e = try r.u64(), n = try r.u64(), d = try r.u64()
+                guard n <= 1 << 40 else { throw ChannelCodec.ProtocolError.malformed("snapshot size \(n)") }
+                m = .snapshotBegin(index: i, epoch: e, totalBytes: Int(n), digest: d)
+            case 9: m = .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
+            case 10: m = .snapshotEnd
             default: throw ChannelCodec.ProtocolError.badType(type)
             }
             guard r.remaining == 0 else { throw ChannelCodec.ProtocolError.malformed("\(r.remaining) trailing bytes in type \(type)") }

@@ -42,6 +42,11 @@ public struct ReplicationConfig: Sendable {
     public var digestInterval: Nanos = 1000 * nsPerMs
     /// Test-only fault injection (see `FaultPlan`).
     public var fault: FaultPlan? = nil
+    /// A primary serves alone at once instead of waiting for its backup; a
+    /// backup may join later by state transfer.
+    public var startAlone = false
+    /// Size of the chunks a snapshot is streamed in.
+    public var snapshotChunkBytes: Int = 256 * 1024
     /// Simulator-only: deliberately break one rule, to prove the checkers catch it.
     /// The command line never sets this.
     public var sabotage: Set<Sabotage> = []
@@ -58,6 +63,8 @@ public struct FaultPlan: Sendable, Equatable, CustomStringConvertible {
         case beforeRelease = "before-release"
         /// Right after the Nth inbound frame with payload was logged and sent to the backup, before its ack.
         case unacked = "unacked"
+        /// Not a crash: flip one byte in the first chunk of the Nth snapshot sent to a joining backup.
+        case corruptSnapshot = "corrupt-snapshot"
     }
     public var point: Point
     public var count: Int
@@ -86,8 +93,16 @@ public enum Sabotage: String, Sendable, CaseIterable, Hashable {
 public enum Mode: Equatable, Sendable, CustomStringConvertible {
     /// Primary: waiting for its backup. Backup: connecting, waiting for welcome.
     case waitingForPeer
+    /// Backup: receiving a snapshot of the running primary's state.
+    case joining
+    /// Primary live while a joining backup restores a snapshot and catches
+    /// up: output is released at once (the pair is not protected yet).
+    case syncing
     /// Primary with an in-sync backup: the output rule holds.
     case protected
+    /// Primary handing its role to the backup on request: takes no input,
+    /// waits for the backup to acknowledge everything, then hands over.
+    case handingOver
     /// Following the primary's log; emits nothing.
     case backup
     /// Asked the arbiter for `epoch`; emits nothing until it answers.
@@ -99,6 +114,9 @@ public enum Mode: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .waitingForPeer: return "waiting-for-peer"
+        case .joining: return "joining"
+        case .syncing: return "syncing"
+        case .handingOver: return "handing-over"
         case .protected: return "protected"
         case .backup: return "backup"
         case .claiming(let e): return "claiming-epoch-\(e)"
@@ -140,6 +158,8 @@ public enum Action: Sendable {
     case exit(code: Int32, reason: String)
     /// Test fault hook fired: die at once, like SIGKILL.
     case crash(String)
+    /// A snapshot of `bytes` at log index `index` was queued for a joining backup.
+    case snapshotSent(index: UInt64, bytes: Int)
     /// An entry was applied, with every frame it produced (for recording
     /// and inspection; whether they are emitted is said by emit/shadow).
     case applied(LogEntry, outputs: [[UInt8]])
@@ -147,18 +167,20 @@ public enum Action: Sendable {
 }
 
 /// The replication protocol of one node as a pure state machine: inputs are
-/// TAP frames, channel bytes, peer connect/close, arbiter answers and the
-/// local monotonic time; outputs are `Action`s. It owns the replica.
+/// TAP frames, channel bytes, peer connect/close, arbiter answers, operator
+/// requests and the local monotonic time; outputs are `Action`s. It owns the
+/// replica. `role` starts as configured and changes on takeover (backup →
+/// primary) and on a planned switchover (both ways).
 public final class ReplicationCore {
     public let config: ReplicationConfig
     public let replica: Replica
     public let configDigest: UInt64
+    public private(set) var role: Role
     public private(set) var mode: Mode
     public private(set) var epoch: UInt64 = 0
     public private(set) var clock = LogClock()
 
-    // Primary side.
-    var peerReady = false
+    // Leader side.
     var decoder = ChannelDecoder()
     var sendBatch: [LogEntry] = []
     var held = FIFO<OutputFrame>()
@@ -167,11 +189,15 @@ public final class ReplicationCore {
     public private(set) var ackedIndex: UInt64 = 0
     var lastDigestAt: Nanos = 0
     var lastDigestIndex: UInt64 = 0
+    var snapshotsSent = 0
 
-    // Backup side.
+    // Follower side.
     var ackDue = false
     public private(set) var diverged = false
     public private(set) var digestChecks: UInt64 = 0
+    public private(set) var divergences: UInt64 = 0
+    var snap: (index: UInt64, epoch: UInt64, total: Int, digest: UInt64, bytes: [UInt8])? = nil
+    var handoverPending = false
 
     // Both.
     var peerConnected = false
@@ -183,6 +209,8 @@ public final class ReplicationCore {
     public private(set) var ignoredFrames: UInt64 = 0
     public private(set) var discardedWhileNotLive: UInt64 = 0
     public private(set) var takeovers: UInt64 = 0
+    public private(set) var switchovers: UInt64 = 0
+    public private(set) var joinsServed: UInt64 = 0
 
     public init(config: ReplicationConfig, stack: Stack) {
         self.config = config
@@ -191,10 +219,10 @@ public final class ReplicationCore {
         stack.config.encode(into: &w)
         stack.encodeState(into: &w)  // services and ports are part of the empty state
         configDigest = SipHash24.hash(k0: 1, k1: 2, w.bytes)
+        role = config.role
         switch config.role {
         case .solo: mode = .alone; epoch = 1
-        case .primary: mode = .waitingForPeer
-        case .backup: mode = .waitingForPeer
+        case .primary, .backup: mode = .waitingForPeer
         }
     }
 
@@ -203,7 +231,7 @@ public final class ReplicationCore {
     public func start(now: Nanos, _ a: inout [Action]) {
         clock.resume(lastLogged: 0, localNow: now)
         lastHeard = now; lastSent = now
-        switch config.role {
+        switch role {
         case .solo:
             a.append(.log(.notice, "solo: live, no replication"))
             startGARP(now: now, &a)
@@ -211,7 +239,7 @@ public final class ReplicationCore {
             mode = .claiming(epoch: 1)
             a.append(.claimEpoch(1))
         case .backup:
-            a.append(.log(.info, "backup: connecting to primary"))
+            a.append(.log(.info, "backup: connecting to its peer"))
         }
     }
 
@@ -220,33 +248,40 @@ public final class ReplicationCore {
     public var wantsTapInput: Bool {
         switch mode {
         case .alone: return true
-        case .protected: return unacked.count < config.maxLagEntries && unackedBytes < config.maxLagBytes
+        case .protected, .syncing: return unacked.count < config.maxLagEntries && unackedBytes < config.maxLagBytes
         default: return false
         }
     }
 
     /// True when frames arriving on the TAP should be read and discarded
     /// (a backup's TAP never drives its replica).
-    public var drainsTap: Bool {
+    public var drainsTap: Bool { !isLive }
+
+    /// The node may emit frames.
+    public var isLive: Bool {
         switch mode {
-        case .alone, .protected: return false
-        default: return true
+        case .alone, .protected, .syncing, .handingOver: return true
+        default: return false
         }
     }
+    /// The node leads the log (assigns indexes) and the output rule applies.
+    var protectsOutput: Bool { mode == .protected || mode == .handingOver }
+    /// Entries are streamed to a follower.
+    var streams: Bool { mode == .protected || mode == .handingOver || mode == .syncing }
 
-    public var isLive: Bool { mode == .alone || mode == .protected }
     /// Entries sent to the backup and not yet acknowledged.
     public var lagEntries: Int { unacked.count }
     public var lagBytes: Int { unackedBytes }
     /// Frames produced and held by the output rule.
     public var heldFrames: Int { held.count }
     public var isPeerConnected: Bool { peerConnected }
-    public private(set) var divergences: UInt64 = 0
 
     // MARK: - TAP input
 
     public func tapFrame(_ f: [UInt8], now: Nanos, _ a: inout [Action]) {
-        guard isLive else { discardedWhileNotLive += 1; return }
+        guard mode == .alone || mode == .protected || mode == .syncing else {
+            discardedWhileNotLive += 1; return
+        }
         guard replica.stack.classify(f) == .accept else { ignoredFrames += 1; return }
         let entry = LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
                              kind: .frame, payload: f)
@@ -267,15 +302,13 @@ public final class ReplicationCore {
             fatal("cannot apply own entry: \(error)", &a); return
         }
         a.append(.applied(entry, outputs: out))
-        if mode == .protected {
+        if streams {
             sendBatch.append(entry)
             unacked.append((entry.index, entry.encodedSize))
             unackedBytes += entry.encodedSize
-            if config.sabotage.contains(.releaseWithoutAck) {
-                for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
-            } else {
-                for f in out { held.append(OutputFrame(frame: f, index: entry.index, time: entry.time, producedAt: now)) }
-            }
+        }
+        if protectsOutput && !config.sabotage.contains(.releaseWithoutAck) {
+            for f in out { held.append(OutputFrame(frame: f, index: entry.index, time: entry.time, producedAt: now)) }
         } else {
             for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
         }
@@ -310,7 +343,7 @@ public final class ReplicationCore {
     /// Fires due work: stack timers (as logged ticks), heartbeats, failure
     /// detection, GARP repeats, digest checks.
     public func tick(now: Nanos, _ a: inout [Action]) {
-        if isLive, let d = replica.stack.nextDeadline, clock.toLocal(d) <= now {
+        if isLive && mode != .handingOver, let d = replica.stack.nextDeadline, clock.toLocal(d) <= now {
             let t = clock.stamp(localNow: now)
             if d <= t { append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: t, kind: .tick), now: now, &a) }
         }
@@ -320,14 +353,14 @@ public final class ReplicationCore {
             garpLeft -= 1
             garpNext = now + config.garpInterval
         }
-        if peerConnected && (mode == .protected || mode == .backup) {
-            if now - lastHeard >= config.failoverTimeout {
-                peerFailed("no message from the peer for \(Double(now - lastHeard) / 1e6) ms", now: now, &a)
-            } else if now - lastSent >= config.heartbeat {
+        if peerConnected && watchesPeer {
+            if since(lastHeard, now) >= config.failoverTimeout {
+                peerFailed("no message from the peer for \(Double(since(lastHeard, now)) / 1e6) ms", now: now, &a)
+            } else if since(lastSent, now) >= config.heartbeat {
                 send(.heartbeat, now: now, &a)
             }
         }
-        if mode == .protected && replica.appliedIndex != lastDigestIndex && now - lastDigestAt >= config.digestInterval {
+        if mode == .protected && replica.appliedIndex != lastDigestIndex && since(lastDigestAt, now) >= config.digestInterval {
             flush(now: now, &a)
             lastDigestAt = now
             lastDigestIndex = replica.appliedIndex
@@ -335,13 +368,20 @@ public final class ReplicationCore {
         }
     }
 
+    var watchesPeer: Bool {
+        switch mode {
+        case .protected, .backup, .syncing, .handingOver, .joining: return true
+        default: return false
+        }
+    }
+
     /// When `tick` next has work, in local time.
     public func nextWakeup(now: Nanos) -> Nanos? {
         var w: Nanos? = nil
         func consider(_ x: Nanos) { w = w.map { min($0, x) } ?? x }
-        if isLive, let d = replica.stack.nextDeadline { consider(clock.toLocal(d)) }
+        if isLive && mode != .handingOver, let d = replica.stack.nextDeadline { consider(clock.toLocal(d)) }
         if garpLeft > 0 && isLive { consider(garpNext) }
-        if peerConnected && (mode == .protected || mode == .backup) {
+        if peerConnected && watchesPeer {
             consider(lastHeard + config.failoverTimeout)
             consider(lastSent + config.heartbeat)
         }
@@ -370,12 +410,12 @@ public final class ReplicationCore {
 
     // MARK: - Peer channel
 
-    /// A channel to the peer is up (the backup connected, or we connected to the primary).
+    /// A channel to the peer is up (a backup connected to us, or we connected to our peer).
     public func peerUp(now: Nanos, _ a: inout [Action]) {
         peerConnected = true
         decoder = ChannelDecoder()
         lastHeard = now
-        if config.role == .backup && mode == .waitingForPeer {
+        if role == .backup && mode == .waitingForPeer {
             send(.hello(.init(node: config.nodeName, role: "backup", configDigest: configDigest,
                               appliedIndex: replica.appliedIndex, epoch: epoch)), now: now, &a)
         }
@@ -386,9 +426,15 @@ public final class ReplicationCore {
         guard peerConnected else { return }
         peerConnected = false
         switch mode {
-        case .protected, .backup:
+        case .protected, .backup, .handingOver:
             peerFailed("log channel closed: \(reason)", now: now, &a)
-        case .waitingForPeer where config.role == .backup:
+        case .syncing:
+            dropJoiningBackup("channel closed: \(reason)", &a)
+        case .joining:
+            snap = nil
+            mode = .waitingForPeer
+            a.append(.log(.warning, "state transfer interrupted (\(reason)); will retry joining"))
+        case .waitingForPeer where role == .backup:
             a.append(.log(.warning, "connection to primary lost before joining: \(reason)"))
         default:
             a.append(.log(.info, "peer channel closed: \(reason)"))
@@ -412,53 +458,92 @@ public final class ReplicationCore {
         }
     }
 
+    func refuse(_ node: String, _ reason: String, now: Nanos, _ a: inout [Action]) {
+        a.append(.log(.warning, "refusing backup \(node): \(reason)"))
+        send(.reject(reason: reason), now: now, &a)
+        a.append(.closePeer(reason: "refused"))
+        peerConnected = false
+    }
+
     func handle(_ m: ChannelMessage, now: Nanos, _ a: inout [Action]) {
-        switch (m, config.role) {
-        case (.hello(let h), .primary), (.hello(let h), .solo):
-            let refusal: String?
-            if config.role == .solo {
-                refusal = "this node runs solo and takes no backup"
-            } else if h.configDigest != configDigest {
-                refusal = "appliance configuration differs (MAC, IP, services, ISN key or stack limits must match)"
-            } else if mode != .waitingForPeer {
-                refusal = "primary is running \(mode) at log index \(replica.appliedIndex); a backup joining a running primary needs state transfer, which this version does not support"
-            } else if h.appliedIndex != 0 {
-                refusal = "backup has state (index \(h.appliedIndex)); start it fresh"
-            } else { refusal = nil }
-            if let r = refusal {
-                a.append(.log(.warning, "refusing backup \(h.node): \(r)"))
-                send(.reject(reason: r), now: now, &a)
-                a.append(.closePeer(reason: "refused"))
-                peerConnected = false
-                return
+        switch m {
+        case .hello(let h):
+            guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
+            guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
+            guard h.configDigest == configDigest else {
+                return refuse(h.node, "appliance configuration differs (MAC, IP, services, ISN key or stack limits must match)", now: now, &a)
             }
-            send(.welcome(epoch: epoch), now: now, &a)
-            mode = .protected
-            a.append(.log(.notice, "backup \(h.node) joined at epoch \(epoch): protected, serving"))
-            startGARP(now: now, &a)
-        case (.welcome(let e), .backup):
-            guard mode == .waitingForPeer else { return }
+            guard h.appliedIndex == 0 else {
+                return refuse(h.node, "backup has state (index \(h.appliedIndex)); restart it fresh to join by state transfer", now: now, &a)
+            }
+            if mode == .waitingForPeer && replica.appliedIndex == 0 {
+                send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
+                mode = .protected
+                a.append(.log(.notice, "backup \(h.node) joined at epoch \(epoch): protected, serving"))
+                startGARP(now: now, &a)
+            } else if mode == .alone {
+                startStateTransfer(to: h.node, now: now, &a)
+            } else {
+                refuse(h.node, "this primary is \(mode) and cannot take a backup now", now: now, &a)
+            }
+        case .welcome(let e, let withSnapshot):
+            guard role == .backup, mode == .waitingForPeer else { return }
             epoch = e
-            mode = .backup
-            a.append(.log(.notice, "joined primary as backup at epoch \(e)"))
-        case (.reject(let r), .backup):
+            if withSnapshot {
+                mode = .joining
+                a.append(.log(.notice, "joining primary at epoch \(e) by state transfer"))
+            } else {
+                mode = .backup
+                a.append(.log(.notice, "joined primary as backup at epoch \(e)"))
+            }
+        case .reject(let r):
+            guard role == .backup else { return }
             mode = .stopped
             a.append(.exit(code: 3, reason: "primary refused this backup: \(r)"))
-        case (.entries(let es), .backup):
+        case .snapshotBegin(let index, let e, let total, let digest):
+            guard mode == .joining else { return }
+            snap = (index, e, total, digest, [])
+            snap!.bytes.reserveCapacity(total)
+        case .snapshotChunk(let offset, let data, let checksum):
+            guard mode == .joining, snap != nil else { return }
+            guard offset == UInt64(snap!.bytes.count), snap!.bytes.count + data.count <= snap!.total,
+                  SipHash24.hash(k0: offset, k1: 0x736e_6170, data) == checksum else {
+                return snapshotFailed("chunk at offset \(offset) failed its checksum or is out of place", now: now, &a)
+            }
+            snap!.bytes += data
+        case .snapshotEnd:
+            guard mode == .joining, let s = snap else { return }
+            guard s.bytes.count == s.total else { return snapshotFailed("snapshot ended after \(s.bytes.count) of \(s.total) bytes", now: now, &a) }
+            do { try replica.restore(s.bytes) } catch {
+                return snapshotFailed("snapshot rejected: \(error)", now: now, &a)
+            }
+            guard replica.appliedIndex == s.index, replica.digest == s.digest else {
+                return snapshotFailed("restored state does not match the primary's digest", now: now, &a)
+            }
+            snap = nil
+            epoch = max(epoch, s.epoch)
+            mode = .backup
+            ackDue = true
+            a.append(.log(.notice, "restored snapshot at log index \(s.index) (\(s.total) bytes, digest \(hex(s.digest))); following the primary"))
+        case .entries(let es):
             guard mode == .backup else { return }
             for e in es {
                 var out: [[UInt8]] = []
                 do { try replica.apply(e, out: &out) } catch {
                     fatal("log from primary is inconsistent: \(error)", &a); return
                 }
+                epoch = max(epoch, e.epoch)
                 a.append(.applied(e, outputs: out))
                 for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
+                if e.kind == .handover { handoverPending = true }
             }
             ackDue = true
-        case (.ack(let i), .primary):
-            guard mode == .protected else { return }
-            acknowledge(i, &a)
-        case (.digest(let i, let v), .backup):
+            if handoverPending { takeHandover(now: now, &a) }
+        case .ack(let i):
+            guard streams else { return }
+            acknowledge(i, now: now, &a)
+        case .digest(let i, let v):
+            guard mode == .backup else { return }
             digestChecks += 1
             if i == replica.appliedIndex {
                 let mine = replica.digest
@@ -470,26 +555,118 @@ public final class ReplicationCore {
             } else {
                 a.append(.log(.warning, "digest for index \(i) arrived at index \(replica.appliedIndex); not compared"))
             }
-        case (.heartbeat, _):
+        case .heartbeat:
             break
-        default:
-            a.append(.log(.warning, "unexpected message \(m.type) from peer in mode \(mode)"))
         }
     }
 
-    func acknowledge(_ index: UInt64, _ a: inout [Action]) {
-        guard index > ackedIndex else { return }
-        ackedIndex = min(index, replica.appliedIndex)
-        while let u = unacked.first, u.index <= ackedIndex {
-            _ = unacked.popFirst()
-            unackedBytes -= u.bytes
+    func acknowledge(_ index: UInt64, now: Nanos, _ a: inout [Action]) {
+        if index > ackedIndex {
+            ackedIndex = min(index, replica.appliedIndex)
+            while let u = unacked.first, u.index <= ackedIndex {
+                _ = unacked.popFirst()
+                unackedBytes -= u.bytes
+            }
+            // The output rule: release only what the acknowledged entries produced.
+            while let h = held.first, h.index <= ackedIndex {
+                _ = held.popFirst()
+                release(h, &a)
+                if case .crash = a.last { return }
+            }
         }
-        // The output rule: release only what the acknowledged entries produced.
-        while let h = held.first, h.index <= ackedIndex {
-            _ = held.popFirst()
-            release(h, &a)
-            if case .crash = a.last { return }
+        if mode == .syncing && index >= replica.appliedIndex {
+            mode = .protected
+            lastDigestAt = now
+            a.append(.log(.notice, "backup caught up at log index \(ackedIndex): protected again (epoch \(epoch))"))
         }
+        if mode == .handingOver { tryHandover(now: now, &a) }
+    }
+
+    // MARK: - Join by state transfer (leader side)
+
+    /// Takes a snapshot between two entries and streams it in checksummed
+    /// chunks; every later entry follows it on the same channel.
+    func startStateTransfer(to node: String, now: Nanos, _ a: inout [Action]) {
+        send(.welcome(epoch: epoch, snapshot: true), now: now, &a)
+        let bytes = replica.snapshot()
+        let index = replica.appliedIndex
+        send(.snapshotBegin(index: index, epoch: epoch, totalBytes: bytes.count, digest: replica.digest), now: now, &a)
+        snapshotsSent += 1
+        let corrupt = config.fault.map { $0.point == .corruptSnapshot && $0.count == snapshotsSent } ?? false
+        var offset = 0
+        let step = max(1024, config.snapshotChunkBytes)
+        while offset < bytes.count || offset == 0 {
+            let end = min(bytes.count, offset + step)
+            var chunk = Array(bytes[offset..<end])
+            let sum = SipHash24.hash(k0: UInt64(offset), k1: 0x736e_6170, chunk)
+            if corrupt && offset == 0 && !chunk.isEmpty {
+                chunk[chunk.count / 2] ^= 0x40
+                a.append(.log(.warning, "fault hook \(config.fault!): corrupting the first snapshot chunk"))
+            }
+            send(.snapshotChunk(offset: UInt64(offset), data: chunk, checksum: sum), now: now, &a)
+            offset = end
+            if bytes.isEmpty { break }
+        }
+        send(.snapshotEnd, now: now, &a)
+        a.append(.snapshotSent(index: index, bytes: bytes.count))
+        mode = .syncing
+        ackedIndex = index
+        unacked.removeAll(); unackedBytes = 0
+        joinsServed += 1
+        a.append(.log(.notice, "backup \(node) joining: snapshot at log index \(index) (\(bytes.count) bytes) sent; serving alone until it catches up"))
+    }
+
+    func dropJoiningBackup(_ why: String, _ a: inout [Action]) {
+        mode = .alone
+        unacked.removeAll(); unackedBytes = 0
+        sendBatch.removeAll()
+        a.append(.log(.warning, "joining backup lost (\(why)); serving alone"))
+    }
+
+    func snapshotFailed(_ why: String, now: Nanos, _ a: inout [Action]) {
+        snap = nil
+        mode = .waitingForPeer
+        a.append(.log(.error, "state transfer failed: \(why); closing the channel and retrying the join"))
+        a.append(.closePeer(reason: "state transfer failed"))
+        peerConnected = false
+    }
+
+    // MARK: - Planned switchover
+
+    /// Operator request: hand the primary role to the in-sync backup. Returns
+    /// an error message when the pair cannot switch now.
+    public func requestSwitchover(now: Nanos, _ a: inout [Action]) -> String? {
+        guard role == .primary, mode == .protected else {
+            return "switchover needs a protected primary (this node is \(role), \(mode))"
+        }
+        mode = .handingOver
+        a.append(.log(.notice, "switchover requested: input paused until the backup has acknowledged index \(replica.appliedIndex)"))
+        flush(now: now, &a)
+        tryHandover(now: now, &a)
+        return nil
+    }
+
+    func tryHandover(now: Nanos, _ a: inout [Action]) {
+        guard mode == .handingOver, held.isEmpty, ackedIndex == replica.appliedIndex else { return }
+        let e = LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now), kind: .handover)
+        append(e, now: now, &a)
+        flush(now: now, &a)
+        role = .backup
+        mode = .backup
+        unacked.removeAll(); unackedBytes = 0
+        garpLeft = 0
+        switchovers += 1
+        a.append(.log(.notice, "handed over at log index \(e.index) (epoch \(epoch)); now following as backup"))
+    }
+
+    /// The backup applied a handover entry: claim the next epoch and lead.
+    func takeHandover(now: Nanos, _ a: inout [Action]) {
+        handoverPending = false
+        guard mode == .backup else { return }
+        flush(now: now, &a)  // acknowledge the handover entry before leading
+        mode = .claiming(epoch: epoch + 1)
+        a.append(.log(.notice, "handover received at log index \(replica.appliedIndex): claiming epoch \(epoch + 1)"))
+        claim(epoch + 1, now: now, &a)
     }
 
     // MARK: - Failure handling and takeover
@@ -507,10 +684,14 @@ public final class ReplicationCore {
             mode = .claiming(epoch: epoch + 1)
             a.append(.log(.notice, "claiming epoch \(epoch + 1) to take over at log index \(replica.appliedIndex)"))
             claim(epoch + 1, now: now, &a)
-        case .protected:
+        case .protected, .handingOver:
             mode = .claiming(epoch: epoch + 1)
             a.append(.log(.notice, "claiming epoch \(epoch + 1) to continue without backup (\(held.count) frames held)"))
             claim(epoch + 1, now: now, &a)
+        case .syncing:
+            dropJoiningBackup(why, &a)
+        case .joining:
+            snapshotFailed("primary went silent during state transfer", now: now, &a)
         default:
             break
         }
@@ -535,22 +716,43 @@ public final class ReplicationCore {
             return
         }
         epoch = claimed
-        if config.role == .primary && claimed == 1 {
-            mode = .waitingForPeer
-            a.append(.log(.notice, "claimed epoch 1; waiting for the backup before serving"))
+        if role == .primary && claimed == 1 && replica.appliedIndex == 0 {
+            if config.startAlone {
+                mode = .alone
+                a.append(.log(.notice, "claimed epoch 1; serving alone until a backup joins"))
+                startGARP(now: now, &a)
+            } else {
+                mode = .waitingForPeer
+                a.append(.log(.notice, "claimed epoch 1; waiting for the backup before serving"))
+            }
             return
         }
-        takeovers += 1
-        mode = .alone
         clock.resume(lastLogged: replica.lastTime, localNow: now)
-        if config.role == .backup {
-            // Go live: first entry of the new epoch; retransmits unacknowledged data at once.
-            append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now), kind: .goLive),
-                   now: now, &a)
+        if role == .backup && peerConnected {
+            // Planned switchover: the old primary follows us on the same channel.
+            role = .primary
+            mode = .protected
+            ackedIndex = replica.appliedIndex
+            lastDigestAt = now
+            append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
+                            kind: .goLive, payload: [0]), now: now, &a)
+            flush(now: now, &a)
+            switchovers += 1
+            a.append(.log(.notice, "PRIMARY in epoch \(epoch) at log index \(replica.appliedIndex) by planned switchover; protected"))
+            startGARP(now: now, &a)
+        } else if role == .backup {
+            // Takeover: first entry of the new epoch retransmits unacknowledged data at once.
+            role = .primary
+            mode = .alone
+            takeovers += 1
+            append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
+                            kind: .goLive, payload: [1]), now: now, &a)
             a.append(.log(.notice, "LIVE in epoch \(epoch) at log index \(replica.appliedIndex) (took over from the primary)"))
             startGARP(now: now, &a)
         } else {
             // The primary lost its backup: release what was held and go on alone.
+            mode = .alone
+            takeovers += 1
             var n = 0
             while let h = held.popFirst() { release(h, &a); n += 1 }
             unacked.removeAll(); unackedBytes = 0
@@ -569,6 +771,10 @@ public final class ReplicationCore {
         a.append(.exit(code: 5, reason: why))
     }
 }
+
+/// Time elapsed from `t` to `now`, zero if `now` is earlier (callers on
+/// one node pass a monotonic clock, but events may be stamped slightly out of order).
+@inline(__always) func since(_ t: Nanos, _ now: Nanos) -> Nanos { now >= t ? now - t : 0 }
 
 func hex(_ v: UInt64) -> String {
     let s = String(v, radix: 16)

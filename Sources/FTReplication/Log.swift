@@ -8,13 +8,18 @@ public enum EntryKind: UInt8, Sendable, CustomStringConvertible {
     case frame = 1
     /// Time advanced: fire timers due at the entry's timestamp.
     case tick = 2
-    /// A replica went live in a new epoch: first entry of that epoch.
+    /// A replica went live in a new epoch: first entry of that epoch. Payload
+    /// `[1]` (or empty): after a failure, retransmit unacknowledged data now;
+    /// `[0]`: after a planned switchover, nothing to retransmit.
     case goLive = 3
+    /// The primary hands its role to the backup (planned switchover).
+    case handover = 4
     public var description: String {
         switch self {
         case .frame: return "frame"
         case .tick: return "tick"
         case .goLive: return "go-live"
+        case .handover: return "handover"
         }
     }
 }
@@ -85,8 +90,45 @@ public final class Replica {
             stack.advanceTime(to: e.time, out: &out)
         case .goLive:
             stack.advanceTime(to: e.time, out: &out)
-            stack.retransmitAll(now: e.time, out: &out)
+            if e.payload.first != 0 { stack.retransmitAll(now: e.time, out: &out) }
+        case .handover:
+            break
         }
+    }
+
+    /// The complete replicated state between two entries (format "FTSN" 1):
+    /// magic, version, applied index, epoch, last log time, then
+    /// `Stack.encodeState` (connections, buffers, timers, services, counters).
+    public func snapshot() -> [UInt8] {
+        var w = ByteWriter(capacity: 64 * 1024)
+        w.u32(0x4654_534E); w.u32(1)
+        w.u64(appliedIndex); w.u64(epoch); w.u64(lastTime)
+        stack.encodeState(into: &w)
+        return w.bytes
+    }
+
+    public enum SnapshotFormatError: Error, CustomStringConvertible {
+        case notASnapshot, version(UInt32), trailing(Int)
+        public var description: String {
+            switch self {
+            case .notASnapshot: return "not an ftap snapshot"
+            case .version(let v): return "snapshot format version \(v); this ftap reads version 1"
+            case .trailing(let n): return "\(n) unexpected bytes after the snapshot"
+            }
+        }
+    }
+
+    /// Replaces the replica's state with a snapshot. On error the replica
+    /// must be discarded or restored again from a good snapshot.
+    public func restore(_ bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        guard try r.u32() == 0x4654_534E else { throw SnapshotFormatError.notASnapshot }
+        let v = try r.u32()
+        guard v == 1 else { throw SnapshotFormatError.version(v) }
+        let index = try r.u64(), epoch = try r.u64(), last = try r.u64()
+        try stack.restoreState(from: &r)
+        guard r.remaining == 0 else { throw SnapshotFormatError.trailing(r.remaining) }
+        appliedIndex = index; self.epoch = epoch; lastTime = last
     }
 
     /// Digest of the replicated state including the log position.

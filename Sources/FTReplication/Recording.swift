@@ -11,8 +11,9 @@ import FTWire
 ///   configuration, including the ISN key: treat recordings as secret).
 /// - Interface 0 `log`: one Enhanced Packet Block per log entry, timestamp =
 ///   the entry's log time (ns resolution), `epb_packetid` = log index,
-///   `epb_flags` inbound, comment `kind=<frame|tick|go-live> epoch=<n>`;
-///   packet data = the frame (empty for tick and go-live). Checkpoints are
+///   `epb_flags` inbound, comment `kind=<frame|tick|go-live|handover> epoch=<n>`;
+///   packet data = the frame (empty for tick and handover; one byte for
+///   go-live: 1 after a failure, 0 after a planned switchover). Checkpoints are
 ///   EPBs with empty data and comment `kind=digest epoch=<n> digest=<hex16>`:
 ///   the replica digest after applying entry `epb_packetid`.
 /// - Interface 1 `out`: one EPB per frame the replica produced, after its
@@ -199,7 +200,8 @@ public enum RecordFormat {
                     switch kind {
                     case "frame": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .frame, payload: data)))
                     case "tick": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .tick)))
-                    case "go-live": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .goLive)))
+                    case "go-live": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .goLive, payload: data)))
+                    case "handover": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .handover)))
                     case "digest":
                         guard let d = fields["digest"], let v = UInt64(d, radix: 16) else {
                             throw ReadError(offset: i, message: "checkpoint without a valid digest")

@@ -6,6 +6,7 @@ public final class CounterState {
     public private(set) var value: UInt64 = 0
     public init() {}
     public func increment() -> UInt64 { value &+= 1; return value }
+    func restore(_ v: UInt64) { value = v }
 }
 
 /// `counter`: a line protocol. `INCR` -> new value, `GET` -> value, anything
@@ -71,6 +72,15 @@ public final class CounterService: StreamService {
         w.int(ids.count)
         for id in ids { w.u64(id); w.blob(partial[id]!) }
     }
+
+    public func decodeState(from r: inout ByteReader) throws {
+        counter.restore(try r.u64())
+        let n = try r.int()
+        guard n >= 0, n <= 1 << 24 else { throw DecodeError.invalid(offset: r.offset - 8, what: "connection count") }
+        var p: [ConnectionID: [UInt8]] = [:]
+        for _ in 0..<n { let id = try r.u64(); p[id] = try r.blob(max: Self.maxLine + 1) }
+        partial = p
+    }
 }
 
 /// `echo` (RFC 862, TCP): sends back what it receives, as fast as the send
@@ -87,6 +97,7 @@ public final class EchoService: StreamService {
     public func peerClosed(_ id: ConnectionID, io: inout StreamIO) { io.close = true }
     public func closed(_ id: ConnectionID) {}
     public func encodeState(into w: inout ByteWriter) {}
+    public func decodeState(from r: inout ByteReader) throws {}
 }
 
 /// `discard` (RFC 863, TCP): reads and throws away; counts bytes.
@@ -102,6 +113,7 @@ public final class DiscardService: StreamService {
     public func peerClosed(_ id: ConnectionID, io: inout StreamIO) { io.close = true }
     public func closed(_ id: ConnectionID) {}
     public func encodeState(into w: inout ByteWriter) { w.u64(bytesDiscarded) }
+    public func decodeState(from r: inout ByteReader) throws { bytesDiscarded = try r.u64() }
 }
 
 /// `udp-echo` (RFC 862, UDP).
@@ -110,6 +122,7 @@ public final class UDPEchoService: DatagramService {
     public init() {}
     public func receive(from: Endpoint, _ payload: ArraySlice<UInt8>) -> [UInt8]? { Array(payload) }
     public func encodeState(into w: inout ByteWriter) {}
+    public func decodeState(from r: inout ByteReader) throws {}
 }
 
 /// `udp-counter`: exactly-once increments over UDP with request ids.
@@ -132,8 +145,11 @@ public final class UDPCounterService: DatagramService {
     }
 
     public func receive(from: Endpoint, _ payload: ArraySlice<UInt8>) -> [UInt8]? {
-        var text = String(decoding: payload, as: UTF8.self)
-        while text.last == "\n" || text.last == "\r" { text.removeLast() }
+        // Trim line endings on bytes: as Characters, "\r\n" is one grapheme
+        // that equals neither "\r" nor "\n".
+        var body = payload
+        while let b = body.last, b == UInt8(ascii: "\n") || b == UInt8(ascii: "\r") { body = body.dropLast() }
+        let text = String(decoding: body, as: UTF8.self)
         let parts = text.split(separator: " ", omittingEmptySubsequences: true)
         guard parts.count == 3, parts[0].utf8.count <= 64, let seq = UInt64(parts[1]) else {
             return Array("ERR malformed\n".utf8)
@@ -167,6 +183,16 @@ public final class UDPCounterService: DatagramService {
         w.int(keys.count)
         for k in keys { let e = clients[k]!; w.string(k); w.u64(e.seq); w.blob(e.reply); w.u64(e.stamp) }
     }
+
+    public func decodeState(from r: inout ByteReader) throws {
+        counter.restore(try r.u64())
+        clock = try r.u64(); evictions = try r.u64()
+        let n = try r.int()
+        guard n >= 0, n <= 1 << 24 else { throw DecodeError.invalid(offset: r.offset - 8, what: "client count") }
+        var c: [String: Entry] = [:]
+        for _ in 0..<n { c[try r.string()] = Entry(seq: try r.u64(), reply: try r.blob(max: 4096), stamp: try r.u64()) }
+        clients = c
+    }
 }
 
 /// `KIND:PORT` as given to `--service`.
@@ -194,7 +220,9 @@ public struct ServiceSpec: Hashable, Sendable, CustomStringConvertible {
         guard parts.count == 2 else { throw ParseError.syntax(text) }
         let kind = String(parts[0])
         guard kinds.contains(kind) else { throw ParseError.unknownKind(kind) }
-        guard let p = UInt16(parts[1]), p > 0 else { throw ParseError.badPort(String(parts[1])) }
+        // Digits only: UInt16("+80") would succeed.
+        guard parts[1].utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let p = UInt16(parts[1]), p > 0 else { throw ParseError.badPort(String(parts[1])) }
         return ServiceSpec(kind: kind, port: p)
     }
 }

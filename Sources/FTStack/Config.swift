@@ -93,19 +93,23 @@ public struct StackCounters: Equatable, Sendable {
 
     public init() {}
 
-    /// Name/value pairs in a fixed order (for logs, metrics and the digest).
-    public var all: [(String, UInt64)] {
-        [("frames_in", framesIn), ("frames_out", framesOut), ("malformed", malformed),
-         ("bad_checksum", badChecksum), ("ip_fragments_dropped", ipFragmentsDropped),
-         ("ip_options_dropped", ipOptionsDropped), ("not_for_us", notForUs),
-         ("arp_replies", arpRepliesSent), ("icmp_echo_replies", icmpEchoReplies),
-         ("udp_in", udpIn), ("udp_no_port", udpNoPort),
-         ("tcp_segments_in", tcpSegmentsIn), ("tcp_segments_out", tcpSegmentsOut),
-         ("tcp_retransmits", tcpRetransmits), ("tcp_fast_retransmits", tcpFastRetransmits),
-         ("tcp_timeouts", tcpTimeouts), ("tcp_zero_window_probes", tcpZeroWindowProbes),
-         ("tcp_resets_sent", tcpResetsSent), ("tcp_resets_received", tcpResetsReceived),
-         ("tcp_challenge_acks", tcpChallengeAcks), ("tcp_accepted", tcpConnectionsAccepted),
-         ("tcp_refused", tcpConnectionsRefused), ("tcp_ooo_queued", tcpOutOfOrderQueued),
-         ("tcp_ooo_dropped", tcpOutOfOrderDropped)]
-    }
+    /// Every counter with its name, in a fixed order: the order of logs,
+    /// metrics, the digest and snapshots.
+    public static let fields: [(String, WritableKeyPath<StackCounters, UInt64>)] = [
+        ("frames_in", \.framesIn), ("frames_out", \.framesOut), ("malformed", \.malformed),
+        ("bad_checksum", \.badChecksum), ("ip_fragments_dropped", \.ipFragmentsDropped),
+        ("ip_options_dropped", \.ipOptionsDropped), ("not_for_us", \.notForUs),
+        ("arp_replies", \.arpRepliesSent), ("icmp_echo_replies", \.icmpEchoReplies),
+        ("udp_in", \.udpIn), ("udp_no_port", \.udpNoPort),
+        ("tcp_segments_in", \.tcpSegmentsIn), ("tcp_segments_out", \.tcpSegmentsOut),
+        ("tcp_retransmits", \.tcpRetransmits), ("tcp_fast_retransmits", \.tcpFastRetransmits),
+        ("tcp_timeouts", \.tcpTimeouts), ("tcp_zero_window_probes", \.tcpZeroWindowProbes),
+        ("tcp_resets_sent", \.tcpResetsSent), ("tcp_resets_received", \.tcpResetsReceived),
+        ("tcp_challenge_acks", \.tcpChallengeAcks), ("tcp_accepted", \.tcpConnectionsAccepted),
+        ("tcp_refused", \.tcpConnectionsRefused), ("tcp_ooo_queued", \.tcpOutOfOrderQueued),
+        ("tcp_ooo_dropped", \.tcpOutOfOrderDropped),
+    ]
+
+    /// Name/value pairs in the order of `fields`.
+    public var all: [(String, UInt64)] { Self.fields.map { ($0.0, self[keyPath: $0.1]) } }
 }

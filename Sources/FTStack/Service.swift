@@ -42,6 +42,8 @@ public protocol StreamService: AnyObject {
     func closed(_ id: ConnectionID)
     /// Appends the service's full state, in a deterministic order.
     func encodeState(into w: inout ByteWriter)
+    /// Replaces the service's state with what `encodeState` wrote.
+    func decodeState(from r: inout ByteReader) throws
 }
 
 /// A UDP service: one datagram in, at most one datagram out.
@@ -49,4 +51,5 @@ public protocol DatagramService: AnyObject {
     var kind: String { get }
     func receive(from: Endpoint, _ payload: ArraySlice<UInt8>) -> [UInt8]?
     func encodeState(into w: inout ByteWriter)
+    func decodeState(from r: inout ByteReader) throws
 }

@@ -121,6 +121,17 @@ public final class Stack {
 
     func nextIPID() -> UInt16 { ipID &+= 1; return ipID }
 
+    /// False for 0/8 ("this network"), 127/8 (loopback), 224/4 (multicast),
+    /// 240/4 (reserved, including 255.255.255.255), our subnet's directed
+    /// broadcast and our own address (spoofed or looped back).
+    func isUnicastSource(_ a: IPv4Address) -> Bool {
+        let top = a.raw >> 24
+        if top == 0 || top == 127 || top >= 224 { return false }
+        if a == config.ip { return false }
+        if config.interface.prefixLength < 31 && a == config.interface.directedBroadcast { return false }
+        return true
+    }
+
     func handleIPv4(_ f: [UInt8], eth: EthernetHeader, now: Nanos, out: inout [[UInt8]]) {
         let ip: IPv4Header
         do { ip = try IPv4Header.parse(f, at: 14) } catch {
@@ -133,6 +144,10 @@ public final class Stack {
             return
         }
         guard ip.dst == config.ip else { counters.notForUs += 1; return }
+        // RFC 1122 3.2.1.3: a datagram whose source is not a single unicast host
+        // is discarded silently; in particular no reply, ICMP error (3.2.2) or
+        // RST (4.2.3.10) may be sent to a broadcast or multicast address.
+        guard isUnicastSource(ip.src) else { counters.malformed += 1; return }
         switch ip.proto {
         case IPProtocol.tcp:
             let seg: TCPHeader

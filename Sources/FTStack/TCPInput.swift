@@ -20,8 +20,7 @@ extension Stack {
                 // A new incarnation of the connection (RFC 9293 3.10.7.4 note, as RFC 6191 allows).
                 remove(t)
             } else {
-                t.peerMAC = srcMAC
-                segmentArrives(t, f, seg, now: now, out: &out)
+                segmentArrives(t, f, seg, srcMAC: srcMAC, now: now, out: &out)
                 return
             }
         }
@@ -34,10 +33,13 @@ extension Stack {
                      now: Nanos, out: inout [[UInt8]]) {
         if seg.flags.contains(.rst) { return }
         let segLen = UInt32(seg.payload.count) &+ (seg.flags.contains(.syn) ? 1 : 0) &+ (seg.flags.contains(.fin) ? 1 : 0)
-        guard streamServices[seg.dstPort] != nil, !seg.flags.contains(.ack), seg.flags.contains(.syn) else {
+        guard streamServices[seg.dstPort] != nil, !seg.flags.contains(.ack) else {
+            // CLOSED (no listener), or an ACK in LISTEN: RST (RFC 9293 3.10.7.1, 3.10.7.2 second check).
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
             return
         }
+        // LISTEN, fourth check: any other text or control without SYN is dropped.
+        guard seg.flags.contains(.syn) else { return }
         // Limits: refuse cleanly with RST when full.
         var live = 0, embryonic = 0
         for t in conns.values where t.state != .timeWait {
@@ -80,7 +82,7 @@ extension Stack {
 
     // MARK: Synchronized states
 
-    func segmentArrives(_ t: TCB, _ f: [UInt8], _ seg: TCPHeader, now: Nanos, out: inout [[UInt8]]) {
+    func segmentArrives(_ t: TCB, _ f: [UInt8], _ seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
         var seq = seg.seq
         var payload = seg.payload
         var fin = seg.flags.contains(.fin)
@@ -96,11 +98,22 @@ extension Stack {
         // 1. Sequence number check (RFC 9293 3.10.7.4, first).
         let wnd = receiveWindowForAcceptance(t)
         if !acceptable(t, seq: seq, len: segLen, wnd: wnd) {
-            if !seg.flags.contains(.rst) {
-                if t.state == .timeWait, fin { t.timeWaitDeadline = now + 2 * config.msl }
-                sendAck(t, out: &out)
+            if wnd == 0 && seq == t.rcvNxt && !syn && !seg.flags.contains(.rst) {
+                // "If the RCV.WND is zero, no segments will be acceptable, but
+                // special allowance should be made to accept valid ACKs": a
+                // segment at RCV.NXT (e.g. a one-byte window probe) has its
+                // text dropped but its ACK and window processed, and is answered
+                // with an ACK.
+                payload = payload.lowerBound..<payload.lowerBound
+                fin = false
+                t.ackNeeded = true
+            } else {
+                if !seg.flags.contains(.rst) {
+                    if t.state == .timeWait, fin { t.timeWaitDeadline = now + 2 * config.msl }
+                    sendAck(t, out: &out)
+                }
+                return
             }
-            return
         }
 
         // 2. RST (RFC 5961 section 3): exact match resets, in-window gets a challenge ACK.
@@ -122,6 +135,12 @@ extension Stack {
             return
         }
 
+        // The segment passed the sequence, RST and SYN checks: only now may it
+        // move where we send (the peer's MAC can change, e.g. a router
+        // failover). Earlier, any LAN host could redirect our ACKs, and with
+        // them the exact sequence numbers RFC 5961 keeps from off-path hosts.
+        t.peerMAC = srcMAC
+
         // 4. ACK processing.
         guard seg.flags.contains(.ack) else { return }
         let ack = seg.ack
@@ -132,6 +151,10 @@ extension Stack {
             }
             t.state = .established
             counters.tcpConnectionsAccepted += 1
+            // RFC 6298 (5.7): if the SYN-ACK timed out and the RTO in use is
+            // below 3 s, data transmission starts with an RTO of 3 s.
+            let fallback: Nanos = 3000 * nsPerMs
+            if t.retries > 0 && config.rtoInitial < fallback { t.rto = min(config.rtoMax, fallback) }
             t.sndWnd = Int(seg.window) << Int(t.sndScale)
             t.maxSndWnd = max(t.maxSndWnd, t.sndWnd)
             t.sndWl1 = seq; t.sndWl2 = ack
@@ -388,7 +411,7 @@ extension Stack {
 
     func apply(_ io: StreamIO, _ t: TCB, now: Nanos, out: inout [[UInt8]]) {
         if io.abort {
-            sendReset(seq: t.sndNxt, t: t, out: &out)
+            sendReset(seq: t.sndMax, t: t, out: &out)
             remove(t)
             return
         }
@@ -442,9 +465,14 @@ extension Stack {
             t.persistDeadline = now + persistInterval(t)
         }
         if t.ackNeeded { sendAck(t, out: &out) }
-        // A window update when the service freed receive space the peer does not know of.
-        let w = currentReceiveWindow(t)
-        if t.lastAdvWindow < t.sendMSS && w >= min(config.receiveBufferBytes / 2, 2 * t.sendMSS)
+        // A window update when the service freed receive space the peer does not
+        // know of: the window the peer last saw (up to the right edge we
+        // advertised) is small, and the window we would advertise now, after
+        // scaling, is larger than it and substantial. Comparing what would be
+        // sent with what was sent keeps this from repeating an ACK just sent.
+        let known = max(0, seqDiff(t.rcvAdvEdge, t.rcvNxt))
+        let adv = min(currentReceiveWindow(t) >> Int(t.rcvScale), 65535) << Int(t.rcvScale)
+        if known < t.sendMSS && adv > known && adv >= min(config.receiveBufferBytes / 2, 2 * t.sendMSS)
             && (t.state == .established || t.state == .finWait1 || t.state == .finWait2) {
             sendAck(t, out: &out)
         }
@@ -477,7 +505,7 @@ extension Stack {
             counters.tcpTimeouts += 1
             let limit = t.state == .synReceived ? config.synAckRetries : config.maxRetransmits
             if t.retries > limit {
-                if t.state != .synReceived { sendReset(seq: t.sndNxt, t: t, out: &out) }
+                if t.state != .synReceived { sendReset(seq: t.sndMax, t: t, out: &out) }
                 remove(t)
                 return
             }
@@ -504,7 +532,7 @@ extension Stack {
             if t.sndWnd == 0 && t.unsentBytes > 0 && t.outstanding == 0 {
                 t.persistUnanswered += 1
                 if t.persistUnanswered > config.maxRetransmits {
-                    sendReset(seq: t.sndNxt, t: t, out: &out)
+                    sendReset(seq: t.sndMax, t: t, out: &out)
                     remove(t)
                     return
                 }
@@ -585,6 +613,8 @@ extension Stack {
         out.append(frame)
     }
 
+    /// RST on a synchronized connection. Callers pass SND.MAX, the highest
+    /// sequence number sent: `sndNxt` is rewound for go-back-N after a timeout.
     func sendReset(seq: UInt32, t: TCB, out: inout [[UInt8]]) {
         counters.tcpResetsSent += 1
         counters.tcpSegmentsOut += 1

@@ -20,7 +20,7 @@ struct FTAP: ParsableCommand {
         4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, Status.self, LogCommand.self, Replay.self])
+        subcommands: [Run.self, Status.self, Switchover.self, LogCommand.self, Replay.self])
 
     static func main() {
         do {
@@ -76,6 +76,8 @@ struct Run: ParsableCommand {
     var arbiter: String?
     @Option(help: "Name of this node in logs and arbiter claims (default: the TAP name).")
     var nodeName: String?
+    @Flag(help: "Primary: serve alone at once instead of waiting for the backup; the backup joins later by state transfer.")
+    var startAlone = false
     @Option(help: "Send a heartbeat after this many idle milliseconds.")
     var heartbeatMs: Int = 50
     @Option(help: "Declare the peer failed after this many milliseconds of silence.")
@@ -178,6 +180,7 @@ struct Run: ParsableCommand {
         rc.failoverTimeout = UInt64(failoverTimeoutMs) * nsPerMs
         rc.garpCount = garpCount
         rc.garpInterval = UInt64(garpIntervalMs) * nsPerMs
+        rc.startAlone = startAlone
         if let f = getenv("FTAP_FAULT").map({ String(cString: $0) }), !f.isEmpty {
             guard let plan = FaultPlan(f) else {
                 throw ValidationError("FTAP_FAULT '\(f)' is not POINT:N with POINT one of \(FaultPlan.Point.allCases.map(\.rawValue).joined(separator: ", "))")

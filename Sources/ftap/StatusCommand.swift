@@ -27,6 +27,20 @@ struct Status: ParsableCommand {
     }
 }
 
+struct Switchover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Hand the primary role to the backup on purpose (planned maintenance), through the primary's --admin endpoint.",
+        discussion: "The primary stops taking input, waits until the backup has acknowledged every entry, appends a handover entry and becomes the backup; the backup claims the next epoch, sends gratuitous ARP and leads. No state transfer is needed.")
+    @Option(help: "The primary's --admin address.") var admin: String = "127.0.0.1:7410"
+
+    func run() throws {
+        guard let a = SocketAddress(admin) else { throw ValidationError("--admin '\(admin)' is not IPv4:PORT") }
+        do { print(try httpRequest(a, method: "POST", path: "/switchover"), terminator: "") } catch {
+            throw CLIError("switchover refused or failed: \(error)")
+        }
+    }
+}
+
 /// Top-level scalar fields of a flat JSON object (enough for /status).
 func flatJSON(_ s: String) -> [String: String] {
     var out: [String: String] = [:]
@@ -53,7 +67,9 @@ func flatJSON(_ s: String) -> [String: String] {
 
 struct HTTPError: Error, CustomStringConvertible { var description: String }
 
-func httpGet(_ a: SocketAddress, path: String) throws -> String {
+func httpGet(_ a: SocketAddress, path: String) throws -> String { try httpRequest(a, method: "GET", path: path) }
+
+func httpRequest(_ a: SocketAddress, method: String, path: String) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
     defer { close(fd) }
@@ -64,7 +80,7 @@ func httpGet(_ a: SocketAddress, path: String) throws -> String {
     sin.sin_family = sa_family_t(AF_INET); sin.sin_port = a.port.bigEndian; sin.sin_addr.s_addr = a.ip.raw.bigEndian
     let r = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard r == 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
-    let req = Array("GET \(path) HTTP/1.0\r\n\r\n".utf8)
+    let req = Array("\(method) \(path) HTTP/1.0\r\n\r\n".utf8)
     _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     var data: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
@@ -77,7 +93,9 @@ func httpGet(_ a: SocketAddress, path: String) throws -> String {
         throw HTTPError(description: "malformed HTTP response")
     }
     let head = String(decoding: data[0..<sep], as: UTF8.self)
-    guard head.hasPrefix("HTTP/1.0 200") else { throw HTTPError(description: head) }
+    guard head.hasPrefix("HTTP/1.0 200") else {
+        throw HTTPError(description: head.split(separator: "\r\n").first.map(String.init).map { $0 + ": " } .map { $0 + String(decoding: data[(sep + 4)...], as: UTF8.self) } ?? head)
+    }
     return String(decoding: data[(sep + 4)...], as: UTF8.self)
 }
 
