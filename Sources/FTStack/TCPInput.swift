@@ -436,6 +436,11 @@ extension Stack {
             if unsent > 0 {
                 let len = min(t.sendMSS, unsent, room)
                 if len <= 0 { break }
+                // Sender-side silly window avoidance (RFC 9293 3.8.6.2.1): a
+                // window-limited segment smaller than a full one and than half
+                // the largest window the peer offered waits for more window,
+                // unless nothing is in flight to bring an ACK.
+                if len < t.sendMSS && len < unsent && len < t.maxSndWnd / 2 && t.outstanding > 0 { break }
                 let isLast = len == unsent
                 var flags: TCPFlags = [.ack]
                 if isLast { flags.insert(.psh) }
