@@ -199,12 +199,10 @@ public final class Recorder {
     var pcaps: [PcapFile] = []
     var record: RawFile?
     var lastCheckpointIndex: UInt64 = 0
-    public let checkpointEvery: UInt64
 
     public init(pcapDir: String?, pcapMaxBytes: Int, recordPath: String?, recordHeader: String,
-                checkpointEvery: UInt64 = 1000, log: Logger) throws {
+                log: Logger) throws {
         writer = BackgroundWriter(log: log)
-        self.checkpointEvery = checkpointEvery
         if let dir = pcapDir {
             if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw SystemError("--pcap-dir \(dir)", errno: errno) }
             inFile = try PcapFile(path: dir + "/in.pcap", maxBytes: pcapMaxBytes)
@@ -223,13 +221,14 @@ public final class Recorder {
 
     public var isActive: Bool { inFile != nil || record != nil }
 
-    func applied(_ e: LogEntry, outputs: [[UInt8]], replica: Replica) {
+    /// `checkpoint`: the digest the core took right after applying `e`, if one was due.
+    func applied(_ e: LogEntry, outputs: [[UInt8]], checkpoint: UInt64?) {
         if let f = inFile, e.kind == .frame { writer.submit(.pcap(f, e.time, e.payload)) }
         if let r = record {
             var bytes = RecordFormat.entry(e)
             for o in outputs { bytes += RecordFormat.output(o, of: e) }
-            if e.index - lastCheckpointIndex >= checkpointEvery || e.kind == .goLive {
-                bytes += RecordFormat.checkpoint(index: e.index, epoch: e.epoch, time: e.time, digest: replica.digest)
+            if let d = checkpoint {
+                bytes += RecordFormat.checkpoint(index: e.index, epoch: e.epoch, time: e.time, digest: d)
                 lastCheckpointIndex = e.index
             }
             writer.submit(.raw(r, bytes))

@@ -275,7 +275,9 @@ public final class Node {
                 let pause = Double(monotonicNanos() - peerCallStart) / 1e6
                 log.notice("state transfer: snapshot at index \(index), \(bytes) bytes queued for the joining backup; snapshot pause \(pause) ms")
             case .applied(let e, let outputs):
-                options.recorder?.applied(e, outputs: outputs, replica: core.replica)
+                if let r = options.recorder {
+                    r.applied(e, outputs: outputs, checkpoint: core.takeCheckpoint(index: e.index))
+                }
             case .log(let level, let msg):
                 switch level {
                 case .debug: log.debug("\(msg)")

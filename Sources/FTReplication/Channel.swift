@@ -32,6 +32,9 @@ public enum ChannelMessage: Equatable, Sendable {
     /// `checksum` is SipHash-2-4 of `data` keyed with (offset, "snap").
     case snapshotChunk(offset: UInt64, data: [UInt8], checksum: UInt64)
     case snapshotEnd
+    /// A frame a former primary received on its TAP after handing over, for
+    /// the new primary to log as if it had read it itself.
+    case forward(frame: [UInt8])
 
     public struct Hello: Equatable, Sendable {
         public var node: String
@@ -57,6 +60,7 @@ public enum ChannelMessage: Equatable, Sendable {
         case .snapshotBegin: return 8
         case .snapshotChunk: return 9
         case .snapshotEnd: return 10
+        case .forward: return 11
         }
     }
 }
@@ -83,6 +87,7 @@ public enum ChannelCodec {
         case .snapshotBegin(let i, let e, let n, let d): w.u64(i); w.u64(e); w.u64(UInt64(n)); w.u64(d)
         case .snapshotChunk(let o, let data, let sum): w.u64(o); w.blob(data); w.u64(sum)
         case .snapshotEnd: break
+        case .forward(let f): w.blob(f)
         }
         out.appendBE16(magic); out.append(version); out.append(m.type)
         out.appendBE32(UInt32(w.bytes.count)); out.append(contentsOf: w.bytes)
@@ -154,6 +159,7 @@ public struct ChannelDecoder {
                 m = .snapshotBegin(index: i, epoch: e, totalBytes: Int(n), digest: d)
             case 9: m = .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
             case 10: m = .snapshotEnd
+            case 11: m = .forward(frame: try r.blob(max: 65536))
             default: throw ChannelCodec.ProtocolError.badType(type)
             }
             guard r.remaining == 0 else { throw ChannelCodec.ProtocolError.malformed("\(r.remaining) trailing bytes in type \(type)") }

@@ -47,6 +47,10 @@ public struct ReplicationConfig: Sendable {
     public var startAlone = false
     /// Size of the chunks a snapshot is streamed in.
     public var snapshotChunkBytes: Int = 256 * 1024
+    /// Record the state digest after every entry whose index is a multiple of
+    /// this, and after go-live and handover entries (0: never). Taken right
+    /// after the entry is applied; `takeCheckpoint` hands them to a recorder.
+    public var checkpointEvery: UInt64 = 0
     /// Simulator-only: deliberately break one rule, to prove the checkers catch it.
     /// The command line never sets this.
     public var sabotage: Set<Sabotage> = []
@@ -184,7 +188,8 @@ public final class ReplicationCore {
     var decoder = ChannelDecoder()
     var sendBatch: [LogEntry] = []
     var held = FIFO<OutputFrame>()
-    var unacked = FIFO<(index: UInt64, bytes: Int)>()
+    /// Entries streamed and not yet acknowledged, with the local time they were logged.
+    var unacked = FIFO<(index: UInt64, bytes: Int, at: Nanos)>()
     var unackedBytes = 0
     public private(set) var ackedIndex: UInt64 = 0
     var lastDigestAt: Nanos = 0
@@ -198,6 +203,14 @@ public final class ReplicationCore {
     public private(set) var divergences: UInt64 = 0
     var snap: (index: UInt64, epoch: UInt64, total: Int, digest: UInt64, bytes: [UInt8])? = nil
     var handoverPending = false
+    /// The primary confirmed this follower holds everything whose output it
+    /// released: set by a plain welcome (or, after a state transfer, by the
+    /// welcome sent when the primary leaves `syncing`) and on handing over.
+    /// Only an in-sync follower may take over.
+    public private(set) var inSync = false
+    /// The channel to our primary closed: take over at this time (local),
+    /// once every lease the primary could hold has expired.
+    var takeoverAt: Nanos? = nil
 
     // Both.
     var peerConnected = false
@@ -205,9 +218,20 @@ public final class ReplicationCore {
     var lastSent: Nanos = 0
     var garpLeft = 0
     var garpNext: Nanos = 0
+    /// While a backup watches us, a GARP is safe only until it could have
+    /// given up on us: failoverTimeout after the last message it must have
+    /// received to be able to take over (welcome, go-live entry, in-sync
+    /// confirmation). A GARP from a process resumed after a pause later than
+    /// that could pull the MAC back from the new primary.
+    var garpUntil: Nanos = .max
     var faultCount = 0
     public private(set) var ignoredFrames: UInt64 = 0
     public private(set) var discardedWhileNotLive: UInt64 = 0
+    /// Frames a former primary read on its TAP after handing over and passed
+    /// to the new primary (the switch still sent them to its port).
+    public private(set) var forwardedFrames: UInt64 = 0
+    var forwardUntil: Nanos = 0
+    var checkpoints = FIFO<(index: UInt64, digest: UInt64)>()
     public private(set) var takeovers: UInt64 = 0
     public private(set) var switchovers: UInt64 = 0
     public private(set) var joinsServed: UInt64 = 0
@@ -280,6 +304,14 @@ public final class ReplicationCore {
 
     public func tapFrame(_ f: [UInt8], now: Nanos, _ a: inout [Action]) {
         guard mode == .alone || mode == .protected || mode == .syncing else {
+            // Right after a planned switchover the switch may still deliver
+            // frames for the appliance here, until the new primary's GARP
+            // moves the MAC: pass them on instead of losing them.
+            if shouldForward(f, now: now) {
+                forwardedFrames += 1
+                send(.forward(frame: f), now: now, &a)
+                return
+            }
             discardedWhileNotLive += 1; return
         }
         guard replica.stack.classify(f) == .accept else { ignoredFrames += 1; return }
@@ -301,10 +333,11 @@ public final class ReplicationCore {
         do { try replica.apply(entry, out: &out) } catch {
             fatal("cannot apply own entry: \(error)", &a); return
         }
+        noteCheckpoint(entry)
         a.append(.applied(entry, outputs: out))
         if streams {
             sendBatch.append(entry)
-            unacked.append((entry.index, entry.encodedSize))
+            unacked.append((entry.index, entry.encodedSize, now))
             unackedBytes += entry.encodedSize
         }
         if protectsOutput && !config.sabotage.contains(.releaseWithoutAck) {
@@ -347,11 +380,25 @@ public final class ReplicationCore {
             let t = clock.stamp(localNow: now)
             if d <= t { append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: t, kind: .tick), now: now, &a) }
         }
+        if garpLeft > 0 && now >= garpNext && isLive && now >= garpUntil {
+            garpLeft = 0  // too late: our backup may have replaced us (see garpUntil)
+        }
         if garpLeft > 0 && now >= garpNext && isLive {
             a.append(.emit(OutputFrame(frame: ARPPacket.gratuitous(mac: replica.stack.config.mac, ip: replica.stack.config.ip),
                                        index: 0, time: clock.last)))
             garpLeft -= 1
             garpNext = now + config.garpInterval
+        }
+        if peerConnected && !watchesPeer && since(lastHeard, now) >= config.failoverTimeout {
+            // A peer connected but the handshake (hello/welcome) never came:
+            // drop it, or this node would refuse every later peer for good.
+            a.append(.log(.warning, "peer connected but silent for \(Double(since(lastHeard, now)) / 1e6) ms in mode \(mode); closing the channel"))
+            a.append(.closePeer(reason: "handshake timed out"))
+            peerConnected = false
+        }
+        if let t = takeoverAt, mode == .backup, now >= t {
+            takeoverAt = nil
+            peerFailed("log channel closed and the primary silent for the failure timeout", now: now, &a)
         }
         if peerConnected && watchesPeer {
             if since(lastHeard, now) >= config.failoverTimeout {
@@ -385,6 +432,8 @@ public final class ReplicationCore {
             consider(lastHeard + config.failoverTimeout)
             consider(lastSent + config.heartbeat)
         }
+        if let t = takeoverAt, mode == .backup { consider(t) }
+        if peerConnected && !watchesPeer { consider(lastHeard + config.failoverTimeout) }
         if mode == .protected && replica.appliedIndex != lastDigestIndex { consider(lastDigestAt + config.digestInterval) }
         return w
     }
@@ -426,6 +475,13 @@ public final class ReplicationCore {
         guard peerConnected else { return }
         peerConnected = false
         switch mode {
+        case .backup where inSync && !diverged && since(lastHeard, now) < config.failoverTimeout:
+            // The primary may still be running (a reset seen first here, a
+            // half-open channel) and, by its leases, emitting until
+            // failoverTimeout after we last heard from it: take over only then
+            // (tick), so that two nodes never emit at the same time.
+            takeoverAt = lastHeard + config.failoverTimeout
+            a.append(.log(.warning, "log channel closed (\(reason)); taking over in \(Double(config.failoverTimeout - since(lastHeard, now)) / 1e6) ms"))
         case .protected, .backup, .handingOver:
             peerFailed("log channel closed: \(reason)", now: now, &a)
         case .syncing:
@@ -487,8 +543,14 @@ public final class ReplicationCore {
                 refuse(h.node, "this primary is \(mode) and cannot take a backup now", now: now, &a)
             }
         case .welcome(let e, let withSnapshot):
+            if role == .backup && mode == .backup && !withSnapshot {
+                inSync = true  // the joining primary caught up with us: protected
+                a.append(.log(.notice, "the primary confirmed this backup is in sync at epoch \(e)"))
+                return
+            }
             guard role == .backup, mode == .waitingForPeer else { return }
             epoch = e
+            inSync = !withSnapshot
             if withSnapshot {
                 mode = .joining
                 a.append(.log(.notice, "joining primary at epoch \(e) by state transfer"))
@@ -533,6 +595,7 @@ public final class ReplicationCore {
                     fatal("log from primary is inconsistent: \(error)", &a); return
                 }
                 epoch = max(epoch, e.epoch)
+                noteCheckpoint(e)
                 a.append(.applied(e, outputs: out))
                 for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
                 if e.kind == .handover { handoverPending = true }
@@ -555,17 +618,51 @@ public final class ReplicationCore {
             } else {
                 a.append(.log(.warning, "digest for index \(i) arrived at index \(replica.appliedIndex); not compared"))
             }
+        case .forward(let f):
+            if mode == .alone || mode == .protected || mode == .syncing { tapFrame(f, now: now, &a) }
         case .heartbeat:
             break
         }
     }
 
+    func shouldForward(_ f: [UInt8], now: Nanos) -> Bool {
+        guard mode == Mode.backup, peerConnected, now < forwardUntil, f.count >= 14 else { return false }
+        let unicastToUs: Bool = MACAddress(bytes: f, at: 0) == replica.stack.config.mac
+        guard unicastToUs else { return false }
+        return replica.stack.classify(f) == FrameDisposition.accept
+    }
+
+    func noteCheckpoint(_ e: LogEntry) {
+        guard config.checkpointEvery > 0,
+              e.index % config.checkpointEvery == 0 || e.kind == .goLive || e.kind == .handover else { return }
+        checkpoints.append((e.index, replica.digest))
+    }
+
+    /// The digest taken right after entry `index` was applied, if one was due.
+    public func takeCheckpoint(index: UInt64) -> UInt64? {
+        while let c = checkpoints.first, c.index < index { _ = checkpoints.popFirst() }
+        guard let c = checkpoints.first, c.index == index else { return nil }
+        _ = checkpoints.popFirst()
+        return c.digest
+    }
+
     func acknowledge(_ index: UInt64, now: Nanos, _ a: inout [Action]) {
         if index > ackedIndex {
             ackedIndex = min(index, replica.appliedIndex)
+            var loggedAt: Nanos? = nil
             while let u = unacked.first, u.index <= ackedIndex {
                 _ = unacked.popFirst()
                 unackedBytes -= u.bytes
+                loggedAt = u.at
+            }
+            // An ack is a lease: the backup received the entry no earlier than we
+            // logged it, so it cannot take over (by silence) before that time plus
+            // failoverTimeout. A later ack (it sat in our socket buffer while this
+            // process was paused, or was delayed) may come from a backup that is
+            // live by now: releasing would put output on the wire after it.
+            if protectsOutput, let t = loggedAt, since(t, now) >= config.failoverTimeout - config.failoverTimeout / 64 {
+                peerFailed("acknowledgement of entry \(ackedIndex) arrived \(Double(since(t, now)) / 1e6) ms after it was logged", now: now, &a)
+                return
             }
             // The output rule: release only what the acknowledged entries produced.
             while let h = held.first, h.index <= ackedIndex {
@@ -577,6 +674,10 @@ public final class ReplicationCore {
         if mode == .syncing && index >= replica.appliedIndex {
             mode = .protected
             lastDigestAt = now
+            // Tell the backup: from now on it may take over (it holds every
+            // entry whose output was released while syncing).
+            send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
+            garpUntil = min(garpUntil, now + config.failoverTimeout - config.failoverTimeout / 64)
             a.append(.log(.notice, "backup caught up at log index \(ackedIndex): protected again (epoch \(epoch))"))
         }
         if mode == .handingOver { tryHandover(now: now, &a) }
@@ -590,7 +691,7 @@ public final class ReplicationCore {
         send(.welcome(epoch: epoch, snapshot: true), now: now, &a)
         let bytes = replica.snapshot()
         let index = replica.appliedIndex
-        send(.snapshotBegin(index: index, epoch: epoch, totalBytes: bytes.count, digest: replica.digest), now: now, &a)
+        send(.snapshotBegin(index: index, epoch: epoch, totalBytes: bytes.count, digest: Replica.digest(ofSnapshot: bytes)), now: now, &a)
         snapshotsSent += 1
         let corrupt = config.fault.map { $0.point == .corruptSnapshot && $0.count == snapshotsSent } ?? false
         var offset = 0
@@ -653,6 +754,8 @@ public final class ReplicationCore {
         flush(now: now, &a)
         role = .backup
         mode = .backup
+        inSync = true
+        forwardUntil = now + config.failoverTimeout
         unacked.removeAll(); unackedBytes = 0
         garpLeft = 0
         switchovers += 1
@@ -679,6 +782,15 @@ public final class ReplicationCore {
             if diverged {
                 mode = .stopped
                 a.append(.exit(code: 4, reason: "primary failed but this backup's state diverged; refusing to go live"))
+                return
+            }
+            if !inSync {
+                // Joined by state transfer and the primary never said it caught
+                // up: it was still releasing output we may not hold, and it goes
+                // on alone without claiming. Taking over here would be a split
+                // brain; our state is partial, so only a fresh join can follow.
+                mode = .stopped
+                a.append(.exit(code: 3, reason: "primary lost before this backup caught up (join incomplete); restart it to join again"))
                 return
             }
             mode = .claiming(epoch: epoch + 1)
@@ -763,6 +875,7 @@ public final class ReplicationCore {
     func startGARP(now: Nanos, _ a: inout [Action]) {
         garpLeft = config.sabotage.contains(.skipGARP) ? 0 : config.garpCount
         garpNext = now
+        garpUntil = protectsOutput ? now + config.failoverTimeout - config.failoverTimeout / 64 : .max
         tick(now: now, &a)
     }
 

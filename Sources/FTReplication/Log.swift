@@ -131,12 +131,12 @@ public final class Replica {
         appliedIndex = index; self.epoch = epoch; lastTime = last
     }
 
-    /// Digest of the replicated state including the log position.
-    public var digest: UInt64 {
-        var w = ByteWriter(capacity: 4096)
-        w.u64(appliedIndex); w.u64(epoch); w.u64(lastTime)
-        stack.encodeState(into: &w)
-        return SipHash24.hash(k0: 0x6674_6170_7265_706c, k1: 0x6963_612d_7631_0000, w.bytes)
+    /// Digest of the replicated state including the log position: SipHash-2-4
+    /// of `snapshot()`, so a snapshot and its digest come from one encoding.
+    public var digest: UInt64 { Replica.digest(ofSnapshot: snapshot()) }
+
+    public static func digest(ofSnapshot bytes: [UInt8]) -> UInt64 {
+        SipHash24.hash(k0: 0x6674_6170_7265_706c, k1: 0x6963_612d_7631_0000, bytes)
     }
 }
 

@@ -30,7 +30,24 @@ public struct SipHash24 {
         if tailCount == 8 { compress(tail); tail = 0; tailCount = 0 }
     }
     public mutating func update<C: Sequence>(_ bytes: C) where C.Element == UInt8 {
-        for b in bytes { update(b) }
+        let done: Bool? = bytes.withContiguousStorageIfAvailable { buf -> Bool in
+            update(buffer: UnsafeRawBufferPointer(buf)); return true
+        }
+        if done == nil { for b in bytes { update(b) } }
+    }
+
+    /// Eight bytes at a time once aligned with the block boundary.
+    mutating func update(buffer: UnsafeRawBufferPointer) {
+        var i = 0
+        let n = buffer.count
+        while tailCount != 0 && i < n { update(buffer[i]); i += 1 }
+        while i + 8 <= n {
+            let m = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            compress(m)
+            length += 8
+            i += 8
+        }
+        while i < n { update(buffer[i]); i += 1 }
     }
     public mutating func update(u32 v: UInt32) {
         for k in 0..<4 { update(UInt8(truncatingIfNeeded: v >> (UInt32(k) * 8))) }

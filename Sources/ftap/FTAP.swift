@@ -20,7 +20,7 @@ struct FTAP: ParsableCommand {
         4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, Status.self, Switchover.self, LogCommand.self, Replay.self])
+        subcommands: [Run.self, Status.self, Switchover.self, LogCommand.self, Replay.self, Sim.self])
 
     static func main() {
         do {
@@ -181,6 +181,7 @@ struct Run: ParsableCommand {
         rc.garpCount = garpCount
         rc.garpInterval = UInt64(garpIntervalMs) * nsPerMs
         rc.startAlone = startAlone
+        if record != nil { rc.checkpointEvery = 1000 }
         if let f = getenv("FTAP_FAULT").map({ String(cString: $0) }), !f.isEmpty {
             guard let plan = FaultPlan(f) else {
                 throw ValidationError("FTAP_FAULT '\(f)' is not POINT:N with POINT one of \(FaultPlan.Point.allCases.map(\.rawValue).joined(separator: ", "))")

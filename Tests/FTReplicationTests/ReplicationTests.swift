@@ -171,6 +171,9 @@ final class ReplicationTests: XCTestCase {
         XCTAssertEqual(p.primary.replica.digest, p.backup.replica.digest)
         p.now += 10 * ms
         a = []; p.backup.peerDown(reason: "test", now: p.now, &a); p.run(a, from: "B")
+        XCTAssertFalse(p.claims.contains { $0.0 == "B" }, "the backup waits out the primary's lease")
+        p.now += 500 * ms
+        a = []; p.backup.tick(now: p.now, &a); p.run(a, from: "B")
         XCTAssertEqual(p.claims.last?.0, "B"); XCTAssertEqual(p.claims.last?.1, 2)
         XCTAssertTrue(p.emittedByBackup.isEmpty, "nothing before the arbiter answers")
         a = []; p.backup.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "B")

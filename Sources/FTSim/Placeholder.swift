@@ -1,2 +1,0 @@
-// placeholder so the target builds until the simulator lands
-enum FTSimPlaceholder {}

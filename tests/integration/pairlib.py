@@ -1,0 +1,719 @@
+"""Helpers to run and observe an ftap primary/backup pair in the namespaces of
+scripts/netns.sh. Python 3 standard library only; builds on ftaplib.
+
+The driver normally runs inside the client namespace (``ip netns exec ${P}-c``);
+daemons, captures and admin requests are started with ``ip netns exec`` in
+their own namespaces (``ip netns exec`` execs the command, so every pid kept
+here is the pid of ftap or tcpdump itself).
+
+Contents:
+  * ``Daemon``: one ``ftap run`` process: log file, exit status, signals,
+    waiting for log lines, admin endpoint (/metrics parsed, /status JSON)
+  * ``Pair``: primary in ${P}-a on tapA/brA, backup in ${P}-b on tapB/brB,
+    a fresh arbiter directory, the standard appliance identity
+  * ``Capture``: tcpdump in the switch namespace (br0 or one port, one direction)
+  * pcap reading and frame parsing (Ethernet/ARP/IPv4/TCP/UDP)
+  * ``IncrLoad``: a thread running INCR back to back on one TCP connection,
+    recording every value and its latency
+  * ``UdpCounterClient``: ``<client> <seq> INCR|GET`` with same-seq retries
+  * ``fdb_ports``, ``check_consecutive``
+
+Environment:
+  FTAP_RUN_BIN   the ftap binary (set by scripts/replication-test.sh)
+  FTAP_PIDFILE   every process started here is appended to it ("pid name"),
+                 so the shell can kill leftovers if this process dies
+  FTAP_LOG_LEVEL daemon log level (default info)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import ftaplib as L
+from ftaplib import TestFailure, check
+
+APPLIANCE_MAC = L.APPLIANCE_MAC
+APPLIANCE_IP = L.APPLIANCE_IP
+ISN_KEY = "00112233445566778899aabbccddeeff"
+PORT_COUNTER = 7000
+PORT_ECHO = 7
+PORT_UDP_COUNTER = 7001
+LOG_PORT = 7400
+ADMIN = "127.0.0.1:7410"
+
+SERVING_RE = r"backup \S+ joined at epoch 1: protected, serving"
+JOINED_RE = r"joined primary as backup at epoch 1"
+LIVE_RE = r"LIVE in epoch (\d+)"
+ALONE_RE = r"alone in epoch (\d+)"
+LOST_RE = r"lost epoch"
+
+
+def ftap_bin() -> str:
+    b = os.environ.get("FTAP_RUN_BIN") or os.environ.get("FTAP_BIN")
+    if not b:
+        here = os.path.dirname(os.path.abspath(__file__))
+        b = os.path.join(here, "..", "..", ".build-rep", "release", "ftap")
+    b = os.path.abspath(b)
+    if not os.access(b, os.X_OK):
+        raise TestFailure(f"ftap binary {b} is not executable (set FTAP_RUN_BIN)")
+    return b
+
+
+def record_pid(pid: int, what: str):
+    path = os.environ.get("FTAP_PIDFILE")
+    if not path:
+        return
+    try:
+        with open(path, "a") as f:
+            f.write(f"{pid} {what}\n")
+    except OSError:
+        pass
+
+
+def wall() -> float:
+    return time.time()
+
+
+# --- one daemon --------------------------------------------------------------
+
+class Daemon:
+    """One ``ftap run`` process in a namespace."""
+
+    def __init__(self, name: str, ns: str, argv: list[str], log_path: str, env: dict | None = None,
+                 admin: bool = True):
+        self.name, self.ns, self.argv, self.log_path = name, ns, argv, log_path
+        self.env = env or {}
+        self.admin = admin
+        self.proc: subprocess.Popen | None = None
+        self.exit_wall: float | None = None
+        self.stopped = False  # SIGSTOPped by us
+
+    def start(self):
+        env = dict(os.environ)
+        env.pop("FTAP_FAULT", None)
+        env.update(self.env)
+        self.logf = open(self.log_path, "ab")
+        self.logf.write(f"=== {time.strftime('%H:%M:%S')} ip netns exec {self.ns} "
+                        f"{' '.join(self.argv)} env={self.env}\n".encode())
+        self.logf.flush()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        record_pid(self.proc.pid, f"ftap-{self.name}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is not None and self.exit_wall is None:
+            self.exit_wall = wall()
+        return rc
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.poll() is None
+
+    def send_signal(self, sig: int):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+            if sig == signal.SIGSTOP:
+                self.stopped = True
+            elif sig == signal.SIGCONT:
+                self.stopped = False
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status (negative: killed by that signal), None if still running."""
+        dl = L.Deadline(timeout)
+        while not dl.expired():
+            rc = self.poll()
+            if rc is not None:
+                return rc
+            time.sleep(0.02)
+        return self.poll()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Signals (continuing it first if stopped) and waits; SIGKILL after timeout.
+        Returns the exit status, or None if it had to be SIGKILLed."""
+        if self.proc is None:
+            return None
+        if not self.alive():
+            return self.poll()
+        if self.stopped:
+            self.send_signal(signal.SIGCONT)
+        self.send_signal(sig)
+        rc = self.wait_exit(timeout)
+        if rc is None:
+            self.kill()
+            return None
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.poll()
+
+    def close(self):
+        self.kill()
+        try:
+            self.logf.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def search(self, regex: str):
+        return re.search(regex, self.log())
+
+    def wait_log(self, regex: str, timeout: float, what: str | None = None, allow_exit: bool = False):
+        """Waits for a log line matching regex; fails if the daemon exits first."""
+        dl = L.Deadline(timeout)
+        while True:
+            m = self.search(regex)
+            if m:
+                return m
+            if not allow_exit and not self.alive():
+                raise TestFailure(f"{self.name}: exited with status {self.poll()} before logging "
+                                  f"{what or regex!r}; last lines:\n{self.tail()}")
+            if dl.expired():
+                raise TestFailure(f"{self.name}: no log line {what or regex!r} within {timeout}s; last lines:\n"
+                                  f"{self.tail()}")
+            time.sleep(0.02)
+
+    def tail(self, n: int = 12) -> str:
+        return "\n".join("    | " + x for x in self.log().splitlines()[-n:])
+
+    # admin endpoint
+
+    def admin_get(self, path: str, timeout: float = 3.0) -> str:
+        check(self.admin, f"{self.name} runs without --admin")
+        code = ("import sys,urllib.request;"
+                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())")
+        cp = L.run([os.environ.get("FTAP_PYTHON", "python3"), "-c", code, f"http://{ADMIN}{path}", str(timeout)],
+                   ns=self.ns, timeout=timeout + 5, check=False)
+        if cp.returncode != 0:
+            raise TestFailure(f"{self.name}: GET {path} on {ADMIN} failed: {cp.stderr.strip()[-300:]}")
+        return cp.stdout
+
+    def metrics(self) -> dict:
+        return parse_prometheus(self.admin_get("/metrics"))
+
+    def status(self) -> dict:
+        return json.loads(self.admin_get("/status"))
+
+
+def parse_prometheus(text: str) -> dict:
+    """{'name' or 'name{labels}': float} from Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)", line)
+        if m:
+            try:
+                out[m.group(1)] = float(m.group(2))
+            except ValueError:
+                pass
+    return out
+
+
+# --- the pair ------------------------------------------------------------------
+
+class Pair:
+    """Primary in ${P}-a (tapA on brA, log 192.168.77.1), backup in ${P}-b."""
+
+    def __init__(self, topo: L.Topology, out_dir: str, heartbeat_ms: int | None = None,
+                 failover_timeout_ms: int | None = None, admin: bool = True, extra: list[str] | None = None):
+        self.topo = topo
+        self.out_dir = out_dir
+        os.makedirs(out_dir, exist_ok=True)
+        self.arb = os.path.join(out_dir, "arbiter")
+        if os.path.exists(self.arb):
+            for f in os.listdir(self.arb):
+                os.unlink(os.path.join(self.arb, f))
+        os.makedirs(self.arb, exist_ok=True)
+        self.bin = ftap_bin()
+        self.heartbeat_ms = heartbeat_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.admin = admin
+        self.extra = extra or []
+        self.a: Daemon | None = None
+        self.b: Daemon | None = None
+        self.cleanup_key = L.register_cleanup("pair daemons", self.close)
+
+    def common(self) -> list[str]:
+        c = ["--mac", APPLIANCE_MAC, "--ip", f"{APPLIANCE_IP}/24",
+             "--service", f"counter:{PORT_COUNTER}", "--service", f"echo:{PORT_ECHO}",
+             "--service", f"udp-counter:{PORT_UDP_COUNTER}",
+             "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}",
+             "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
+        if self.heartbeat_ms is not None:
+            c += ["--heartbeat-ms", str(self.heartbeat_ms)]
+        if self.failover_timeout_ms is not None:
+            c += ["--failover-timeout-ms", str(self.failover_timeout_ms)]
+        if self.admin:
+            c += ["--admin", ADMIN]
+        return c + self.extra
+
+    def argv(self, role: str, extra: list[str]) -> list[str]:
+        if role == "primary":
+            node = ["--tap", "tapA", "--bridge", "brA", "--listen", f"{L.LOG_IP_A}:{LOG_PORT}",
+                    "--peer", f"{L.LOG_IP_B}:{LOG_PORT}"]
+        else:
+            node = ["--tap", "tapB", "--bridge", "brB", "--listen", f"{L.LOG_IP_B}:{LOG_PORT}",
+                    "--peer", f"{L.LOG_IP_A}:{LOG_PORT}"]
+        return [self.bin, "run", "--role", role] + node + self.common() + extra
+
+    def start(self, primary_env: dict | None = None, primary_extra: list[str] | None = None,
+              backup_extra: list[str] | None = None, timeout: float = 20.0):
+        """Starts the primary, then the backup; waits until the primary serves
+        and the backup has joined, and the client reaches the appliance."""
+        self.a = Daemon("A(primary)", self.topo.node_a, self.argv("primary", primary_extra or []),
+                        os.path.join(self.out_dir, "a.log"), env=primary_env, admin=self.admin).start()
+        self.a.wait_log(r"claimed epoch 1|epoch 1 won", timeout, "claimed epoch 1")
+        self.b = Daemon("B(backup)", self.topo.node_b, self.argv("backup", backup_extra or []),
+                        os.path.join(self.out_dir, "b.log"), admin=self.admin).start()
+        self.a.wait_log(SERVING_RE, timeout, "protected, serving")
+        self.b.wait_log(JOINED_RE, timeout, "joined primary as backup")
+        # The client must reach the appliance through A (ARP + ping).
+        dl = L.Deadline(timeout)
+        while True:
+            cp = L.run(["ping", "-n", "-c", "1", "-W", "1", APPLIANCE_IP], ns=self.topo.client, check=False,
+                       timeout=5)
+            if cp.returncode == 0:
+                break
+            if dl.expired():
+                raise TestFailure(f"no ping reply from the pair within {timeout}s")
+            check(self.a.alive() and self.b.alive(), "a daemon exited during start")
+        return self
+
+    def daemons(self):
+        return [d for d in (self.a, self.b) if d is not None]
+
+    def close(self):
+        for d in self.daemons():
+            if d.alive():
+                d.stop(signal.SIGTERM, timeout=3)
+            d.close()
+        if self.cleanup_key is not None:
+            L.unregister_cleanup(self.cleanup_key)
+            self.cleanup_key = None
+
+    def arbiter_claims(self) -> dict:
+        """{epoch: node name} from the arbiter directory."""
+        out = {}
+        for f in sorted(os.listdir(self.arb)):
+            m = re.match(r"epoch-(\d+)$", f)
+            if m:
+                with open(os.path.join(self.arb, f)) as fh:
+                    out[int(m.group(1))] = fh.read().strip()
+        return out
+
+    def describe_exit(self, d: Daemon) -> str:
+        rc = d.poll()
+        return "running" if rc is None else f"exit {rc}"
+
+
+# --- captures --------------------------------------------------------------------
+
+class Capture:
+    """tcpdump in a namespace. ``direction`` 'in' = frames the interface
+    received (on a switch port: frames sent by the node behind it)."""
+
+    def __init__(self, ns: str, iface: str, path: str, bpf: str = "", direction: str | None = None,
+                 snaplen: int = 0, buffer_kib: int = 16384):
+        self.ns, self.iface, self.path = ns, iface, path
+        self.bpf, self.direction, self.snaplen, self.buffer_kib = bpf, direction, snaplen, buffer_kib
+        self.proc = None
+        self.key = None
+        self.stats = ""
+
+    def start(self, timeout: float = 10.0):
+        # --immediate-mode: with TPACKET_V3 and a timeout, frames of a capture
+        # shorter than the block timeout would still sit in the ring at SIGINT.
+        argv = ["ip", "netns", "exec", self.ns, "tcpdump", "-i", self.iface, "-n", "-U", "--immediate-mode",
+                "-Z", "root",
+                "-B", str(self.buffer_kib), "-s", str(self.snaplen), "-w", self.path]
+        if self.direction:
+            argv += ["-Q", self.direction]
+        if self.bpf:
+            argv += [self.bpf]
+        self.log_path = self.path + ".log"
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+        record_pid(self.proc.pid, f"tcpdump-{self.iface}")
+        self.key = L.register_cleanup(f"tcpdump {self.iface}", self.stop)
+        dl = L.Deadline(timeout)
+        while True:
+            with open(self.log_path, errors="replace") as f:
+                if "listening on" in f.read():
+                    break
+            if self.proc.poll() is not None:
+                with open(self.log_path, errors="replace") as f:
+                    raise TestFailure(f"tcpdump on {self.ns}/{self.iface} exited: {f.read().strip()}")
+            if dl.expired():
+                raise TestFailure(f"tcpdump on {self.ns}/{self.iface} not ready within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+            self.proc = None
+            self.logf.close()
+            with open(self.log_path, errors="replace") as f:
+                self.stats = " ".join(x.strip() for x in f if "packets" in x)
+        if self.key is not None:
+            L.unregister_cleanup(self.key)
+            self.key = None
+
+    def dropped(self) -> int:
+        m = re.search(r"(\d+) packets? dropped by kernel", self.stats)
+        return int(m.group(1)) if m else 0
+
+    def frames(self) -> list[tuple[float, bytes]]:
+        return read_pcap(self.path)
+
+
+def read_pcap(path: str) -> list[tuple[float, bytes]]:
+    """[(timestamp seconds, frame bytes)] of a classic pcap file (us or ns)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        raise TestFailure(f"{path}: not a pcap file ({len(data)} bytes)")
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        end = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        end = ">"
+    else:
+        raise TestFailure(f"{path}: bad pcap magic {magic.hex()}")
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    linktype = struct.unpack(end + "I", data[20:24])[0]
+    check(linktype == 1, f"{path}: link type {linktype}, want 1 (Ethernet)")
+    out = []
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack(end + "IIII", data[off:off + 16])
+        off += 16
+        if off + incl > len(data):
+            break  # truncated last record (capture still running)
+        out.append((sec + frac / (1e9 if nano else 1e6), data[off:off + incl]))
+        off += incl
+    return out
+
+
+# --- frame parsing -------------------------------------------------------------
+
+def mac_str(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def parse_frame(fr: bytes) -> dict:
+    """A dict describing an Ethernet frame: src/dst MAC, type, and for ARP
+    op/sha/spa/tpa, for IPv4 src/dst/proto/id, for TCP ports/seq/ack/flags/payload,
+    for UDP ports/payload."""
+    d = {"dst": mac_str(fr[0:6]), "src": mac_str(fr[6:12]), "type": None}
+    if len(fr) < 14:
+        return d
+    et = struct.unpack("!H", fr[12:14])[0]
+    d["ethertype"] = et
+    if et == L.ETH_ARP and len(fr) >= 42:
+        d["type"] = "arp"
+        d["op"] = struct.unpack("!H", fr[20:22])[0]
+        d["sha"] = mac_str(fr[22:28])
+        d["spa"] = socket.inet_ntoa(fr[28:32])
+        d["tha"] = mac_str(fr[32:38])
+        d["tpa"] = socket.inet_ntoa(fr[38:42])
+    elif et == L.ETH_IPV4 and len(fr) >= 34:
+        ip = fr[14:]
+        ihl = (ip[0] & 0xF) * 4
+        total = struct.unpack("!H", ip[2:4])[0]
+        d["type"] = "ipv4"
+        d["ip_id"] = struct.unpack("!H", ip[4:6])[0]
+        d["proto"] = ip[9]
+        d["ip_src"] = socket.inet_ntoa(ip[12:16])
+        d["ip_dst"] = socket.inet_ntoa(ip[16:20])
+        l4 = ip[ihl:total] if total >= ihl else ip[ihl:]
+        if d["proto"] == L.PROTO_TCP and len(l4) >= 20:
+            d["type"] = "tcp"
+            sp, dp, seq, ack, off, flags, win = struct.unpack("!HHIIBBH", l4[:16])
+            doff = (off >> 4) * 4
+            d.update(sport=sp, dport=dp, seq=seq, ack=ack, flags=flags, win=win, payload=bytes(l4[doff:]))
+        elif d["proto"] == L.PROTO_UDP and len(l4) >= 8:
+            d["type"] = "udp"
+            sp, dp, ln = struct.unpack("!HHH", l4[:6])
+            d.update(sport=sp, dport=dp, payload=bytes(l4[8:ln]))
+    return d
+
+
+def is_garp(fr: bytes, ip: str = APPLIANCE_IP) -> bool:
+    """A gratuitous ARP in request form: ARP op 1, sender IP == target IP."""
+    d = parse_frame(fr)
+    return d["type"] == "arp" and d["op"] == 1 and d["spa"] == d["tpa"] == ip
+
+
+def tcp_flags_str(f: int) -> str:
+    return "".join(c for c, bit in zip("FSRPAU", (1, 2, 4, 8, 16, 32)) if f & bit) or "."
+
+
+# --- switch state -----------------------------------------------------------------
+
+def fdb_ports(topo: L.Topology, mac: str = APPLIANCE_MAC) -> list[str]:
+    """Ports of br0 in the switch namespace that the FDB maps ``mac`` to."""
+    cp = L.run(["bridge", "fdb", "show", "br", "br0"], ns=topo.switch, timeout=10)
+    ports = []
+    for line in cp.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0].lower() == mac.lower() and "dev" in parts:
+            ports.append(parts[parts.index("dev") + 1])
+    return ports
+
+
+# --- clients ------------------------------------------------------------------------
+
+def check_consecutive(values: list[int], first: int | None, what: str):
+    """values must be first, first+1, ... (first None: values[0])."""
+    if not values:
+        raise TestFailure(f"{what}: no values")
+    start = values[0] if first is None else first
+    for i, v in enumerate(values):
+        if v != start + i:
+            ctx = values[max(0, i - 3):i + 3]
+            kind = "duplicate/regression" if v < start + i else "gap (skipped values)"
+            raise TestFailure(f"{what}: value #{i} is {v}, want {start + i} ({kind}); around it: {ctx}; "
+                              f"{len(values)} values {values[0]}..{values[-1]}")
+
+
+def describe_values(values: list[int]) -> str:
+    if not values:
+        return "no values"
+    gaps = sum(1 for a, b in zip(values, values[1:]) if b > a + 1)
+    dups = sum(1 for a, b in zip(values, values[1:]) if b <= a)
+    return f"{len(values)} values {values[0]}..{values[-1]}, {gaps} gaps, {dups} duplicates/regressions"
+
+
+class IncrLoad:
+    """INCR back to back (optionally paced) on one TCP connection, in a thread.
+
+    Records (send time, receive time, value) per reply; any exception (reset,
+    EOF, timeout, bad reply) stops the thread and is kept in ``error``."""
+
+    def __init__(self, port: int = PORT_COUNTER, pace_s: float = 0.0, req_timeout: float = 15.0):
+        self.port, self.pace_s, self.req_timeout = port, pace_s, req_timeout
+        self.client = L.LineClient(port=port, timeout=req_timeout)
+        self.samples: list[tuple[float, float, int]] = []
+        self.error: str | None = None
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.lock = threading.Lock()
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _run(self):
+        try:
+            while not self.stop_flag.is_set():
+                t0 = time.monotonic()
+                v = self.client.incr(self.req_timeout)
+                t1 = time.monotonic()
+                with self.lock:
+                    self.samples.append((t0, t1, v))
+                if self.pace_s:
+                    time.sleep(self.pace_s)
+        except Exception as e:  # noqa: BLE001
+            self.error = f"{type(e).__name__}: {e}"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.samples)
+
+    def last_time(self) -> float:
+        with self.lock:
+            return self.samples[-1][1] if self.samples else 0.0
+
+    def wait_count(self, n: int, timeout: float):
+        dl = L.Deadline(timeout)
+        while self.count() < n:
+            if self.error:
+                raise TestFailure(f"load client failed: {self.error}")
+            if dl.expired():
+                raise TestFailure(f"load client: only {self.count()} replies of {n} within {timeout}s")
+            time.sleep(0.01)
+
+    def wait_progress_after(self, t: float, n: int, timeout: float):
+        """Waits until n replies arrived after monotonic time t."""
+        dl = L.Deadline(timeout)
+        while True:
+            with self.lock:
+                k = sum(1 for s in self.samples[-n:] if s[1] > t) if len(self.samples) >= n else 0
+            if k >= n:
+                return
+            if self.error:
+                raise TestFailure(f"load client failed: {self.error}")
+            if dl.expired():
+                raise TestFailure(f"load client: fewer than {n} replies within {timeout}s after the event "
+                                  f"({self.count()} in all)")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float | None = None):
+        self.stop_flag.set()
+        self.thread.join(timeout if timeout is not None else self.req_timeout + 5)
+        if self.thread.is_alive():
+            raise TestFailure("load client thread did not stop")
+
+    @property
+    def values(self) -> list[int]:
+        with self.lock:
+            return [s[2] for s in self.samples]
+
+    def max_latency(self) -> tuple[float, int | None, float]:
+        """(longest request latency in s, the value it returned, its send time)."""
+        with self.lock:
+            if not self.samples:
+                return 0.0, None, 0.0
+            s = max(self.samples, key=lambda x: x[1] - x[0])
+            return s[1] - s[0], s[2], s[0]
+
+    def stall_around(self, t: float, before: float = 0.05, after: float = 2.0) -> tuple[float, int | None]:
+        """(longest latency, its value) among requests in flight at t or sent
+        within [t - before, t + after]: the stall the event caused."""
+        with self.lock:
+            sel = [s for s in self.samples if (s[0] <= t <= s[1]) or (t - before <= s[0] <= t + after)]
+        if not sel:
+            return 0.0, None
+        s = max(sel, key=lambda x: x[1] - x[0])
+        return s[1] - s[0], s[2]
+
+    def max_gap(self) -> float:
+        """Longest time between two consecutive replies (includes pacing)."""
+        with self.lock:
+            ts = [s[1] for s in self.samples]
+        return max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
+
+    def close(self):
+        self.stop_flag.set()
+        self.client.close()
+
+
+class UdpCounterClient:
+    """``<client> <seq> INCR|GET`` against udp-counter, retrying the same
+    request (same seq) every ``retry_s`` until a reply with that seq arrives.
+    Replies for other seqs (late duplicates) are counted and ignored."""
+
+    def __init__(self, client_id: str, port: int = PORT_UDP_COUNTER, retry_s: float = 0.05,
+                 max_wait_s: float = 15.0):
+        self.cid, self.port, self.retry_s, self.max_wait_s = client_id, port, retry_s, max_wait_s
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.seq = 0
+        self.sends = 0
+        self.retries = 0
+        self.stray = 0
+        self.max_latency = 0.0
+        self.max_latency_seq = 0
+
+    def request(self, op: str, seq: int | None = None) -> str:
+        """Sends op with the next seq (or the given one); returns the reply's
+        third field onwards (the value, or 'ERR stale')."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        msg = f"{self.cid} {seq} {op}".encode()
+        prefix = f"{self.cid} {seq} "
+        t0 = time.monotonic()
+        dl = L.Deadline(self.max_wait_s)
+        first = True
+        while True:
+            if dl.expired():
+                raise TestFailure(f"UDP {msg!r}: no reply within {self.max_wait_s}s ({self.sends} datagrams sent)")
+            self.s.sendto(msg, (APPLIANCE_IP, self.port))
+            self.sends += 1
+            if not first:
+                self.retries += 1
+            first = False
+            until = time.monotonic() + self.retry_s
+            while True:
+                rem = until - time.monotonic()
+                if rem <= 0:
+                    break
+                self.s.settimeout(rem)
+                try:
+                    data, src = self.s.recvfrom(2048)
+                except socket.timeout:
+                    break
+                text = data.decode(errors="replace").rstrip("\n")
+                if src != (APPLIANCE_IP, self.port):
+                    raise TestFailure(f"UDP reply from unexpected source {src}: {text!r}")
+                if text.startswith(prefix):
+                    lat = time.monotonic() - t0
+                    if lat > self.max_latency:
+                        self.max_latency, self.max_latency_seq = lat, seq
+                    return text[len(prefix):]
+                self.stray += 1
+
+    def incr(self) -> int:
+        r = self.request("INCR")
+        try:
+            return int(r)
+        except ValueError:
+            raise TestFailure(f"UDP INCR seq {self.seq}: reply {r!r}") from None
+
+    def get(self) -> int:
+        r = self.request("GET")
+        try:
+            return int(r)
+        except ValueError:
+            raise TestFailure(f"UDP GET seq {self.seq}: reply {r!r}") from None
+
+    def close(self):
+        self.s.close()
+
+
+# --- misc ---------------------------------------------------------------------------
+
+def write_measure(out_dir: str, **kv):
+    """Adds measurements to OUT/measure.json (read by replication-test.sh)."""
+    path = os.path.join(out_dir, "measure.json")
+    data = {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        pass
+    data.update(kv)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def run_ftap(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs an ftap subcommand here (replay, log show); never raises on exit status."""
+    return L.run([ftap_bin()] + args, timeout=timeout, check=False)
