@@ -19,7 +19,8 @@ public struct StackConfig: Sendable, Equatable {
     public var receiveBufferBytes: Int = 256 * 1024
     /// Our window-scale shift (RFC 7323), offered when the peer offers one.
     public var windowScale: UInt8 = 7
-    public var maxOutOfOrderSegments: Int = 128
+    /// Enough to hold a full default window of 536-byte segments.
+    public var maxOutOfOrderSegments: Int = 512
     /// RFC 6298 bounds. RFC 6298 suggests a 1 s minimum; like Linux we use
     /// 200 ms so recovery on a LAN is not dominated by the floor.
     public var rtoInitial: Nanos = 1000 * nsPerMs

@@ -267,7 +267,10 @@ extension Stack {
         let edge = rn &+ UInt32(truncatingIfNeeded: wnd)
         if len == 0 {
             if wnd == 0 { return seq == rn }
-            return seqLE(rn, seq) && seqLT(seq, edge)
+            // An empty segment exactly at the right edge is accepted, as Linux
+            // and BSD do: a peer that filled our window past a hole sends such
+            // ACKs, and dropping them loses their acknowledgement.
+            return seqLE(rn, seq) && seqLE(seq, edge)
         }
         if wnd == 0 { return false }
         let last = seq &+ UInt32(len) &- 1
@@ -294,7 +297,12 @@ extension Stack {
             if t.ooo[i].end != s.end && seqGT(s.end, t.ooo[i].end) { t.ooo[i] = s }
             return
         }
-        guard t.ooo.count < config.maxOutOfOrderSegments else { counters.tcpOutOfOrderDropped += 1; return }
+        if t.ooo.count >= config.maxOutOfOrderSegments {
+            // Full: keep the segments closest to RCV.NXT, which fill the hole first.
+            guard let last = t.ooo.last, seqGT(last.seq, seq) else { counters.tcpOutOfOrderDropped += 1; return }
+            t.ooo.removeLast()
+            counters.tcpOutOfOrderDropped += 1
+        }
         let i = t.ooo.firstIndex(where: { seqGT($0.seq, seq) }) ?? t.ooo.count
         t.ooo.insert(s, at: i)
         counters.tcpOutOfOrderQueued += 1
