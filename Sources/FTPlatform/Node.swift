@@ -133,7 +133,14 @@ public final class Node {
 
     func readTap(now: Nanos, _ actions: inout [Action]) {
         // Bounded batch per wakeup so timers and the channel are served fairly.
-        for _ in 0..<256 {
+        for n in 1...256 {
+            // Ship entries to the backup in batches of 32 rather than once per
+            // wakeup, so it can acknowledge (and output be released) sooner.
+            if n % 32 == 0 {
+                core.flush(now: now, &actions)
+                perform(&actions)
+                flushPeer()
+            }
             let frame: [UInt8]?
             do { frame = try tap.readFrame() } catch { log.error("\(error)"); exitCode = 1; return }
             guard let f = frame else { return }
@@ -202,9 +209,10 @@ public final class Node {
                     continue
                 }
                 if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
-                let why = n == 0 ? "peer closed the connection" : String(cString: strerror(errno))
+                let err = n == 0 ? 0 : errno
+                let why = n == 0 ? "peer closed the connection" : String(cString: strerror(err))
                 dropPeer()
-                core.peerDown(reason: why, now: now, &actions)
+                core.peerDown(reason: why, peerClosed: n == 0 || err == ECONNRESET, now: now, &actions)
                 break
             }
         }

@@ -471,11 +471,18 @@ public final class ReplicationCore {
     }
 
     /// The channel closed or failed.
-    public func peerDown(reason: String, now: Nanos, _ a: inout [Action]) {
+    /// The channel closed or failed. `peerClosed`: the peer's kernel ended the
+    /// connection (FIN or RST), which on the direct log link means the peer
+    /// process died or closed the channel itself, and it closes the channel
+    /// only on its way to claiming an epoch: it emits nothing more in this
+    /// epoch, so a backup may take over at once. Otherwise (a local error, a
+    /// channel that may be half open) the peer may still be live under its
+    /// leases, and the backup waits out the failure timeout first.
+    public func peerDown(reason: String, peerClosed: Bool = false, now: Nanos, _ a: inout [Action]) {
         guard peerConnected else { return }
         peerConnected = false
         switch mode {
-        case .backup where inSync && !diverged && since(lastHeard, now) < config.failoverTimeout:
+        case .backup where !peerClosed && inSync && !diverged && since(lastHeard, now) < config.failoverTimeout:
             // The primary may still be running (a reset seen first here, a
             // half-open channel) and, by its leases, emitting until
             // failoverTimeout after we last heard from it: take over only then

@@ -345,10 +345,14 @@ extension Simulation {
             }
             guard let item = c.rx[n.id].first else { break }
             let why: String
-            if case .reset = item { why = "Connection reset by peer" } else { why = "peer closed the connection" }
+            // A FIN comes only from a process that closed the channel or died;
+            // the simulated resets model a network fault with both processes
+            // alive, so they take the conservative path.
+            var finFromPeer = true
+            if case .reset = item { why = "Connection reset by peer"; finFromPeer = false } else { why = "peer closed the connection" }
             trace(n.name, "log channel: \(why)")
             dropPeer(n)
-            n.core.peerDown(reason: why, now: t, &n.pending)
+            n.core.peerDown(reason: why, peerClosed: finFromPeer, now: t, &n.pending)
             break
         }
     }
