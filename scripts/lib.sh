@@ -211,3 +211,17 @@ ftap_print_log() {
     fi
     echo "----- end of $f -----"
 }
+
+# Suite bookkeeping shared by the test scripts: PASS/FAIL lines with timings,
+# counted in the caller's PASSED and FAILED.
+result() {  # result PASS|FAIL name seconds [detail...]
+    local r=$1 name=$2 secs=$3
+    shift 3
+    printf '%s %s (%ss)\n' "$r" "$name" "$secs"
+    local line
+    for line in "$@"; do printf '    %s\n' "$line"; done
+    if [ "$r" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
+}
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }

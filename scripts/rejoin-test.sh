@@ -35,17 +35,6 @@ FAILED=0
 FINISHED=0
 SUITE_PID=""
 
-result() {  # result PASS|FAIL name seconds [detail...]
-    local r=$1 name=$2 secs=$3
-    shift 3
-    printf '%s %s (%ss)\n' "$r" "$name" "$secs"
-    local line
-    for line in "$@"; do printf '    %s\n' "$line"; done
-    if [ "$r" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-}
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # Kills, by pid, every process the suite recorded in $PIDFILE that still runs
 # an ftap/tcpdump command line, then anything left inside our own node

@@ -74,17 +74,6 @@ done
 if [ "$LIST" = 1 ]; then printf '%s\n' "${TESTS[@]}"; exit 0; fi
 [ ${#TESTS[@]} -gt 0 ] || { echo "no test matches '$ONLY'" >&2; exit 2; }
 
-result() {  # result PASS|FAIL name seconds [detail...]
-    local r=$1 name=$2 secs=$3
-    shift 3
-    printf '%s %s (%ss)\n' "$r" "$name" "$secs"
-    local line
-    for line in "$@"; do printf '    %s\n' "$line"; done
-    if [ "$r" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
-}
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # Kills every process a test run recorded in $PIDFILE that is still alive
 # (checking it is still ftap or tcpdump, so a recycled pid is left alone).

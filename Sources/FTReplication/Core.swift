@@ -1,15 +1,16 @@
 import FTStack
 import FTWire
 
-/// A FIFO with amortized O(1) pops.
-struct FIFO<T> {
+/// A FIFO with amortized O(1) pops (also used by the simulator).
+public struct FIFO<T> {
     private var items: [T] = []
     private var head = 0
-    var count: Int { items.count - head }
-    var isEmpty: Bool { count == 0 }
-    var first: T? { head < items.count ? items[head] : nil }
-    mutating func append(_ x: T) { items.append(x) }
-    mutating func popFirst() -> T? {
+    public init() {}
+    public var count: Int { items.count - head }
+    public var isEmpty: Bool { count == 0 }
+    public var first: T? { head < items.count ? items[head] : nil }
+    public mutating func append(_ x: T) { items.append(x) }
+    public mutating func popFirst() -> T? {
         guard head < items.count else { return nil }
         let x = items[head]
         head += 1
@@ -17,8 +18,9 @@ struct FIFO<T> {
         else if head > 4096 && head * 2 > items.count { items.removeFirst(head); head = 0 }
         return x
     }
-    mutating func removeAll() { items.removeAll(); head = 0 }
-    var all: ArraySlice<T> { items[head...] }
+    public mutating func replaceFirst(_ x: T) { items[head] = x }
+    public mutating func removeAll() { items.removeAll(); head = 0 }
+    public var all: ArraySlice<T> { items[head...] }
 }
 
 public enum Role: String, Sendable, CaseIterable {
@@ -881,6 +883,9 @@ public final class ReplicationCore {
 
     func startGARP(now: Nanos, _ a: inout [Action]) {
         garpLeft = config.sabotage.contains(.skipGARP) ? 0 : config.garpCount
+        if garpLeft > 0 {
+            a.append(.log(.notice, "gratuitous ARP: \(garpLeft) x \(replica.stack.config.ip) is-at \(replica.stack.config.mac), every \(config.garpInterval / nsPerMs) ms (epoch \(epoch))"))
+        }
         garpNext = now
         garpUntil = protectsOutput ? now + config.failoverTimeout - config.failoverTimeout / 64 : .max
         tick(now: now, &a)

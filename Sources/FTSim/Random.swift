@@ -1,3 +1,4 @@
+import FTReplication
 import FTStack
 
 /// The simulator's only source of randomness: xoshiro256** seeded through
@@ -172,26 +173,8 @@ struct EventQueue<E> {
     }
 }
 
-/// A FIFO with amortized O(1) pops.
-struct Queue<T> {
-    private var items: [T] = []
-    private var head = 0
-    var count: Int { items.count - head }
-    var isEmpty: Bool { count == 0 }
-    var first: T? { head < items.count ? items[head] : nil }
-    mutating func append(_ x: T) { items.append(x) }
-    mutating func popFirst() -> T? {
-        guard head < items.count else { return nil }
-        let x = items[head]
-        head += 1
-        if head == items.count { items.removeAll(keepingCapacity: true); head = 0 }
-        else if head > 1024 && head * 2 > items.count { items.removeFirst(head); head = 0 }
-        return x
-    }
-    mutating func replaceFirst(_ x: T) { items[head] = x }
-    mutating func removeAll() { items.removeAll(); head = 0 }
-    var all: ArraySlice<T> { items[head...] }
-}
+/// The replication core's FIFO.
+typealias Queue<T> = FIFO<T>
 
 /// `12.345678901s`
 func fmtTime(_ t: Nanos) -> String {

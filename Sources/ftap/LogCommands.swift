@@ -46,12 +46,12 @@ struct LogCommand: ParsableCommand {
         @Argument(help: "The recording (pcapng).") var file: String
         @Option(help: "First log index to show.") var from: UInt64?
         @Option(help: "Last log index to show.") var to: UInt64?
-        @Option(help: "Only entries of this kind: frame, tick, go-live, digest.") var kind: String?
+        @Option(help: "Only entries of this kind: frame, tick, go-live, handover, digest.") var kind: String?
         @Flag(help: "Also print the frames each entry produced.") var outputs = false
 
         func validate() throws {
-            if let k = kind, !["frame", "tick", "go-live", "digest"].contains(k) {
-                throw ValidationError("--kind must be frame, tick, go-live or digest")
+            if let k = kind, !["frame", "tick", "go-live", "handover", "digest"].contains(k) {
+                throw ValidationError("--kind must be frame, tick, go-live, handover or digest")
             }
         }
 
