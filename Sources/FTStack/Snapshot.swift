@@ -52,6 +52,7 @@ extension TCB {
         t.persistBackoff = try r.int(); t.persistUnanswered = try r.int()
         let tw = try r.u64(); t.timeWaitDeadline = tw == .max ? nil : tw
         let fw2 = try r.u64(); t.finWait2Deadline = fw2 == .max ? nil : fw2
+        t.sackOK = try r.bool()
         return t
     }
 }

@@ -82,6 +82,9 @@ final class TCB {
     var sndWl2: UInt32 = 0
     var sndScale: UInt8 = 0
     var rcvScale: UInt8 = 0
+    /// The peer offered SACK (RFC 2018): our ACKs carry SACK blocks for the
+    /// out-of-order queue. We do not use the peer's SACK blocks as a sender.
+    var sackOK = false
     var sendMSS: Int
     var sendBuf = ByteQueue()
     var bufSeq: UInt32
@@ -161,6 +164,7 @@ final class TCB {
         w.int(cwnd); w.int(ssthresh); w.int(dupAcks); w.bool(inRecovery); w.u32(recover)
         w.u64(persistDeadline ?? .max); w.int(persistBackoff); w.int(persistUnanswered)
         w.u64(timeWaitDeadline ?? .max); w.u64(finWait2Deadline ?? .max)
+        w.bool(sackOK)
     }
 }
 

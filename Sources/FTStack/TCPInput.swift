@@ -60,6 +60,7 @@ extension Stack {
             t.sndScale = min(ws, 14)
             t.rcvScale = config.windowScale
         }
+        t.sackOK = seg.sackPermitted
         t.sndWnd = Int(seg.window)  // the window in a SYN is never scaled
         t.maxSndWnd = t.sndWnd
         t.sndWl1 = seg.seq; t.sndWl2 = 0
@@ -589,8 +590,25 @@ extension Stack {
         counters.tcpSegmentsOut += 1
         out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
                                     srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
-                                    flags: flags, window: UInt16(scaled), payload: payload,
-                                    ttl: config.ttl, ipID: nextIPID()))
+                                    flags: flags, window: UInt16(scaled), sackBlocks: sackBlocks(t),
+                                    payload: payload, ttl: config.ttl, ipID: nextIPID()))
+    }
+
+    /// RFC 2018 blocks for the out-of-order queue (contiguous runs merged),
+    /// the run nearest RCV.NXT first, at most four (no timestamps option).
+    func sackBlocks(_ t: TCB) -> [(UInt32, UInt32)] {
+        guard t.sackOK, !t.ooo.isEmpty else { return [] }
+        var blocks: [(UInt32, UInt32)] = []
+        for s in t.ooo {
+            let end = s.seq &+ UInt32(s.data.count)
+            if let last = blocks.last, seqLE(s.seq, last.1) {
+                if seqGT(end, last.1) { blocks[blocks.count - 1].1 = end }
+            } else {
+                if blocks.count == 4 { break }
+                blocks.append((s.seq, end))
+            }
+        }
+        return blocks.filter { seqLT($0.0, $0.1) }
     }
 
     func sendAck(_ t: TCB, out: inout [[UInt8]]) {
@@ -607,6 +625,7 @@ extension Stack {
                                     srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: t.iss, ack: t.rcvNxt,
                                     flags: [.syn, .ack], window: UInt16(w), mss: UInt16(config.mss),
                                     windowScale: t.sndScale > 0 || t.rcvScale > 0 ? t.rcvScale : nil,
+                                    sackPermitted: t.sackOK,
                                     ttl: config.ttl, ipID: nextIPID()))
     }
 

@@ -180,6 +180,8 @@ public struct TCPHeader: Equatable, Sendable {
     public var window: UInt16
     public var mss: UInt16?
     public var windowScale: UInt8?
+    /// The SACK-permitted option (RFC 2018) was present (SYN only).
+    public var sackPermitted: Bool = false
     public var payload: Range<Int>
 
     public static func parse(_ f: [UInt8], ip: IPv4Header, verifyChecksum: Bool = true) throws(WireError) -> TCPHeader {
@@ -207,6 +209,7 @@ public struct TCPHeader: Equatable, Sendable {
             guard len >= 2, i + len <= end else { throw .badHeaderLength }
             if kind == 2 && len == 4 { h.mss = f.readBE16(i + 2) }
             if kind == 3 && len == 3 { h.windowScale = f[i + 2] }
+            if kind == 4 && len == 2 { h.sackPermitted = true }
             i += len
         }
         return h
@@ -218,10 +221,14 @@ public enum FrameBuilder {
     public static func tcp(ethSrc: MACAddress, ethDst: MACAddress, src: IPv4Address, dst: IPv4Address,
                            srcPort: UInt16, dstPort: UInt16, seq: UInt32, ack: UInt32, flags: TCPFlags,
                            window: UInt16, mss: UInt16? = nil, windowScale: UInt8? = nil,
+                           sackPermitted: Bool = false, sackBlocks: [(UInt32, UInt32)] = [],
                            payload: ArraySlice<UInt8> = [], ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
         var optLen = 0
         if mss != nil { optLen += 4 }
         if windowScale != nil { optLen += 4 }
+        if sackPermitted { optLen += 4 }
+        let blocks = sackBlocks.prefix(4)
+        if !blocks.isEmpty { optLen += 4 + 8 * blocks.count }
         let tcpLen = 20 + optLen + payload.count
         var b: [UInt8] = []
         b.reserveCapacity(14 + 20 + tcpLen)
@@ -234,6 +241,12 @@ public enum FrameBuilder {
         b.appendBE16(window); b.appendBE16(0); b.appendBE16(0)
         if let m = mss { b.append(2); b.append(4); b.appendBE16(m) }
         if let w = windowScale { b.append(1); b.append(3); b.append(3); b.append(w) }
+        if sackPermitted { b.append(1); b.append(1); b.append(4); b.append(2) }
+        if !blocks.isEmpty {
+            // RFC 2018 SACK option: NOP, NOP, kind 5, length, left/right edges.
+            b.append(1); b.append(1); b.append(5); b.append(UInt8(2 + 8 * blocks.count))
+            for (l, r) in blocks { b.appendBE32(l); b.appendBE32(r) }
+        }
         b.append(contentsOf: payload)
         b.writeBE16(transportChecksum(src: src, dst: dst, proto: IPProtocol.tcp, b, t..<b.count), at: t + 16)
         return b
