@@ -24,29 +24,27 @@ public struct NodeOptions {
     public init(tap: String) { self.tap = tap }
 }
 
-/// One ftap node: the platform loop around a `ReplicationCore`. It owns every
-/// syscall: the TAP, netlink, the log channel sockets, the arbiter, signals
-/// and the clock. Single-threaded, poll(2)-driven.
-public final class Node {
+/// One ftap node: the system calls around a `NodeDriver` (FTReplication),
+/// which makes every decision of the loop. This class owns the TAP, the log
+/// channel sockets, the arbiter, signals, the admin endpoint and the clock,
+/// and implements `NodeIO` with them. Single-threaded, poll(2)-driven.
+public final class Node: NodeIO {
     let options: NodeOptions
     let core: ReplicationCore
+    let driver: NodeDriver
     var log: Logger
     var tap: TapDevice!
     var listenFD: Int32 = -1
     var peerFD: Int32 = -1
-    var peerConnecting = false
-    var nextConnectAt: Nanos = 0
-    var peerOut: [UInt8] = []
-    var peerOutHead = 0
+    /// poll(2) events seen on the channel in this iteration (for a connect in progress).
+    var peerRevents: Int16 = 0
     var sigPipe: [Int32] = [-1, -1]
-    var exitCode: Int32? = nil
     var readBuf = [UInt8](repeating: 0, count: 1 << 18)
     public private(set) var framesEmitted: UInt64 = 0
     public private(set) var framesDroppedOnWrite: UInt64 = 0
     public private(set) var shadowFrames: UInt64 = 0
-    var lastStatsLog: Nanos = 0
     var adminServer: AdminServer?
-    var pendingAdminActions: [Action] = []
+    var adminFDs: ArraySlice<pollfd> = []
     var peerCallStart: Nanos = 0
     var loopNow: Nanos = 0
     let metrics = NodeMetrics()
@@ -54,6 +52,11 @@ public final class Node {
 
     public init(options: NodeOptions, core: ReplicationCore, logger: Logger) {
         self.options = options; self.core = core; self.log = logger
+        var lc = NodeLoopConfig()
+        lc.connectRetry = options.connectRetry
+        lc.canConnect = options.peer != nil
+        lc.readBuffer = readBuf.count
+        driver = NodeDriver(core: core, config: lc)
     }
 
     /// Runs until SIGTERM/SIGINT or a fatal protocol event. Returns the exit code.
@@ -70,233 +73,174 @@ public final class Node {
             listenFD = try Sockets.listen(on: l)
             log.info("log channel listening on \(l)")
         }
-
         if let a = options.admin {
             adminServer = try AdminServer(address: a)
             log.info("admin endpoint on http://\(a)/metrics and /status")
         }
 
-        var actions: [Action] = []
-        core.start(now: monotonicNanos(), &actions)
-        perform(&actions)
-
-        while exitCode == nil {
-            let now = monotonicNanos()
-            if core.role == .backup && core.mode == .waitingForPeer && peerFD < 0 && now >= nextConnectAt {
-                startConnect(now: now)
-            }
+        loopNow = monotonicNanos()
+        _ = driver.start(now: loopNow, self)
+        while driver.exitCode == nil && failure == nil {
+            let plan = driver.plan(now: monotonicNanos(), self)
             var fds: [pollfd] = []
             fds.append(pollfd(fd: sigPipe[0], events: Int16(POLLIN), revents: 0))
-            let tapEvents: Int16 = core.wantsTapInput || core.drainsTap ? Int16(POLLIN) : 0
-            fds.append(pollfd(fd: tap.fd, events: tapEvents, revents: 0))
+            fds.append(pollfd(fd: tap.fd, events: plan.tap ? Int16(POLLIN) : 0, revents: 0))
             fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
-            var peerEvents = Int16(POLLIN)
-            if peerConnecting || peerOutHead < peerOut.count { peerEvents |= Int16(POLLOUT) }
-            fds.append(pollfd(fd: peerFD, events: peerEvents, revents: 0))
+            fds.append(pollfd(fd: peerFD, events: Int16(POLLIN) | (plan.channelWrite ? Int16(POLLOUT) : 0), revents: 0))
             if let admin = adminServer { fds += admin.pollFDs }
-
-            var timeoutMs: Int32 = 1000
-            var wake = core.nextWakeup(now: now)
-            if core.role == .backup && core.mode == .waitingForPeer && peerFD < 0 {
-                wake = min(wake ?? nextConnectAt, nextConnectAt)
-            }
-            if let w = wake {
-                timeoutMs = w <= now ? 0 : Int32(min(1000, (w - now + nsPerMs - 1) / nsPerMs))
-            }
-            let r = poll(&fds, nfds_t(fds.count), timeoutMs)
+            let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
-            let t = monotonicNanos()
-            loopNow = t
-
-            if fds[0].revents != 0 { handleSignals(); if exitCode != nil { break } }
-            if listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0 { acceptPeer(now: t, &actions) }
-            if peerFD >= 0 && fds[3].revents != 0 { servicePeer(fds[3].revents, now: t, &actions) }
-            if let admin = adminServer {
-                admin.service(fds[4...], now: t, respond: adminResponse)
-                actions += pendingAdminActions
-                pendingAdminActions.removeAll()
+            loopNow = monotonicNanos()
+            if fds[0].revents != 0 {
+                handleSignal()
+                if driver.exitCode != nil { break }
             }
-            perform(&actions)
-            if exitCode != nil { break }
-            if fds[1].revents & Int16(POLLIN) != 0 { readTap(now: t, &actions) }
-            core.tick(now: t, &actions)
-            core.flush(now: t, &actions)
-            perform(&actions)
-            flushPeer()
-            if t - lastStatsLog >= 60_000 * nsPerMs { logStats(); lastStatsLog = t }
+            peerRevents = fds[3].revents
+            adminFDs = fds[4...]
+            let ready = Readiness(listen: listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0,
+                                  channel: peerFD >= 0 && peerRevents != 0,
+                                  channelWritable: peerRevents & Int16(POLLOUT) != 0,
+                                  tap: fds[1].revents & Int16(POLLIN) != 0)
+            _ = driver.iterate(now: loopNow, ready: ready, self)
         }
         shutdown()
-        return exitCode ?? 0
+        return driver.exitCode ?? (failure != nil ? 1 : 0)
     }
 
-    // MARK: TAP
+    // MARK: NodeIO: TAP
 
-    func readTap(now: Nanos, _ actions: inout [Action]) {
-        // Bounded batch per wakeup so timers and the channel are served fairly.
-        for n in 1...256 {
-            // Ship entries to the backup in batches of 32 rather than once per
-            // wakeup, so it can acknowledge (and output be released) sooner.
-            if n % 32 == 0 {
-                core.flush(now: now, &actions)
-                perform(&actions)
-                flushPeer()
-            }
-            let frame: [UInt8]?
-            do { frame = try tap.readFrame() } catch { log.error("\(error)"); exitCode = 1; return }
-            guard let f = frame else { return }
-            if core.drainsTap && !core.isLive { core.tapFrame(f, now: now, &actions); continue }
-            core.tapFrame(f, now: now, &actions)
-            if !actions.isEmpty { perform(&actions); if exitCode != nil { return } }
-            if !core.wantsTapInput { return }
+    /// A system call failed in a way the node cannot continue from (exit 1).
+    var failure: String? = nil
+    public var halted: Bool { failure != nil }
+
+    func fail(_ why: String) {
+        log.critical("\(why)")
+        failure = why
+    }
+
+    public func readTap() -> TapRead {
+        do { return try tap.readFrame().map { .frame($0) } ?? .empty } catch { return .failed("\(error)") }
+    }
+
+    public func writeTap(_ o: OutputFrame) {
+        do {
+            if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
+            if o.producedAt != 0 { metrics.recordHold(monotonicNanos() - o.producedAt) }
+        } catch {
+            fail("TAP write failed: \(error)")
         }
+        options.recorder?.emitted(o)
     }
 
-    // MARK: Peer channel
+    public func shadow(_ o: OutputFrame) {
+        shadowFrames += 1
+        options.recorder?.suppressed(o)
+    }
 
-    func startConnect(now: Nanos) {
-        guard let p = options.peer else { return }
-        nextConnectAt = now + options.connectRetry
+    // MARK: NodeIO: log channel
+
+    public func connect() -> Bool {
+        guard let p = options.peer else { return false }
         do {
             peerFD = try Sockets.connect(to: p)
-            peerConnecting = true
+            return true
         } catch {
             log.debug("\(error)")
+            return false
         }
     }
 
-    func acceptPeer(now: Nanos, _ actions: inout [Action]) {
+    public func connectOutcome() -> ConnectOutcome {
+        guard peerRevents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return .pending }
+        let err = Sockets.pendingError(peerFD)
+        if err != 0 { return .failed("\(options.peer.map { "\($0)" } ?? "peer"): \(String(cString: strerror(err)))") }
+        return .connected
+    }
+
+    public func accept() -> Int? {
         let fd = ftap_accept_nonblock(listenFD)
-        guard fd >= 0 else { return }
-        if peerFD >= 0 {
-            // One peer at a time: tell the newcomer why, then close.
-            var bytes: [UInt8] = []
-            ChannelCodec.encode(.reject(reason: "this node already has a peer connected"), into: &bytes)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            log.warning("refused a second peer connection")
-            return
-        }
-        Sockets.setNoDelayNonBlocking(fd)
-        peerFD = fd
-        peerOut.removeAll(); peerOutHead = 0
-        log.info("peer connected")
-        core.peerUp(now: now, &actions)
+        return fd >= 0 ? Int(fd) : nil
     }
 
-    func servicePeer(_ ev: Int16, now: Nanos, _ actions: inout [Action]) {
-        if peerConnecting {
-            if ev & Int16(POLLOUT | POLLERR | POLLHUP) != 0 {
-                let err = Sockets.pendingError(peerFD)
-                if err != 0 {
-                    log.debug("connect to \(options.peer!): \(String(cString: strerror(err)))")
-                    close(peerFD); peerFD = -1; peerConnecting = false
-                    return
-                }
-                peerConnecting = false
-                peerOut.removeAll(); peerOutHead = 0
-                log.info("connected to peer \(options.peer!)")
-                core.peerUp(now: now, &actions)
-            }
-            return
-        }
-        if ev & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-            while peerFD >= 0 {
-                let n = readBuf.withUnsafeMutableBytes { read(peerFD, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    peerCallStart = monotonicNanos()
-                    core.peerBytes(readBuf[0..<n], now: now, &actions)
-                    if n < readBuf.count { break }
-                    continue
-                }
-                if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
-                let err = n == 0 ? 0 : errno
-                let why = n == 0 ? "peer closed the connection" : String(cString: strerror(err))
-                dropPeer()
-                core.peerDown(reason: why, peerClosed: n == 0 || err == ECONNRESET, now: now, &actions)
-                break
-            }
-        }
-        if peerFD >= 0 && ev & Int16(POLLOUT) != 0 { flushPeer() }
+    public func refuse(_ connection: Int, sending bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { write(Int32(connection), $0.baseAddress, $0.count) }
+        close(Int32(connection))
     }
 
-    func flushPeer() {
-        while peerFD >= 0 && peerOutHead < peerOut.count {
-            let n = peerOut.withUnsafeBytes { p in
-                write(peerFD, p.baseAddress! + peerOutHead, p.count - peerOutHead)
-            }
-            if n > 0 { peerOutHead += n; continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
-            break  // errors surface as POLLERR/HUP on the next read
-        }
-        if peerOutHead == peerOut.count { peerOut.removeAll(keepingCapacity: true); peerOutHead = 0 }
+    public func adopt(_ connection: Int) {
+        peerFD = Int32(connection)
+        Sockets.setNoDelayNonBlocking(peerFD)
     }
 
-    func dropPeer() {
+    public func readChannel(max: Int) -> ChannelRead {
+        let n = readBuf.withUnsafeMutableBytes { read(peerFD, $0.baseAddress, Swift.min(max, $0.count)) }
+        if n > 0 { return .data(readBuf[0..<n]) }
+        if n == 0 { return .ended(.eof) }
+        let err = errno
+        if err == EAGAIN || err == EINTR { return .wouldBlock }
+        if err == ECONNRESET { return .ended(.reset) }
+        return .ended(.error(String(cString: strerror(err))))
+    }
+
+    public func writeChannel(_ bytes: ArraySlice<UInt8>) -> Int {
+        let n = bytes.withUnsafeBytes { write(peerFD, $0.baseAddress, $0.count) }
+        return n > 0 ? n : 0
+    }
+
+    public func closeChannel() {
         if peerFD >= 0 { close(peerFD) }
-        peerFD = -1; peerConnecting = false
-        peerOut.removeAll(); peerOutHead = 0
+        peerFD = -1
     }
 
-    // MARK: Actions
+    public func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>) { peerCallStart = monotonicNanos() }
 
-    func perform(_ actions: inout [Action]) {
-        var i = 0
-        while i < actions.count {
-            let a = actions[i]
-            i += 1
-            switch a {
-            case .emit(let o):
-                do {
-                    if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
-                    if o.producedAt != 0 { metrics.recordHold(monotonicNanos() - o.producedAt) }
-                } catch { log.error("\(error)"); exitCode = 1 }
-                options.recorder?.emitted(o)
-            case .shadow(let o):
-                shadowFrames += 1
-                options.recorder?.suppressed(o)
-            case .send(let bytes):
-                if peerFD >= 0 && !peerConnecting { peerOut.append(contentsOf: bytes) }
-            case .closePeer(let reason):
-                flushPeer()
-                log.info("closing peer channel: \(reason)")
-                dropPeer()
-            case .claimEpoch(let e):
-                guard let arb = options.arbiter else {
-                    log.error("no --arbiter configured: cannot claim epoch \(e)")
-                    exitCode = 1; return
-                }
-                let start = monotonicNanos()
-                let (won, detail) = arb.claim(epoch: e, node: core.config.nodeName)
-                let ms = Double(monotonicNanos() - start) / 1e6
-                log.notice("arbiter \(arb.description): epoch \(e) \(won ? "won" : "LOST") (\(detail), \(ms) ms)")
-                core.arbiterAnswered(epoch: e, won: won, detail: detail, now: monotonicNanos(), &actions)
-            case .exit(let code, let reason):
-                if code == 0 { log.notice("\(reason)") } else { log.critical("\(reason)") }
-                exitCode = code
-                actions.removeAll()
-                return
-            case .crash(let why):
-                flushPeer()
-                log.critical("\(why): killing this process now (test fault hook)")
-                kill(getpid(), SIGKILL)
-            case .snapshotSent(let index, let bytes):
-                let pause = Double(monotonicNanos() - peerCallStart) / 1e6
-                log.notice("state transfer: snapshot at index \(index), \(bytes) bytes queued for the joining backup; snapshot pause \(pause) ms")
-            case .applied(let e, let outputs):
-                if let r = options.recorder {
-                    r.applied(e, outputs: outputs, checkpoint: core.takeCheckpoint(index: e.index))
-                }
-            case .log(let level, let msg):
-                switch level {
-                case .debug: log.debug("\(msg)")
-                case .info: log.info("\(msg)")
-                case .notice: log.notice("\(msg)")
-                case .warning: log.warning("\(msg)")
-                case .error: log.error("\(msg)")
-                }
-            }
+    // MARK: NodeIO: arbiter, process, observation
+
+    public func claim(epoch e: UInt64) -> ClaimOutcome {
+        guard let arb = options.arbiter else {
+            fail("no --arbiter configured: cannot claim epoch \(e)")
+            return .answered(won: false, detail: "no --arbiter configured")
         }
-        actions.removeAll(keepingCapacity: true)
+        let start = monotonicNanos()
+        let (won, detail) = arb.claim(epoch: e, node: core.config.nodeName)
+        let ms = Double(monotonicNanos() - start) / 1e6
+        log.notice("arbiter \(arb.description): epoch \(e) \(won ? "won" : "LOST") (\(detail), \(ms) ms)")
+        return .answered(won: won, detail: detail)
+    }
+
+    public func applied(_ e: LogEntry, outputs: [[UInt8]]) {
+        if let r = options.recorder {
+            r.applied(e, outputs: outputs, checkpoint: core.takeCheckpoint(index: e.index))
+        }
+    }
+
+    public func snapshotSent(index: UInt64, bytes: Int) {
+        let pause = Double(monotonicNanos() - peerCallStart) / 1e6
+        log.notice("state transfer: snapshot at index \(index), \(bytes) bytes queued for the joining backup; snapshot pause \(pause) ms")
+    }
+
+    public func log(_ level: LogLevel, _ msg: String) {
+        switch level {
+        case .debug: log.debug("\(msg)")
+        case .info: log.info("\(msg)")
+        case .notice: log.notice("\(msg)")
+        case .warning: log.warning("\(msg)")
+        case .error: log.error("\(msg)")
+        }
+    }
+
+    public func exit(code: Int32, reason: String) {
+        if code == 0 { log.notice("\(reason)") } else { log.critical("\(reason)") }
+    }
+
+    public func crash(_ why: String) {
+        log.critical("\(why): killing this process now (test fault hook)")
+        kill(getpid(), SIGKILL)
+    }
+
+    public func serviceOperator(_ driver: NodeDriver, now: Nanos) {
+        adminServer?.service(adminFDs, now: now, respond: adminResponse)
+        adminFDs = []
     }
 
     // MARK: Admin
@@ -307,11 +251,9 @@ public final class Node {
         let path = parts.count > 1 ? String(parts[1]) : "/"
         if path == "/switchover" {
             guard method == "POST" else { return (405, "text/plain", Array("POST /switchover\n".utf8)) }
-            var actions: [Action] = []
-            if let err = core.requestSwitchover(now: loopNow, &actions) {
+            if let err = driver.requestSwitchover(now: loopNow) {
                 return (409, "text/plain", Array("\(err)\n".utf8))
             }
-            pendingAdminActions += actions
             return (200, "text/plain", Array("switchover started at log index \(core.replica.appliedIndex)\n".utf8))
         }
         switch path {
@@ -327,19 +269,14 @@ public final class Node {
 
     // MARK: Signals and shutdown
 
-    func handleSignals() {
+    func handleSignal() {
         var b = [UInt8](repeating: 0, count: 16)
         _ = read(sigPipe[0], &b, b.count)
         let sig = ftap_last_signal()
-        if sig == SIGHUP {
-            logStats()
-            return
-        }
-        log.notice("received signal \(sig): shutting down")
-        exitCode = 0
+        driver.signal(terminate: sig != SIGHUP, number: sig, self)
     }
 
-    func logStats() {
+    public func logStats() {
         let s = core.replica.stack
         var meta: Logger.Metadata = [:]
         for (k, v) in s.counters.all where v > 0 { meta[k] = "\(v)" }
@@ -358,8 +295,7 @@ public final class Node {
 
     func shutdown() {
         logStats()
-        flushPeer()
-        dropPeer()
+        driver.shutdown(self)
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
         adminServer?.close()
         tap = nil

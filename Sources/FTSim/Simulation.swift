@@ -170,7 +170,10 @@ public final class Simulation {
         rc.startAlone = params.startAlone
         rc.sabotage = options.sabotage.subtracting([.isnOutsideLog])
         incarnations += 1
-        return SimNode(id: i, uid: incarnations, core: ReplicationCore(config: rc, stack: stack))
+        let n = SimNode(id: i, uid: incarnations, core: ReplicationCore(config: rc, stack: stack))
+        n.driver = NodeDriver(core: n.core)
+        n.io = SimIO(sim: self, node: n)
+        return n
     }
 
     func setup() {
@@ -257,7 +260,7 @@ public final class Simulation {
             let n = nodes[i]
             guard token == n.wakeToken else { return }
             n.wakeAt = nil
-            guard n.alive, !n.paused, n.blockedClaim == nil, n.phase == .idle else { return }
+            guard n.alive, !n.paused, n.blockedClaim == nil else { return }
             hash.mix(UInt64(1 + i))
             wakeNode(n)
         case .nodeResume(let i, let uid):
@@ -268,7 +271,7 @@ public final class Simulation {
             hash.mix(UInt64(10 + i))
             if n.blockedClaim != nil {
                 if let r = n.claimReply { n.claimReply = nil; continueClaim(n, won: r.won, detail: r.detail) }
-            } else if n.phase == .idle {
+            } else {
                 scheduleWake(n, now)
             }
         case .arbiterArrive(let i, let e, let token):
@@ -425,11 +428,11 @@ final class SimNode {
     var machineDown = false
     var paused = false
     var exitCode: Int32? = nil
-    // Platform state (mirrors FTPlatform.Node).
+    /// The node loop, exactly as the daemon runs it, and its simulated system calls.
+    var driver: NodeDriver!
+    var io: SimIO!
+    // What the simulated kernel holds for this process.
     var peerConn: Int? = nil
-    var peerConnecting = false
-    var nextConnectAt: Nanos = 0
-    var peerOut: [UInt8] = []
     var backlog: [Int] = []
     var tapQueue = Queue<[UInt8]>()
     var tapPolled = false
@@ -438,13 +441,7 @@ final class SimNode {
     var sameTimeWakes = 0
     var lastWakeTime: Nanos = 0
     var pendingSwitchover = false
-    // The loop iteration in progress (an iteration can block in the arbiter call).
-    enum Step { case idle, startPerform, perform1, tap, perform2 }
-    var phase = Step.idle
-    var pending: [Action] = []
-    var pendingIndex = 0
-    var iterT: Nanos = 0
-    var iterTapReady = false
+    /// The arbiter claim the loop is blocked in.
     var blockedClaim: (epoch: UInt64, token: UInt64)? = nil
     var claimReply: (won: Bool, detail: String)? = nil
     // Fault triggers.

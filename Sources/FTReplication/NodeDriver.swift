@@ -1,0 +1,463 @@
+import FTStack
+import FTWire
+
+// The node loop, once, for the daemon, the simulator and anything else that
+// runs a node: everything `ftap run`'s poll loop decides, with the system
+// calls left to a `NodeIO`. FTPlatform implements `NodeIO` with poll(2),
+// read/write, sockets and the arbiter's files; FTSim implements it with its
+// simulated network, TAP queues and arbiter store. Neither decides anything
+// the driver decides: when to connect, which connection to keep, how many
+// TAP frames to read per wakeup and when to ship the batch to the backup,
+// which channel endings count as the peer having closed, how long to sleep,
+// and in which order the core's actions are carried out.
+
+/// How a log-channel connection ended, as the read that saw the end reports it.
+public enum ChannelEnd: Sendable, Equatable, CustomStringConvertible {
+    /// End of stream: the peer's kernel sent FIN (the peer process closed the
+    /// channel or exited).
+    case eof
+    /// ECONNRESET: the peer's kernel answered with RST (a process that died
+    /// with unread data in its socket, or a connection its kernel no longer knows).
+    case reset
+    /// Any other error on our side (ETIMEDOUT, EHOSTUNREACH, ...).
+    case error(String)
+
+    /// The peer's kernel ended the connection: on the direct log link that
+    /// means the peer process is gone or closed the channel itself, so a
+    /// backup may take over at once (see `ReplicationCore.peerDown`).
+    public var peerClosed: Bool {
+        switch self {
+        case .eof, .reset: return true
+        case .error: return false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .eof: return "peer closed the connection"
+        case .reset: return "Connection reset by peer"
+        case .error(let s): return s
+        }
+    }
+}
+
+/// The outcome of one read on the log channel.
+public enum ChannelRead {
+    case data(ArraySlice<UInt8>)
+    case wouldBlock
+    case ended(ChannelEnd)
+}
+
+/// The outcome of a connect in progress.
+public enum ConnectOutcome: Equatable {
+    case pending
+    case connected
+    case failed(String)
+}
+
+/// The outcome of one TAP read.
+public enum TapRead {
+    case frame([UInt8])
+    case empty
+    case failed(String)
+}
+
+/// An arbiter claim as the platform performs it.
+public enum ClaimOutcome: Equatable {
+    /// The arbiter answered (a synchronous arbiter answers at once).
+    case answered(won: Bool, detail: String)
+    /// The answer comes later through `NodeDriver.arbiterAnswered`; until
+    /// then the loop iteration is suspended, as a blocking call would hold it.
+    case pending
+}
+
+/// What the poll found ready, for one loop iteration.
+public struct Readiness: Equatable {
+    /// A connection is waiting on the listening socket.
+    public var listen = false
+    /// The channel that was polled has an event (readable, connect finished, error).
+    public var channel = false
+    /// The channel is writable (its pending output can be flushed).
+    public var channelWritable = false
+    /// The TAP has frames.
+    public var tap = false
+    public init(listen: Bool = false, channel: Bool = false, channelWritable: Bool = false, tap: Bool = false) {
+        self.listen = listen; self.channel = channel; self.channelWritable = channelWritable; self.tap = tap
+    }
+}
+
+/// What to poll for next, and until when.
+public struct PollPlan: Equatable {
+    /// Poll the TAP for input.
+    public var tap: Bool
+    /// Poll the channel for writability (connect in progress or output pending).
+    public var channelWrite: Bool
+    /// Local time at which to wake up at the latest.
+    public var wakeAt: Nanos
+    /// The same as a poll(2) timeout in milliseconds (at most 1000).
+    public var timeoutMs: Int
+}
+
+/// The system calls the node loop needs. Every method is one call (or one
+/// simulated call); none decides anything.
+public protocol NodeIO: AnyObject {
+    /// True when this process can no longer act (killed, or the simulation
+    /// ended): the driver stops at once.
+    var halted: Bool { get }
+    func readTap() -> TapRead
+    func writeTap(_ frame: OutputFrame)
+    /// A frame the backup's replica produced and the output rule suppressed.
+    func shadow(_ frame: OutputFrame)
+    /// Starts connecting to the configured peer; false if that failed at once.
+    func connect() -> Bool
+    /// The connect in progress, once the channel polled ready.
+    func connectOutcome() -> ConnectOutcome
+    /// Accepts one pending connection; returns its handle, nil if none.
+    func accept() -> Int?
+    /// Writes `bytes` to an accepted connection we do not keep, then closes it.
+    func refuse(_ connection: Int, sending bytes: [UInt8])
+    /// Makes an accepted connection the log channel.
+    func adopt(_ connection: Int)
+    func readChannel(max: Int) -> ChannelRead
+    /// Writes as much as the channel takes now; returns the byte count (0 if it would block).
+    func writeChannel(_ bytes: ArraySlice<UInt8>) -> Int
+    func closeChannel()
+    func claim(epoch: UInt64) -> ClaimOutcome
+    func applied(_ entry: LogEntry, outputs: [[UInt8]])
+    func snapshotSent(index: UInt64, bytes: Int)
+    func log(_ level: LogLevel, _ message: String)
+    /// The core decided this process must exit.
+    func exit(code: Int32, reason: String)
+    /// A test fault hook fired: die at once, like SIGKILL.
+    func crash(_ why: String)
+    /// Once a minute: a status line.
+    func logStats()
+    /// Hook: the point in the iteration where operator requests (POST
+    /// /switchover) are taken, through `NodeDriver.requestSwitchover`.
+    func serviceOperator(_ driver: NodeDriver, now: Nanos)
+    /// Hooks around the core's handling of channel bytes (measurements, checkers).
+    func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>)
+    func didHandleChannelBytes(_ bytes: ArraySlice<UInt8>, actions: ArraySlice<Action>)
+}
+
+extension NodeIO {
+    public func logStats() {}
+    public func serviceOperator(_ driver: NodeDriver, now: Nanos) {}
+    public func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>) {}
+    public func didHandleChannelBytes(_ bytes: ArraySlice<UInt8>, actions: ArraySlice<Action>) {}
+}
+
+/// Fixed parameters of the loop.
+public struct NodeLoopConfig: Sendable {
+    /// A backup waiting for its primary retries the connection this often.
+    public var connectRetry: Nanos = 200 * nsPerMs
+    /// At most this many TAP frames per wakeup, so timers and the channel are served fairly.
+    public var tapBatch = 256
+    /// Ship the entry batch to the backup every this many TAP frames, so it
+    /// can acknowledge (and output be released) before the whole batch is read.
+    public var shipEvery = 32
+    /// One channel read takes at most this many bytes.
+    public var readBuffer = 1 << 18
+    /// The longest poll sleep.
+    public var maxSleepMs = 1000
+    /// Interval of the status line.
+    public var statsInterval: Nanos = 60_000 * nsPerMs
+    /// A peer address is configured (a backup connects to it).
+    public var canConnect = true
+    public init() {}
+}
+
+/// The state of the log channel as the loop sees it.
+public enum ChannelState: Equatable, Sendable { case none, connecting, open }
+
+/// Where the current iteration stands: an iteration can be suspended in
+/// the arbiter call and resumed by its answer.
+enum LoopStep { case idle, start, afterChannel, tap, afterTick }
+
+/// Result of driving the loop.
+public enum LoopProgress: Equatable {
+    /// The iteration finished; call `plan` and wait.
+    case completed
+    /// Suspended in the arbiter call; `arbiterAnswered` resumes it.
+    case blockedInClaim(epoch: UInt64)
+    /// The node exited or was halted.
+    case stopped
+}
+
+/// One node's loop around its `ReplicationCore` (see the file comment).
+public final class NodeDriver {
+    public let core: ReplicationCore
+    public let config: NodeLoopConfig
+    public private(set) var channel: ChannelState = .none
+    public private(set) var exitCode: Int32? = nil
+    /// The epoch being claimed while the iteration waits for the arbiter.
+    public private(set) var claimInFlight: UInt64? = nil
+    var out: [UInt8] = []
+    var outHead = 0
+    var nextConnectAt: Nanos = 0
+    var lastStats: Nanos = 0
+    var step = LoopStep.idle
+    var pending: [Action] = []
+    var pendingIndex = 0
+    var iterNow: Nanos = 0
+    var iterReady = Readiness()
+    var stalled = false
+
+    public init(core: ReplicationCore, config: NodeLoopConfig = NodeLoopConfig()) {
+        self.core = core; self.config = config
+    }
+
+    /// Bytes queued for the channel and not yet written.
+    public var channelBacklog: Int { out.count - outHead }
+
+    // MARK: The loop
+
+    /// The node starts: the core's first actions (a primary claims epoch 1).
+    public func start(now: Nanos, _ io: NodeIO) -> LoopProgress {
+        lastStats = now
+        iterNow = now
+        core.start(now: now, &pending)
+        step = .start
+        return run(io)
+    }
+
+    /// The top of the loop: connects if due, then says what to poll and for how long.
+    public func plan(now: Nanos, _ io: NodeIO) -> PollPlan {
+        let waiting = core.role == .backup && core.mode == .waitingForPeer && channel == .none && config.canConnect
+        if waiting && now >= nextConnectAt {
+            nextConnectAt = now + config.connectRetry
+            if io.connect() { channel = .connecting; out.removeAll(); outHead = 0 }
+        }
+        var wake = core.nextWakeup(now: now)
+        if waiting && channel == .none { wake = min(wake ?? nextConnectAt, nextConnectAt) }
+        var ms = config.maxSleepMs
+        if let w = wake {
+            ms = w <= now ? 0 : Int(min(Nanos(config.maxSleepMs), (w - now + nsPerMs - 1) / nsPerMs))
+        }
+        return PollPlan(tap: core.wantsTapInput || core.drainsTap,
+                        channelWrite: channel == .connecting || (channel == .open && channelBacklog > 0),
+                        wakeAt: now + Nanos(ms) * nsPerMs, timeoutMs: ms)
+    }
+
+    /// SIGHUP: a status line. SIGTERM/SIGINT: a clean stop with status 0.
+    public func signal(terminate: Bool, number: Int32, _ io: NodeIO) {
+        if !terminate { io.logStats(); return }
+        io.log(.notice, "received signal \(number): shutting down")
+        exitCode = 0
+    }
+
+    /// One iteration after poll returned: accept, read the channel, operator
+    /// requests, perform; read the TAP; timers; ship; flush the channel.
+    public func iterate(now: Nanos, ready: Readiness, _ io: NodeIO) -> LoopProgress {
+        precondition(step == .idle, "iterate while an iteration is in progress")
+        guard exitCode == nil, !io.halted else { return .stopped }
+        iterNow = now
+        iterReady = ready
+        if ready.listen { acceptPeer(io) }
+        if ready.channel && channel != .none { serviceChannel(io) }
+        if io.halted || exitCode != nil { return .stopped }
+        io.serviceOperator(self, now: now)
+        step = .afterChannel
+        return run(io)
+    }
+
+    /// The arbiter answered the claim the iteration is suspended in.
+    public func arbiterAnswered(won: Bool, detail: String, now: Nanos, _ io: NodeIO) -> LoopProgress {
+        guard let e = claimInFlight else { return step == .idle ? .completed : .stopped }
+        claimInFlight = nil
+        core.arbiterAnswered(epoch: e, won: won, detail: detail, now: now, &pending)
+        return run(io)
+    }
+
+    /// Operator request (POST /switchover), taken during `serviceOperator`.
+    public func requestSwitchover(now: Nanos) -> String? {
+        core.requestSwitchover(now: now, &pending)
+    }
+
+    /// Runs the iteration from where it stands until it ends or blocks.
+    func run(_ io: NodeIO) -> LoopProgress {
+        while true {
+            if io.halted || exitCode != nil { step = .idle; return .stopped }
+            if let e = claimInFlight { return .blockedInClaim(epoch: e) }
+            if stalled { stalled = false; step = .idle; return .stopped }
+            switch step {
+            case .idle:
+                return .completed
+            case .start:
+                guard perform(io) else { continue }
+                step = .idle
+            case .afterChannel:
+                guard perform(io) else { continue }
+                step = .tap
+            case .tap:
+                if iterReady.tap { readTap(io) }
+                if io.halted || exitCode != nil { continue }
+                core.tick(now: iterNow, &pending)
+                core.flush(now: iterNow, &pending)
+                step = .afterTick
+            case .afterTick:
+                guard perform(io) else { continue }
+                flushChannel(io)
+                if iterNow >= lastStats + config.statsInterval { io.logStats(); lastStats = iterNow }
+                step = .idle
+            }
+        }
+    }
+
+    // MARK: TAP
+
+    func readTap(_ io: NodeIO) {
+        for n in 1...config.tapBatch {
+            if n % config.shipEvery == 0 {
+                core.flush(now: iterNow, &pending)
+                guard perform(io) else { return }
+                flushChannel(io)
+            }
+            let f: [UInt8]
+            switch io.readTap() {
+            case .frame(let x): f = x
+            case .empty: return
+            case .failed(let why):
+                io.log(.error, "TAP read failed: \(why)")
+                exitCode = 1; io.exit(code: 1, reason: "TAP read failed: \(why)")
+                return
+            }
+            core.tapFrame(f, now: iterNow, &pending)
+            // A node that is not live only drains (or forwards) what arrives.
+            if !core.isLive { continue }
+            if !pending.isEmpty { guard perform(io) else { return } }
+            if !core.wantsTapInput { return }
+        }
+    }
+
+    // MARK: Channel
+
+    func acceptPeer(_ io: NodeIO) {
+        guard let c = io.accept() else { return }
+        if channel != .none {
+            // One peer at a time: tell the newcomer why, then close.
+            var bytes: [UInt8] = []
+            ChannelCodec.encode(.reject(reason: "this node already has a peer connected"), into: &bytes)
+            io.refuse(c, sending: bytes)
+            io.log(.warning, "refused a second peer connection")
+            return
+        }
+        io.adopt(c)
+        channel = .open
+        out.removeAll(); outHead = 0
+        io.log(.info, "peer connected")
+        core.peerUp(now: iterNow, &pending)
+    }
+
+    func serviceChannel(_ io: NodeIO) {
+        if channel == .connecting {
+            switch io.connectOutcome() {
+            case .pending:
+                return
+            case .failed(let why):
+                io.log(.debug, "connect to the peer failed: \(why)")
+                io.closeChannel()
+                channel = .none
+            case .connected:
+                channel = .open
+                out.removeAll(); outHead = 0
+                io.log(.info, "connected to the peer")
+                core.peerUp(now: iterNow, &pending)
+            }
+            return
+        }
+        while channel == .open {
+            switch io.readChannel(max: config.readBuffer) {
+            case .data(let bytes):
+                io.willHandleChannelBytes(bytes)
+                let before = pending.count
+                core.peerBytes(bytes, now: iterNow, &pending)
+                io.didHandleChannelBytes(bytes, actions: pending[before...])
+                if io.halted { return }
+                if bytes.count < config.readBuffer { break }
+                continue
+            case .wouldBlock:
+                break
+            case .ended(let end):
+                io.log(.info, "log channel: \(end)")
+                dropChannel(io)
+                core.peerDown(reason: end.description, peerClosed: end.peerClosed, now: iterNow, &pending)
+            }
+            break
+        }
+        if channel == .open && iterReady.channelWritable { flushChannel(io) }
+    }
+
+    /// Writes pending channel output as far as the socket takes it.
+    public func flushChannel(_ io: NodeIO) {
+        while channel == .open && outHead < out.count {
+            let n = io.writeChannel(out[outHead...])
+            if n <= 0 { break }  // would block; errors surface on the next read
+            outHead += n
+        }
+        if outHead == out.count { out.removeAll(keepingCapacity: true); outHead = 0 }
+    }
+
+    func dropChannel(_ io: NodeIO) {
+        if channel != .none { io.closeChannel() }
+        channel = .none
+        out.removeAll(); outHead = 0
+    }
+
+    /// Closes the channel on shutdown, after writing what is pending.
+    public func shutdown(_ io: NodeIO) {
+        flushChannel(io)
+        dropChannel(io)
+    }
+
+    // MARK: Actions
+
+    /// Performs pending actions in order. False when the iteration cannot go
+    /// on now: suspended in the arbiter call, exited, or halted.
+    func perform(_ io: NodeIO) -> Bool {
+        while pendingIndex < pending.count {
+            let a = pending[pendingIndex]
+            pendingIndex += 1
+            switch a {
+            case .emit(let o):
+                io.writeTap(o)
+            case .shadow(let o):
+                io.shadow(o)
+            case .send(let bytes):
+                if channel == .open { out.append(contentsOf: bytes) }
+            case .closePeer(let reason):
+                flushChannel(io)
+                io.log(.info, "closing the log channel: \(reason)")
+                dropChannel(io)
+            case .claimEpoch(let e):
+                switch io.claim(epoch: e) {
+                case .answered(let won, let detail):
+                    core.arbiterAnswered(epoch: e, won: won, detail: detail, now: iterNow, &pending)
+                case .pending:
+                    claimInFlight = e
+                    return false
+                }
+            case .exit(let code, let reason):
+                exitCode = code
+                pending.removeAll(); pendingIndex = 0
+                io.exit(code: code, reason: reason)
+                return false
+            case .crash(let why):
+                flushChannel(io)
+                io.crash(why)
+                stalled = !io.halted  // a platform whose crash returns stops this loop anyway
+                return false
+            case .snapshotSent(let index, let bytes):
+                io.snapshotSent(index: index, bytes: bytes)
+            case .applied(let e, let outputs):
+                io.applied(e, outputs: outputs)
+            case .log(let level, let msg):
+                io.log(level, msg)
+            }
+            if io.halted { return false }
+        }
+        pending.removeAll(keepingCapacity: true)
+        pendingIndex = 0
+        return true
+    }
+}
