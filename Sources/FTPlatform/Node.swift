@@ -36,6 +36,10 @@ public final class Node: NodeIO {
     var tap: TapDevice!
     var listenFD: Int32 = -1
     var peerFD: Int32 = -1
+    /// The probe connection to the peer's port (see FTReplication/PeerProbe.swift).
+    var probeFD: Int32 = -1
+    var probeRevents: Int16 = 0
+    var probeRefusedAtOnce = false
     /// poll(2) events seen on the channel in this iteration (for a connect in progress).
     var peerRevents: Int16 = 0
     var sigPipe: [Int32] = [-1, -1]
@@ -87,6 +91,7 @@ public final class Node: NodeIO {
             fds.append(pollfd(fd: tap.fd, events: plan.tap ? Int16(POLLIN) : 0, revents: 0))
             fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: peerFD, events: Int16(POLLIN) | (plan.channelWrite ? Int16(POLLOUT) : 0), revents: 0))
+            fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: Int16(POLLOUT), revents: 0))
             if let admin = adminServer { fds += admin.pollFDs }
             let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
@@ -96,11 +101,13 @@ public final class Node: NodeIO {
                 if driver.exitCode != nil { break }
             }
             peerRevents = fds[3].revents
-            adminFDs = fds[4...]
+            probeRevents = fds[4].revents
+            adminFDs = fds[5...]
             let ready = Readiness(listen: listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0,
                                   channel: peerFD >= 0 && peerRevents != 0,
                                   channelWritable: peerRevents & Int16(POLLOUT) != 0,
-                                  tap: fds[1].revents & Int16(POLLIN) != 0)
+                                  tap: fds[1].revents & Int16(POLLIN) != 0,
+                                  probe: probeRevents != 0 || probeRefusedAtOnce)
             _ = driver.iterate(now: loopNow, ready: ready, self)
         }
         shutdown()
@@ -150,11 +157,36 @@ public final class Node: NodeIO {
         }
     }
 
-    public func connectOutcome() -> ConnectOutcome {
-        guard peerRevents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return .pending }
-        let err = Sockets.pendingError(peerFD)
+    public func connectOutcome() -> ConnectOutcome { outcome(peerFD, peerRevents) }
+
+    func outcome(_ fd: Int32, _ revents: Int16) -> ConnectOutcome {
+        guard revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return .pending }
+        let err = Sockets.pendingError(fd)
+        if err == ECONNREFUSED { return .refused }
         if err != 0 { return .failed("\(options.peer.map { "\($0)" } ?? "peer"): \(String(cString: strerror(err)))") }
         return .connected
+    }
+
+    public func startProbe() -> Bool {
+        guard let p = options.peer else { return false }
+        do { probeFD = try Sockets.connect(to: p); return true } catch let e as SystemError where e.code == ECONNREFUSED {
+            probeRefusedAtOnce = true  // a local peer refuses synchronously
+            return true
+        } catch {
+            log.info("probe of the peer's port: \(error)")
+            return false
+        }
+    }
+
+    public func probeOutcome() -> ConnectOutcome {
+        probeRefusedAtOnce ? .refused : outcome(probeFD, probeRevents)
+    }
+
+    public func closeProbe() {
+        if probeFD >= 0 { close(probeFD) }
+        probeFD = -1
+        probeRevents = 0
+        probeRefusedAtOnce = false
     }
 
     public func accept() -> Int? {

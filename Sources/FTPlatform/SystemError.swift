@@ -6,9 +6,12 @@ import Glibc
 public struct SystemError: Error, CustomStringConvertible {
     public var operation: String
     public var detail: String
+    /// The errno value, when the error came from a system call.
+    public var code: Int32 = 0
     public init(_ operation: String, errno code: Int32) {
         self.operation = operation
         self.detail = String(cString: strerror(code))
+        self.code = code
     }
     public init(_ operation: String, detail: String) {
         self.operation = operation; self.detail = detail

@@ -16,21 +16,18 @@ public enum ChannelEnd: Sendable, Equatable, CustomStringConvertible {
     /// End of stream: the peer's kernel sent FIN (the peer process closed the
     /// channel or exited).
     case eof
-    /// ECONNRESET: the peer's kernel answered with RST (a process that died
-    /// with unread data in its socket, or a connection its kernel no longer knows).
+    /// ECONNRESET: an RST arrived. The peer's kernel sends one when the peer
+    /// process dies with unread data in its socket, but the network can reset
+    /// a connection whose peer is alive (see PeerProbe.swift).
     case reset
     /// Any other error on our side (ETIMEDOUT, EHOSTUNREACH, ...).
     case error(String)
 
-    /// The peer's kernel ended the connection: on the direct log link that
-    /// means the peer process is gone or closed the channel itself, so a
-    /// backup may take over at once (see `ReplicationCore.peerDown`).
-    public var peerClosed: Bool {
-        switch self {
-        case .eof, .reset: return true
-        case .error: return false
-        }
-    }
+    /// The peer process ended the connection itself: only a FIN proves it
+    /// (it closed the channel on its way to claiming an epoch, or exited), so
+    /// only then may a backup take over at once (`ReplicationCore.peerDown`).
+    /// A reset is not proof; the loop asks the peer's kernel (`PeerProbe.swift`).
+    public var peerClosed: Bool { self == .eof }
 
     public var description: String {
         switch self {
@@ -52,6 +49,8 @@ public enum ChannelRead {
 public enum ConnectOutcome: Equatable {
     case pending
     case connected
+    /// ECONNREFUSED: the peer host answered that nothing listens on the port.
+    case refused
     case failed(String)
 }
 
@@ -81,8 +80,12 @@ public struct Readiness: Equatable {
     public var channelWritable = false
     /// The TAP has frames.
     public var tap = false
-    public init(listen: Bool = false, channel: Bool = false, channelWritable: Bool = false, tap: Bool = false) {
+    /// The probe connection to the peer's port has an event (see PeerProbe.swift).
+    public var probe = false
+    public init(listen: Bool = false, channel: Bool = false, channelWritable: Bool = false, tap: Bool = false,
+                probe: Bool = false) {
         self.listen = listen; self.channel = channel; self.channelWritable = channelWritable; self.tap = tap
+        self.probe = probe
     }
 }
 
@@ -92,6 +95,8 @@ public struct PollPlan: Equatable {
     public var tap: Bool
     /// Poll the channel for writability (connect in progress or output pending).
     public var channelWrite: Bool
+    /// Poll the probe connection (a connect in progress).
+    public var probe: Bool
     /// Local time at which to wake up at the latest.
     public var wakeAt: Nanos
     /// The same as a poll(2) timeout in milliseconds (at most 1000).
@@ -112,6 +117,12 @@ public protocol NodeIO: AnyObject {
     func connect() -> Bool
     /// The connect in progress, once the channel polled ready.
     func connectOutcome() -> ConnectOutcome
+    /// Starts a second, short-lived connection to the peer's port, to learn
+    /// whether its process still listens; false if that failed at once.
+    func startProbe() -> Bool
+    /// The probe's connect, once it polled ready.
+    func probeOutcome() -> ConnectOutcome
+    func closeProbe()
     /// Accepts one pending connection; returns its handle, nil if none.
     func accept() -> Int?
     /// Writes `bytes` to an accepted connection we do not keep, then closes it.
@@ -192,6 +203,8 @@ public final class NodeDriver {
     public private(set) var exitCode: Int32? = nil
     /// The epoch being claimed while the iteration waits for the arbiter.
     public private(set) var claimInFlight: UInt64? = nil
+    /// A probe of the peer's port is in progress (see PeerProbe.swift).
+    public private(set) var probing = false
     var out: [UInt8] = []
     var outHead = 0
     var nextConnectAt: Nanos = 0
@@ -236,7 +249,7 @@ public final class NodeDriver {
         }
         return PollPlan(tap: core.wantsTapInput || core.drainsTap,
                         channelWrite: channel == .connecting || (channel == .open && channelBacklog > 0),
-                        wakeAt: now + Nanos(ms) * nsPerMs, timeoutMs: ms)
+                        probe: probing, wakeAt: now + Nanos(ms) * nsPerMs, timeoutMs: ms)
     }
 
     /// SIGHUP: a status line. SIGTERM/SIGINT: a clean stop with status 0.
@@ -255,6 +268,7 @@ public final class NodeDriver {
         iterReady = ready
         if ready.listen { acceptPeer(io) }
         if ready.channel && channel != .none { serviceChannel(io) }
+        if probing && (ready.probe || !core.takeoverPending) { serviceProbe(io) }
         if io.halted || exitCode != nil { return .stopped }
         io.serviceOperator(self, now: now)
         step = .afterChannel
@@ -354,6 +368,10 @@ public final class NodeDriver {
             switch io.connectOutcome() {
             case .pending:
                 return
+            case .refused:
+                io.log(.debug, "connect to the peer failed: connection refused")
+                io.closeChannel()
+                channel = .none
             case .failed(let why):
                 io.log(.debug, "connect to the peer failed: \(why)")
                 io.closeChannel()
@@ -382,10 +400,35 @@ public final class NodeDriver {
                 io.log(.info, "log channel: \(end)")
                 dropChannel(io)
                 core.peerDown(reason: end.description, peerClosed: end.peerClosed, now: iterNow, &pending)
+                if end == .reset && core.takeoverPending && config.canConnect && !probing {
+                    probing = io.startProbe()
+                    if probing {
+                        io.log(.info, "asking the primary's kernel whether its process is alive (connecting to its port)")
+                        serviceProbe(io)  // a local peer may refuse at once
+                    }
+                }
             }
             break
         }
         if channel == .open && iterReady.channelWritable { flushChannel(io) }
+    }
+
+    /// The probe of the peer's port resolved, or is no longer needed.
+    func serviceProbe(_ io: NodeIO) {
+        let outcome = core.takeoverPending ? io.probeOutcome() : .failed("takeover no longer pending")
+        if outcome == .pending { return }
+        io.closeProbe()
+        probing = false
+        switch outcome {
+        case .refused:
+            core.peerProcessGone("the primary's port refuses connections (its process is gone)", now: iterNow, &pending)
+        case .connected:
+            io.log(.notice, "the primary's process is alive (its port accepts connections): taking over only once its lease has run out")
+        case .failed(let why):
+            io.log(.info, "probe of the primary's port: \(why); taking over once its lease has run out")
+        case .pending:
+            break
+        }
     }
 
     /// Writes pending channel output as far as the socket takes it.
@@ -408,6 +451,7 @@ public final class NodeDriver {
     public func shutdown(_ io: NodeIO) {
         flushChannel(io)
         dropChannel(io)
+        if probing { io.closeProbe(); probing = false }
     }
 
     // MARK: Actions

@@ -45,8 +45,33 @@ final class SimIO: NodeIO {
     func connectOutcome() -> ConnectOutcome {
         guard let cid = n.peerConn else { return .failed("no connection") }
         let c = sim.conns[cid]
+        return outcome(c)
+    }
+
+    func outcome(_ c: ChanConn) -> ConnectOutcome {
         guard c.resolved else { return .pending }
-        return c.refused ? .failed("connection refused") : .connected
+        if c.timedOut { return .failed("connection timed out") }
+        return c.refused ? .refused : .connected
+    }
+
+    func startProbe() -> Bool {
+        let c = ChanConn(id: sim.conns.count, connector: n.id, acceptor: 1 - n.id)
+        c.uid[n.id] = n.uid
+        sim.conns.append(c)
+        n.probeConn = c.id
+        sim.trace(n.name, "probes the peer's port (connection \(c.id))")
+        sim.schedule(sim.now + sim.channelLatency(n.id), .connectArrive(conn: c.id))
+        return true
+    }
+
+    func probeOutcome() -> ConnectOutcome {
+        guard let cid = n.probeConn else { return .failed("no probe") }
+        return outcome(sim.conns[cid])
+    }
+
+    func closeProbe() {
+        if let cid = n.probeConn { sim.closeSide(sim.conns[cid], n.id, fin: true) }
+        n.probeConn = nil
     }
 
     func accept() -> Int? {
@@ -200,8 +225,11 @@ extension Simulation {
         return n.driver.channel == .connecting ? conn.resolved : !conn.rx[n.id].isEmpty
     }
 
+    func probeReady(_ n: SimNode) -> Bool { n.probeConn.map { conns[$0].resolved } ?? false }
+
     func ready(_ n: SimNode) -> Bool {
         !n.backlog.isEmpty || peerReadable(n) || (n.tapPolled && !n.tapQueue.isEmpty) || n.pendingSwitchover
+            || probeReady(n)
     }
 
     /// poll(2) returned: run one loop iteration of the driver.
@@ -214,7 +242,7 @@ extension Simulation {
             }
         } else { n.lastWakeTime = now; n.sameTimeWakes = 0 }
         let ready = Readiness(listen: !n.backlog.isEmpty, channel: peerReadable(n),
-                              tap: n.tapPolled && !n.tapQueue.isEmpty)
+                              tap: n.tapPolled && !n.tapQueue.isEmpty, probe: probeReady(n))
         progressed(n, n.driver.iterate(now: local(n, now), ready: ready, n.io))
     }
 
@@ -279,6 +307,7 @@ extension Simulation {
             c.open = [false, false]
             // A dead process's kernel answers RST; a dead machine does not, and
             // the connect fails with ETIMEDOUT (after 5 s here; Linux: ~2 min).
+            c.timedOut = a.machineDown
             schedule(now + (a.machineDown ? 5_000 * nsPerMs : channelLatency(a.id)), .connectResult(conn: c.id, ok: false))
         }
     }
@@ -288,7 +317,7 @@ extension Simulation {
         guard n.alive, n.uid == c.uid[n.id] else { return }
         c.resolved = true
         c.refused = !ok
-        if n.peerConn == c.id { poke(n) } else if ok { closeSide(c, n.id, fin: true) }
+        if n.peerConn == c.id || n.probeConn == c.id { poke(n) } else if ok { closeSide(c, n.id, fin: true) }
     }
 
 }

@@ -125,11 +125,15 @@ public final class Simulation {
     let counter = CounterChecker()
     var arbiter: [UInt64: Int] = [:]
 
-    public init(options: SimOptions) {
+    /// A run whose world and faults are drawn from the seed (`params` nil),
+    /// or given (a scenario written by a test; the seed still drives every
+    /// runtime choice).
+    public init(options: SimOptions, params given: SimParameters? = nil) {
         self.options = options
         var root = SimRandom(seed: options.seed)
         var pr = root.fork()
-        params = SimParameters.draw(&pr)
+        let drawn = SimParameters.draw(&pr)
+        params = given ?? drawn
         rng = root.fork()
         clockOffset = params.clockOffset
     }
@@ -433,6 +437,7 @@ final class SimNode {
     var io: SimIO!
     // What the simulated kernel holds for this process.
     var peerConn: Int? = nil
+    var probeConn: Int? = nil
     var backlog: [Int] = []
     var tapQueue = Queue<[UInt8]>()
     var tapPolled = false

@@ -64,10 +64,22 @@ extension Simulation {
     // MARK: Process death and restart
 
     func closeEverything(_ n: SimNode, fin: Bool) {
-        for c in conns where (c.open[n.id] && c.uid[n.id] == n.uid) { closeSide(c, n.id, fin: fin) }
+        for c in conns where (c.open[n.id] && c.uid[n.id] == n.uid) {
+            // The kernel of a process that exits with unread data in a socket
+            // answers RST instead of FIN (RFC 2525, 2.17).
+            let unread = c.rx[n.id].all.contains { if case .bytes = $0 { return true } else { return false } }
+            if fin && unread {
+                closeSide(c, n.id, fin: false)
+                transmit(c, from: n.id, .reset)
+                stat("reset-on-exit")
+            } else {
+                closeSide(c, n.id, fin: fin)
+            }
+        }
         for cid in n.backlog { closeSide(conns[cid], n.id, fin: fin) }
         n.backlog.removeAll()
         n.peerConn = nil
+        n.probeConn = nil
         n.tapQueue.removeAll()
         n.tapPolled = false
         n.wakeToken = nextToken()
@@ -277,7 +289,7 @@ final class ChanConn {
     var lastAt: [Nanos] = [0, 0]
     var pumpAt: [Nanos?] = [nil, nil]
     var pumpToken: [UInt64] = [0, 0]
-    var resolved = false, refused = false
+    var resolved = false, refused = false, timedOut = false
     var dead = false
     /// Which process (SimNode.uid) holds each end.
     var uid = [0, 0]
