@@ -40,6 +40,7 @@ public final class Node: NodeIO {
     var probeFD: Int32 = -1
     var probeRevents: Int16 = 0
     var probeRefusedAtOnce = false
+    var probeConnected = false
     /// poll(2) events seen on the channel in this iteration (for a connect in progress).
     var peerRevents: Int16 = 0
     var sigPipe: [Int32] = [-1, -1]
@@ -91,7 +92,7 @@ public final class Node: NodeIO {
             fds.append(pollfd(fd: tap.fd, events: plan.tap ? Int16(POLLIN) : 0, revents: 0))
             fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: peerFD, events: Int16(POLLIN) | (plan.channelWrite ? Int16(POLLOUT) : 0), revents: 0))
-            fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: Int16(POLLOUT), revents: 0))
+            fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: probeConnected ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
             if let admin = adminServer { fds += admin.pollFDs }
             let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
@@ -178,8 +179,24 @@ public final class Node: NodeIO {
         }
     }
 
-    public func probeOutcome() -> ConnectOutcome {
-        probeRefusedAtOnce ? .refused : outcome(probeFD, probeRevents)
+    public func probeStatus() -> ProbeStatus {
+        if probeRefusedAtOnce { return .refused }
+        if !probeConnected {
+            switch outcome(probeFD, probeRevents) {
+            case .pending: return .pending
+            case .refused: return .refused
+            case .failed(let why): return .failed(why)
+            case .connected: probeConnected = true; return .pending  // now wait for an answer or a reset
+            }
+        }
+        guard probeRevents != 0 else { return .pending }
+        var b: UInt8 = 0
+        let n = read(probeFD, &b, 1)
+        if n >= 0 { return .answered }
+        let err = errno
+        if err == EAGAIN || err == EINTR { return .pending }
+        if err == ECONNRESET { return .resetAfterConnect }
+        return .failed(String(cString: strerror(err)))
     }
 
     public func closeProbe() {
@@ -187,6 +204,7 @@ public final class Node: NodeIO {
         probeFD = -1
         probeRevents = 0
         probeRefusedAtOnce = false
+        probeConnected = false
     }
 
     public func accept() -> Int? {

@@ -54,6 +54,20 @@ public enum ConnectOutcome: Equatable {
     case failed(String)
 }
 
+/// What the probe of the peer's port has learned (see PeerProbe.swift).
+public enum ProbeStatus: Equatable {
+    case pending
+    /// ECONNREFUSED: nothing listens on the port.
+    case refused
+    /// The connection completed, then was reset before any byte or FIN: a
+    /// listening socket closed with our connection in its accept queue (the
+    /// process was exiting while its kernel completed our handshake).
+    case resetAfterConnect
+    /// The process answered (bytes or an orderly close): it is alive.
+    case answered
+    case failed(String)
+}
+
 /// The outcome of one TAP read.
 public enum TapRead {
     case frame([UInt8])
@@ -120,8 +134,8 @@ public protocol NodeIO: AnyObject {
     /// Starts a second, short-lived connection to the peer's port, to learn
     /// whether its process still listens; false if that failed at once.
     func startProbe() -> Bool
-    /// The probe's connect, once it polled ready.
-    func probeOutcome() -> ConnectOutcome
+    /// What the probe has learned so far, once it polled ready.
+    func probeStatus() -> ProbeStatus
     func closeProbe()
     /// Accepts one pending connection; returns its handle, nil if none.
     func accept() -> Int?
@@ -415,15 +429,17 @@ public final class NodeDriver {
 
     /// The probe of the peer's port resolved, or is no longer needed.
     func serviceProbe(_ io: NodeIO) {
-        let outcome = core.takeoverPending ? io.probeOutcome() : .failed("takeover no longer pending")
-        if outcome == .pending { return }
+        let status = core.takeoverPending ? io.probeStatus() : .failed("takeover no longer pending")
+        if status == .pending { return }
         io.closeProbe()
         probing = false
-        switch outcome {
+        switch status {
         case .refused:
             core.peerProcessGone("the primary's port refuses connections (its process is gone)", now: iterNow, &pending)
-        case .connected:
-            io.log(.notice, "the primary's process is alive (its port accepts connections): taking over only once its lease has run out")
+        case .resetAfterConnect:
+            core.peerProcessGone("the primary's listening socket closed under our connection (its process exited)", now: iterNow, &pending)
+        case .answered:
+            io.log(.notice, "the primary's process is alive (it answered on its port): taking over only once its lease has run out")
         case .failed(let why):
             io.log(.info, "probe of the primary's port: \(why); taking over once its lease has run out")
         case .pending:

@@ -64,9 +64,20 @@ final class SimIO: NodeIO {
         return true
     }
 
-    func probeOutcome() -> ConnectOutcome {
+    func probeStatus() -> ProbeStatus {
         guard let cid = n.probeConn else { return .failed("no probe") }
-        return outcome(sim.conns[cid])
+        let c = sim.conns[cid]
+        switch outcome(c) {
+        case .pending: return .pending
+        case .refused: return .refused
+        case .failed(let why): return .failed(why)
+        case .connected:
+            switch c.rx[n.id].first {
+            case nil: return .pending
+            case .reset?: return .resetAfterConnect
+            case .bytes?, .fin?: return .answered
+            }
+        }
     }
 
     func closeProbe() {
@@ -225,7 +236,11 @@ extension Simulation {
         return n.driver.channel == .connecting ? conn.resolved : !conn.rx[n.id].isEmpty
     }
 
-    func probeReady(_ n: SimNode) -> Bool { n.probeConn.map { conns[$0].resolved } ?? false }
+    func probeReady(_ n: SimNode) -> Bool {
+        guard let cid = n.probeConn else { return false }
+        let c = conns[cid]
+        return c.resolved && (c.refused || !c.rx[n.id].isEmpty)
+    }
 
     func ready(_ n: SimNode) -> Bool {
         !n.backlog.isEmpty || peerReadable(n) || (n.tapPolled && !n.tapQueue.isEmpty) || n.pendingSwitchover

@@ -37,7 +37,7 @@ extension Simulation {
     func deliver(_ c: ChanConn, to r: Int, _ item: ChanItem) {
         guard !c.dead, c.open[r], nodes[r].alive, nodes[r].uid == c.uid[r] else { return }
         c.rx[r].append(item)
-        if nodes[r].peerConn == c.id { poke(nodes[r]) }
+        if nodes[r].peerConn == c.id || nodes[r].probeConn == c.id { poke(nodes[r]) }
     }
 
     func closeSide(_ c: ChanConn, _ i: Int, fin: Bool) {
@@ -64,6 +64,12 @@ extension Simulation {
     // MARK: Process death and restart
 
     func closeEverything(_ n: SimNode, fin: Bool) {
+        // Connections its kernel accepted but the process did not: closing the
+        // listening socket resets them.
+        for cid in n.backlog where conns[cid].open[n.id] {
+            closeSide(conns[cid], n.id, fin: false)
+            if fin { transmit(conns[cid], from: n.id, .reset) }
+        }
         for c in conns where (c.open[n.id] && c.uid[n.id] == n.uid) {
             // The kernel of a process that exits with unread data in a socket
             // answers RST instead of FIN (RFC 2525, 2.17).
@@ -76,7 +82,6 @@ extension Simulation {
                 closeSide(c, n.id, fin: fin)
             }
         }
-        for cid in n.backlog { closeSide(conns[cid], n.id, fin: fin) }
         n.backlog.removeAll()
         n.peerConn = nil
         n.probeConn = nil
