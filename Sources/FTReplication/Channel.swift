@@ -48,6 +48,7 @@ public enum ChannelMessage: Equatable, Sendable {
         }
     }
 
+    /// The wire type of each case; `decodePayload` switches on the same numbers.
     var type: UInt8 {
         switch self {
         case .hello: return 1
@@ -63,17 +64,12 @@ public enum ChannelMessage: Equatable, Sendable {
         case .forward: return 11
         }
     }
-}
+    public static let typeCount = 11
 
-public enum ChannelCodec {
-    public static let magic: UInt16 = 0x4654
-    public static let version: UInt8 = 1
-    public static let maxPayload = 16 << 20
-    static let headerSize = 8
-
-    public static func encode(_ m: ChannelMessage, into out: inout [UInt8]) {
-        var w = ByteWriter(capacity: 64)
-        switch m {
+    /// The payload of each message type, and right below, its inverse.
+    /// Change both together, and `ChannelCodec.version` with them.
+    func encodePayload(into w: inout ByteWriter) {
+        switch self {
         case .hello(let h):
             w.string(h.node); w.string(h.role); w.u64(h.configDigest); w.u64(h.appliedIndex); w.u64(h.epoch)
         case .welcome(let e, let snap): w.u64(e); w.bool(snap)
@@ -89,6 +85,46 @@ public enum ChannelCodec {
         case .snapshotEnd: break
         case .forward(let f): w.blob(f)
         }
+    }
+
+    static func decodePayload(type: UInt8, _ r: inout ByteReader) throws -> ChannelMessage {
+        switch type {
+        case 1:
+            return .hello(.init(node: try r.string(), role: try r.string(), configDigest: try r.u64(),
+                                appliedIndex: try r.u64(), epoch: try r.u64()))
+        case 2: return .welcome(epoch: try r.u64(), snapshot: try r.bool())
+        case 3: return .reject(reason: try r.string())
+        case 4:
+            let n = Int(try r.u32())
+            guard n <= r.remaining / LogEntry.encodedOverhead else { throw ChannelCodec.ProtocolError.malformed("entry count \(n)") }
+            var es: [LogEntry] = []
+            es.reserveCapacity(n)
+            for _ in 0..<n { es.append(try LogEntry.decode(&r)) }
+            return .entries(es)
+        case 5: return .ack(index: try r.u64())
+        case 6: return .heartbeat
+        case 7: return .digest(index: try r.u64(), value: try r.u64())
+        case 8:
+            let i = try r.u64(), e = try r.u64(), n = try r.u64(), d = try r.u64()
+            guard n <= 1 << 40 else { throw ChannelCodec.ProtocolError.malformed("snapshot size \(n)") }
+            return .snapshotBegin(index: i, epoch: e, totalBytes: Int(n), digest: d)
+        case 9: return .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
+        case 10: return .snapshotEnd
+        case 11: return .forward(frame: try r.blob(max: LogEntry.maxPayload))
+        default: throw ChannelCodec.ProtocolError.badType(type)
+        }
+    }
+}
+
+public enum ChannelCodec {
+    public static let magic: UInt16 = 0x4654
+    public static let version: UInt8 = 1
+    public static let maxPayload = 16 << 20
+    static let headerSize = 8
+
+    public static func encode(_ m: ChannelMessage, into out: inout [UInt8]) {
+        var w = ByteWriter(capacity: 64)
+        m.encodePayload(into: &w)
         out.appendBE16(magic); out.append(version); out.append(m.type)
         out.appendBE32(UInt32(w.bytes.count)); out.append(contentsOf: w.bytes)
     }
@@ -136,32 +172,7 @@ public struct ChannelDecoder {
         var r = ByteReader(buffer, offset: start, end: start + len)
         head = start + len
         do {
-            let m: ChannelMessage
-            switch type {
-            case 1:
-                m = .hello(.init(node: try r.string(), role: try r.string(), configDigest: try r.u64(),
-                                 appliedIndex: try r.u64(), epoch: try r.u64()))
-            case 2: m = .welcome(epoch: try r.u64(), snapshot: try r.bool())
-            case 3: m = .reject(reason: try r.string())
-            case 4:
-                let n = Int(try r.u32())
-                guard n <= len / 29 else { throw ChannelCodec.ProtocolError.malformed("entry count \(n)") }
-                var es: [LogEntry] = []
-                es.reserveCapacity(n)
-                for _ in 0..<n { es.append(try LogEntry.decode(&r)) }
-                m = .entries(es)
-            case 5: m = .ack(index: try r.u64())
-            case 6: m = .heartbeat
-            case 7: m = .digest(index: try r.u64(), value: try r.u64())
-            case 8:
-                let i = try r.u64(), e = try r.u64(), n = try r.u64(), d = try r.u64()
-                guard n <= 1 << 40 else { throw ChannelCodec.ProtocolError.malformed("snapshot size \(n)") }
-                m = .snapshotBegin(index: i, epoch: e, totalBytes: Int(n), digest: d)
-            case 9: m = .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
-            case 10: m = .snapshotEnd
-            case 11: m = .forward(frame: try r.blob(max: 65536))
-            default: throw ChannelCodec.ProtocolError.badType(type)
-            }
+            let m = try ChannelMessage.decodePayload(type: type, &r)
             guard r.remaining == 0 else { throw ChannelCodec.ProtocolError.malformed("\(r.remaining) trailing bytes in type \(type)") }
             return m
         } catch let e as ChannelCodec.ProtocolError {

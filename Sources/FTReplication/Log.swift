@@ -39,8 +39,12 @@ public struct LogEntry: Equatable, Sendable {
     }
 
     /// Encoded size on the channel: 8 index + 8 epoch + 8 time + 1 kind + 4 length + payload.
-    public var encodedSize: Int { 29 + payload.count }
+    public static let encodedOverhead = 29
+    public var encodedSize: Int { Self.encodedOverhead + payload.count }
+    public static let maxPayload = 65536
 
+    /// The entry inside a channel `entries` message; its format is covered
+    /// by `ChannelCodec.version`. `decode` below reads exactly this.
     public func encode(into w: inout ByteWriter) {
         w.u64(index); w.u64(epoch); w.u64(time); w.u8(kind.rawValue); w.blob(payload)
     }
@@ -49,7 +53,7 @@ public struct LogEntry: Equatable, Sendable {
         let index = try r.u64(), epoch = try r.u64(), time = try r.u64()
         let k = try r.u8()
         guard let kind = EntryKind(rawValue: k) else { throw DecodeError.invalid(offset: r.offset - 1, what: "entry kind \(k)") }
-        let payload = try r.blob(max: 65536)
+        let payload = try r.blob(max: maxPayload)
         return LogEntry(index: index, epoch: epoch, time: time, kind: kind, payload: payload)
     }
 }
@@ -96,12 +100,20 @@ public final class Replica {
         }
     }
 
-    /// The complete replicated state between two entries (format "FTSN" 1):
+    public static let snapshotMagic: UInt32 = 0x4654_534E  // "FTSN"
+    /// Version 2: the stack state became "FTS2" (SACK-permitted per
+    /// connection, fields in `TCB.schema` order). Bump it whenever the bytes
+    /// of `snapshot()` change for the same state; SnapshotSchemaTests holds
+    /// the golden hash that notices.
+    public static let snapshotVersion: UInt32 = 2
+
+    /// The complete replicated state between two entries (format "FTSN"):
     /// magic, version, applied index, epoch, last log time, then
     /// `Stack.encodeState` (connections, buffers, timers, services, counters).
+    /// `restore` below reads exactly this.
     public func snapshot() -> [UInt8] {
         var w = ByteWriter(capacity: 64 * 1024)
-        w.u32(0x4654_534E); w.u32(1)
+        w.u32(Self.snapshotMagic); w.u32(Self.snapshotVersion)
         w.u64(appliedIndex); w.u64(epoch); w.u64(lastTime)
         stack.encodeState(into: &w)
         return w.bytes
@@ -112,7 +124,8 @@ public final class Replica {
         public var description: String {
             switch self {
             case .notASnapshot: return "not an ftap snapshot"
-            case .version(let v): return "snapshot format version \(v); this ftap reads version 1"
+            case .version(let v):
+                return "snapshot format version \(v); this ftap reads version \(Replica.snapshotVersion) (both nodes must run the same ftap release)"
             case .trailing(let n): return "\(n) unexpected bytes after the snapshot"
             }
         }
@@ -122,9 +135,9 @@ public final class Replica {
     /// must be discarded or restored again from a good snapshot.
     public func restore(_ bytes: [UInt8]) throws {
         var r = ByteReader(bytes)
-        guard try r.u32() == 0x4654_534E else { throw SnapshotFormatError.notASnapshot }
+        guard try r.u32() == Self.snapshotMagic else { throw SnapshotFormatError.notASnapshot }
         let v = try r.u32()
-        guard v == 1 else { throw SnapshotFormatError.version(v) }
+        guard v == Self.snapshotVersion else { throw SnapshotFormatError.version(v) }
         let index = try r.u64(), epoch = try r.u64(), last = try r.u64()
         try stack.restoreState(from: &r)
         guard r.remaining == 0 else { throw SnapshotFormatError.trailing(r.remaining) }

@@ -5,10 +5,11 @@ import FTWire
 /// The `--record` file: pcapng (little-endian) so Wireshark opens it and
 /// shows every entry with its comment, plus enough structure to replay it.
 ///
-/// Format "ftap-record 1":
+/// Format "ftap-record 2":
 /// - Section Header Block with `shb_userappl` "ftap" and two comments:
-///   `ftap-record 1` and `config <key=value ...>` (the appliance
-///   configuration, including the ISN key: treat recordings as secret).
+///   `ftap-record 2` and `config <key=value ...>` (see `RecordedConfig`: the
+///   appliance configuration, including the ISN key: treat recordings as
+///   secret).
 /// - Interface 0 `log`: one Enhanced Packet Block per log entry, timestamp =
 ///   the entry's log time (ns resolution), `epb_packetid` = log index,
 ///   `epb_flags` inbound, comment `kind=<frame|tick|go-live|handover> epoch=<n>`;
@@ -19,7 +20,9 @@ import FTWire
 /// - Interface 1 `out`: one EPB per frame the replica produced, after its
 ///   entry; `epb_packetid` = producing entry, `epb_flags` outbound.
 public enum RecordFormat {
-    public static let version = 1
+    /// 2: the configuration is the stack's own encoding (`stack=`), and
+    /// digests are of FTSN 2 snapshots. Version 1 recordings are refused.
+    public static let version = 2
     static let shbType: UInt32 = 0x0A0D_0D0A
     static let idbType: UInt32 = 1
     static let epbType: UInt32 = 6
@@ -159,7 +162,8 @@ public enum RecordFormat {
                     if s.hasPrefix("ftap-record ") {
                         let ver = s.dropFirst("ftap-record ".count)
                         guard ver == "\(version)" else {
-                            throw ReadError(offset: i, message: "ftap-record format version \(ver); this ftap reads version \(version)")
+                            throw ReadError(offset: i, message: "ftap-record format version \(ver); this ftap reads version \(version)"
+                                            + " (record again with this ftap to replay)")
                         }
                         sawVersion = true
                     } else if s.hasPrefix("config ") {
@@ -220,37 +224,73 @@ public enum RecordFormat {
     }
 }
 
-/// Encodes and decodes the appliance configuration carried in a recording.
+/// Encodes and decodes the appliance configuration carried in a recording:
+/// `<every StackConfig field as name=value> services=<kind:port,...>
+/// node=<name> role=<role> stack=<StackConfig.encodingVersion>:<hex of StackConfig.encode>`.
+/// The name=value pairs are for people; replay reads `stack=` and
+/// `services=`, so no configuration field can be left out.
 public enum RecordedConfig {
     public static func text(stack c: StackConfig, services: [ServiceSpec], node: String, role: Role) -> String {
-        let key = hex(c.isnKey.0) + hex(c.isnKey.1)
-        return "mac=\(c.mac) ip=\(c.interface) mtu=\(c.mtu) isn-key=\(key) max-connections=\(c.maxConnections) "
-            + "syn-backlog=\(c.synBacklog) send-buffer=\(c.sendBufferBytes) recv-buffer=\(c.receiveBufferBytes) "
-            + "services=\(services.map(\.description).joined(separator: ",")) node=\(node) role=\(role.rawValue)"
+        var w = ByteWriter(capacity: 160)
+        c.encode(into: &w)
+        let readable = c.text.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        return readable + " services=\(services.map(\.description).joined(separator: ",")) node=\(node) role=\(role.rawValue)"
+            + " stack=\(StackConfig.encodingVersion):\(hexBytes(w.bytes))"
     }
 
     public struct Invalid: Error, CustomStringConvertible { public var description: String }
+
+    static func hexBytes(_ b: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(2 * b.count)
+        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 0xF)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func parseHex(_ s: Substring) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+            out.append(hi << 4 | lo); i += 2
+        }
+        return out
+    }
 
     public static func parse(_ kv: [String: String]) throws -> (StackConfig, [ServiceSpec]) {
         func need(_ k: String) throws -> String {
             guard let v = kv[k] else { throw Invalid(description: "recording's config lacks \(k)=") }
             return v
         }
-        guard let mac = MACAddress(try need("mac")), let ip = IPv4Interface(try need("ip")) else {
-            throw Invalid(description: "recording's config has a bad mac= or ip=")
+        let stack = try need("stack")
+        guard let colon = stack.firstIndex(of: ":"), let version = UInt8(stack[..<colon]) else {
+            throw Invalid(description: "recording's config has a bad stack= (expected <version>:<hex>)")
         }
-        var c = StackConfig(mac: mac, interface: ip)
-        let key = try need("isn-key")
-        guard key.count == 32, let k0 = UInt64(key.prefix(16), radix: 16), let k1 = UInt64(key.suffix(16), radix: 16) else {
-            throw Invalid(description: "recording's config has a bad isn-key=")
+        guard version == StackConfig.encodingVersion else {
+            throw Invalid(description: "recording's stack configuration is encoding version \(version); this ftap reads version \(StackConfig.encodingVersion)")
         }
-        c.isnKey = (k0, k1)
-        func int(_ k: String) throws -> Int {
-            guard let v = Int(try need(k)) else { throw Invalid(description: "recording's config has a bad \(k)=") }
-            return v
+        guard let bytes = parseHex(stack[stack.index(after: colon)...]) else {
+            throw Invalid(description: "recording's config has a stack= that is not lowercase hex")
         }
-        c.mtu = try int("mtu"); c.maxConnections = try int("max-connections"); c.synBacklog = try int("syn-backlog")
-        c.sendBufferBytes = try int("send-buffer"); c.receiveBufferBytes = try int("recv-buffer")
+        var r = ByteReader(bytes)
+        let c: StackConfig
+        do {
+            c = try StackConfig.decode(&r)
+        } catch {
+            throw Invalid(description: "recording's stack configuration does not decode: \(error)")
+        }
+        guard r.remaining == 0 else { throw Invalid(description: "recording's stack configuration has \(r.remaining) trailing bytes") }
         let services = try need("services").split(separator: ",").map { try ServiceSpec.parse(String($0)) }
         return (c, services)
     }

@@ -53,15 +53,117 @@ public struct StackConfig: Sendable, Equatable {
             && a.msl == b.msl && a.finWait2Timeout == b.finWait2Timeout && a.ttl == b.ttl
             && a.sabotageISNSalt == b.sabotageISNSalt
     }
+}
 
-    /// Canonical encoding, used to compare two nodes' configuration.
-    public func encode(into w: inout ByteWriter) {
-        w.u64(mac.raw); w.u32(interface.address.raw); w.int(interface.prefixLength); w.int(mtu)
-        w.u64(isnKey.0); w.u64(isnKey.1); w.int(maxConnections); w.int(synBacklog)
-        w.int(sendBufferBytes); w.int(receiveBufferBytes); w.u8(windowScale); w.int(maxOutOfOrderSegments)
-        w.u64(rtoInitial); w.u64(rtoMin); w.u64(rtoMax); w.int(maxRetransmits); w.int(synAckRetries)
-        w.u64(msl); w.u64(finWait2Timeout); w.u8(ttl)
+// MARK: - Encoding
+
+/// One schema for the configuration, three readers of it: `encode` (the
+/// canonical bytes: the config digest two nodes compare, and the block a
+/// recording replays from), `decode`, and `text` (key=value for people).
+/// Every field but `sabotageISNSalt` is in it: that one is simulator-only,
+/// always 0 in the daemon, and kept out so a sabotaged node still joins.
+protocol ConfigCoder {
+    associatedtype Failure: Error
+    mutating func field(_ name: String, _ v: inout MACAddress) throws(Failure)
+    mutating func field(_ name: String, _ v: inout IPv4Interface) throws(Failure)
+    mutating func field(_ name: String, _ v: inout Int) throws(Failure)
+    mutating func field(_ name: String, _ v: inout UInt8) throws(Failure)
+    mutating func field(_ name: String, _ v: inout Nanos) throws(Failure)
+    mutating func field(_ name: String, _ v: inout (UInt64, UInt64)) throws(Failure)
+}
+
+extension StackConfig {
+    /// Version of the layout below. Bump it with any change to `schema`
+    /// (ConfigSchemaTests holds the golden hash that notices).
+    public static let encodingVersion: UInt8 = 1
+
+    mutating func schema<C: ConfigCoder>(_ c: inout C) throws(C.Failure) {
+        try c.field("mac", &mac); try c.field("ip", &interface); try c.field("mtu", &mtu)
+        try c.field("isn-key", &isnKey)
+        try c.field("max-connections", &maxConnections); try c.field("syn-backlog", &synBacklog)
+        try c.field("send-buffer", &sendBufferBytes); try c.field("recv-buffer", &receiveBufferBytes)
+        try c.field("window-scale", &windowScale); try c.field("max-ooo-segments", &maxOutOfOrderSegments)
+        try c.field("rto-initial-ns", &rtoInitial); try c.field("rto-min-ns", &rtoMin); try c.field("rto-max-ns", &rtoMax)
+        try c.field("max-retransmits", &maxRetransmits); try c.field("synack-retries", &synAckRetries)
+        try c.field("msl-ns", &msl); try c.field("fin-wait2-timeout-ns", &finWait2Timeout); try c.field("ttl", &ttl)
     }
+
+    /// Canonical encoding (no version byte; see `encodingVersion`).
+    public func encode(into w: inout ByteWriter) {
+        var copy = self
+        copy.schema(&w)
+    }
+
+    public enum DecodeFailure: Error, CustomStringConvertible, Equatable {
+        case invalid(field: String, value: String)
+        public var description: String {
+            switch self {
+            case let .invalid(f, v): return "stack configuration has an invalid \(f) (\(v))"
+            }
+        }
+    }
+
+    /// Reads what `encode` wrote; values the stack cannot run with are refused.
+    public static func decode(_ r: inout ByteReader) throws -> StackConfig {
+        var c = StackConfig(mac: .zero, interface: IPv4Interface(address: .any, prefixLength: 0))
+        try c.schema(&r)
+        func check(_ ok: Bool, _ name: String, _ v: some CustomStringConvertible) throws {
+            guard ok else { throw DecodeFailure.invalid(field: name, value: v.description) }
+        }
+        try check((0...32).contains(c.interface.prefixLength), "ip prefix length", c.interface.prefixLength)
+        try check((68...65535).contains(c.mtu), "mtu", c.mtu)
+        try check(c.windowScale <= 14, "window-scale", c.windowScale)
+        for (name, v) in [("max-connections", c.maxConnections), ("syn-backlog", c.synBacklog),
+                          ("send-buffer", c.sendBufferBytes), ("recv-buffer", c.receiveBufferBytes),
+                          ("max-ooo-segments", c.maxOutOfOrderSegments), ("max-retransmits", c.maxRetransmits),
+                          ("synack-retries", c.synAckRetries)] {
+            try check(v >= 0, name, v)
+        }
+        return c
+    }
+
+    /// `name=value` pairs in schema order, for people (and tools that grep).
+    public var text: [(String, String)] {
+        var t = ConfigText()
+        var copy = self
+        copy.schema(&t)
+        return t.pairs
+    }
+}
+
+extension ByteWriter: ConfigCoder {
+    mutating func field(_ name: String, _ v: inout MACAddress) { u64(v.raw) }
+    mutating func field(_ name: String, _ v: inout IPv4Interface) { u32(v.address.raw); int(v.prefixLength) }
+    mutating func field(_ name: String, _ v: inout Int) { int(v) }
+    mutating func field(_ name: String, _ v: inout UInt8) { u8(v) }
+    mutating func field(_ name: String, _ v: inout Nanos) { u64(v) }
+    mutating func field(_ name: String, _ v: inout (UInt64, UInt64)) { u64(v.0); u64(v.1) }
+}
+
+extension ByteReader: ConfigCoder {
+    mutating func field(_ name: String, _ v: inout MACAddress) throws { v = MACAddress(raw: try u64()) }
+    mutating func field(_ name: String, _ v: inout IPv4Interface) throws {
+        v = IPv4Interface(address: IPv4Address(raw: try u32()), prefixLength: try int())
+    }
+    mutating func field(_ name: String, _ v: inout Int) throws { v = try int() }
+    mutating func field(_ name: String, _ v: inout UInt8) throws { v = try u8() }
+    mutating func field(_ name: String, _ v: inout Nanos) throws { v = try u64() }
+    mutating func field(_ name: String, _ v: inout (UInt64, UInt64)) throws { v = (try u64(), try u64()) }
+}
+
+struct ConfigText: ConfigCoder {
+    typealias Failure = Never
+    var pairs: [(String, String)] = []
+    static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+    mutating func field(_ name: String, _ v: inout MACAddress) { pairs.append((name, v.description)) }
+    mutating func field(_ name: String, _ v: inout IPv4Interface) { pairs.append((name, v.description)) }
+    mutating func field(_ name: String, _ v: inout Int) { pairs.append((name, String(v))) }
+    mutating func field(_ name: String, _ v: inout UInt8) { pairs.append((name, String(v))) }
+    mutating func field(_ name: String, _ v: inout Nanos) { pairs.append((name, String(v))) }
+    mutating func field(_ name: String, _ v: inout (UInt64, UInt64)) { pairs.append((name, Self.hex(v.0) + Self.hex(v.1))) }
 }
 
 /// Counters kept by the stack. They are part of the replicated state (they

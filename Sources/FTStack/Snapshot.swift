@@ -1,69 +1,169 @@
 import FTWire
 
-/// Restoring the replicated state from `encodeState` output: the inverse of
-/// `Stack.encodeState`, `TCB.encode` and each service's `encodeState`. Used
-/// when a new backup joins a running primary by state transfer.
+/// The replicated state's encoding: `Stack.encodeState` and its inverse
+/// `Stack.restoreState`, side by side, and the connection schema they share.
+/// The encoding feeds the state digest and the snapshot a joining backup
+/// restores, so any change to it changes `Stack.stateFormat`.
+///
+/// Format "FTS2" (after the tag, all big-endian):
+///   every counter of `StackCounters.fields` (u64, in that order),
+///   next connection id (u64), IPv4 identification (u16),
+///   connection count (i64), connections in `ConnKey` order (`TCB.schema`),
+///   then per stream service, then per datagram service, in port order:
+///   port (u16), kind (string), the service's own `encodeState`.
+///
+/// History: "FTS1" lacked the SACK-permitted flag at the end of a
+/// connection (it was added without a new tag; "FTS2" also reorders the
+/// connection fields into `TCB.schema`).
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)
     public var description: String {
         switch self {
-        case .badVersion(let v): return "stack state version 0x\(String(v, radix: 16)) is not supported"
+        case .badVersion(let v):
+            return "stack state format 0x\(String(v, radix: 16)) is not supported; this ftap reads 0x\(String(Stack.stateFormat, radix: 16))"
         case .mismatch(let s): return "snapshot does not fit this appliance: \(s)"
         }
     }
 }
 
+/// One description of a persisted type's fields serves both directions:
+/// `ByteWriter` appends each field, `ByteReader` reads it back into place.
+/// A field cannot be written without being read, or read out of order.
+protocol StateCoder {
+    associatedtype Failure: Error
+    static var isDecoding: Bool { get }
+    mutating func field(_ v: inout UInt8) throws(Failure)
+    mutating func field(_ v: inout UInt16) throws(Failure)
+    mutating func field(_ v: inout UInt32) throws(Failure)
+    mutating func field(_ v: inout UInt64) throws(Failure)
+    mutating func field(_ v: inout Int) throws(Failure)
+    mutating func field(_ v: inout Bool) throws(Failure)
+    mutating func field(_ v: inout [UInt8]) throws(Failure)
+    mutating func field(_ q: inout ByteQueue) throws(Failure)
+    /// Absent is encoded as `UInt64.max` (a time no deadline reaches).
+    mutating func field(_ v: inout UInt64?) throws(Failure)
+    /// The value (0 when absent), then whether it is present.
+    mutating func field(_ v: inout UInt32?) throws(Failure)
+    mutating func field(_ v: inout MACAddress) throws(Failure)
+    mutating func field(_ v: inout TCPState) throws(Failure)
+    /// An element count, refused when decoding if above `max`.
+    mutating func count(_ n: inout Int, max: Int, what: String) throws(Failure)
+}
+
+extension ByteWriter: StateCoder {
+    typealias Failure = Never
+    static var isDecoding: Bool { false }
+    mutating func field(_ v: inout UInt8) { u8(v) }
+    mutating func field(_ v: inout UInt16) { u16(v) }
+    mutating func field(_ v: inout UInt32) { u32(v) }
+    mutating func field(_ v: inout UInt64) { u64(v) }
+    mutating func field(_ v: inout Int) { int(v) }
+    mutating func field(_ v: inout Bool) { bool(v) }
+    mutating func field(_ v: inout [UInt8]) { blob(v) }
+    mutating func field(_ q: inout ByteQueue) { blob(q.all) }
+    mutating func field(_ v: inout UInt64?) { u64(v ?? .max) }
+    mutating func field(_ v: inout UInt32?) { u32(v ?? 0); bool(v != nil) }
+    mutating func field(_ v: inout MACAddress) { u64(v.raw) }
+    mutating func field(_ v: inout TCPState) { u8(v.rawValue) }
+    mutating func count(_ n: inout Int, max: Int, what: String) { int(n) }
+}
+
+extension ByteReader: StateCoder {
+    typealias Failure = any Error
+    static var isDecoding: Bool { true }
+    mutating func field(_ v: inout UInt8) throws { v = try u8() }
+    mutating func field(_ v: inout UInt16) throws { v = try u16() }
+    mutating func field(_ v: inout UInt32) throws { v = try u32() }
+    mutating func field(_ v: inout UInt64) throws { v = try u64() }
+    mutating func field(_ v: inout Int) throws { v = try int() }
+    mutating func field(_ v: inout Bool) throws { v = try bool() }
+    mutating func field(_ v: inout [UInt8]) throws { v = try blob() }
+    mutating func field(_ q: inout ByteQueue) throws { q.removeAll(); q.append(contentsOf: try blob()) }
+    mutating func field(_ v: inout UInt64?) throws { let x = try u64(); v = x == .max ? nil : x }
+    mutating func field(_ v: inout UInt32?) throws { let x = try u32(); v = try bool() ? x : nil }
+    mutating func field(_ v: inout MACAddress) throws { v = MACAddress(raw: try u64()) }
+    mutating func field(_ v: inout TCPState) throws {
+        let raw = try u8()
+        guard let s = TCPState(rawValue: raw) else { throw DecodeError.invalid(offset: offset - 1, what: "TCP state \(raw)") }
+        v = s
+    }
+    mutating func count(_ n: inout Int, max: Int, what: String) throws {
+        n = try int()
+        guard n >= 0, n <= max else { throw DecodeError.invalid(offset: offset - 8, what: "\(what) \(n)") }
+    }
+}
+
 extension TCB {
-    static func decode(_ r: inout ByteReader) throws -> TCB {
+    /// The connection's identity: the fields a TCB is created with.
+    func encodeIdentity(into w: inout ByteWriter) {
+        w.u64(id); w.u32(key.remote.ip.raw); w.u16(key.remote.port); w.u16(key.localPort)
+        w.u32(iss); w.u32(irs)
+    }
+    static func decodeIdentity(_ r: inout ByteReader) throws -> TCB {
         let id = try r.u64()
         let key = ConnKey(remote: Endpoint(ip: IPv4Address(raw: try r.u32()), port: try r.u16()), localPort: try r.u16())
-        let stateRaw = try r.u8()
-        guard let state = TCPState(rawValue: stateRaw) else { throw DecodeError.invalid(offset: r.offset - 1, what: "TCP state \(stateRaw)") }
-        let peerMAC = MACAddress(raw: try r.u64())
-        let iss = try r.u32()
-        let sndUna = try r.u32(), sndNxt = try r.u32(), sndMax = try r.u32()
-        let sndWnd = try r.int(), maxSndWnd = try r.int()
-        let sndWl1 = try r.u32(), sndWl2 = try r.u32(), sndScale = try r.u8(), rcvScale = try r.u8()
-        let sendMSS = try r.int()
-        let sendBuf = try r.blob(), bufSeq = try r.u32(), finQueued = try r.bool()
-        let irs = try r.u32(), rcvNxt = try r.u32()
-        let rcvBuf = try r.blob(), rcvAdvEdge = try r.u32(), lastAdvWindow = try r.int()
-        let oooCount = try r.int()
-        guard oooCount >= 0, oooCount <= 1 << 16 else { throw DecodeError.invalid(offset: r.offset - 8, what: "out-of-order count") }
-        var ooo: [OOOSegment] = []
-        for _ in 0..<oooCount { ooo.append(OOOSegment(seq: try r.u32(), data: try r.blob(), fin: try r.bool())) }
-        let t = TCB(id: id, key: key, peerMAC: peerMAC, iss: iss, irs: irs, sendMSS: sendMSS, rto: 0)
-        t.state = state
-        t.sndUna = sndUna; t.sndNxt = sndNxt; t.sndMax = sndMax; t.sndWnd = sndWnd; t.maxSndWnd = maxSndWnd
-        t.sndWl1 = sndWl1; t.sndWl2 = sndWl2; t.sndScale = sndScale; t.rcvScale = rcvScale
-        t.sendBuf.append(contentsOf: sendBuf); t.bufSeq = bufSeq; t.finQueued = finQueued
-        t.rcvNxt = rcvNxt; t.rcvBuf.append(contentsOf: rcvBuf); t.rcvAdvEdge = rcvAdvEdge; t.lastAdvWindow = lastAdvWindow
-        t.ooo = ooo
-        t.peerFin = try r.bool(); t.peerCloseNotified = try r.bool(); t.serviceOpened = try r.bool()
-        t.serviceClosed = try r.bool(); t.ackNeeded = try r.bool()
-        t.rto = try r.u64(); t.srtt = try r.u64(); t.rttvar = try r.u64(); t.hasRTT = try r.bool()
-        let rtoDeadline = try r.u64(); t.rtoDeadline = rtoDeadline == .max ? nil : rtoDeadline
-        t.retries = try r.int()
-        let rttSeq = try r.u32(); let hasRTTSeq = try r.bool(); t.rttSeq = hasRTTSeq ? rttSeq : nil
-        t.rttStart = try r.u64()
-        t.cwnd = try r.int(); t.ssthresh = try r.int(); t.dupAcks = try r.int(); t.inRecovery = try r.bool(); t.recover = try r.u32()
-        let persist = try r.u64(); t.persistDeadline = persist == .max ? nil : persist
-        t.persistBackoff = try r.int(); t.persistUnanswered = try r.int()
-        let tw = try r.u64(); t.timeWaitDeadline = tw == .max ? nil : tw
-        let fw2 = try r.u64(); t.finWait2Deadline = fw2 == .max ? nil : fw2
-        t.sackOK = try r.bool()
+        let iss = try r.u32(), irs = try r.u32()
+        return TCB(id: id, key: key, peerMAC: .zero, iss: iss, irs: irs, sendMSS: 0, rto: 0)
+    }
+
+    /// Everything else, in one order for both directions.
+    func schema<C: StateCoder>(_ c: inout C) throws(C.Failure) {
+        try c.field(&state); try c.field(&peerMAC)
+        try c.field(&sndUna); try c.field(&sndNxt); try c.field(&sndMax); try c.field(&sndWnd); try c.field(&maxSndWnd)
+        try c.field(&sndWl1); try c.field(&sndWl2); try c.field(&sndScale); try c.field(&rcvScale)
+        try c.field(&sackOK); try c.field(&sendMSS)
+        try c.field(&sendBuf); try c.field(&bufSeq); try c.field(&finQueued)
+        try c.field(&rcvNxt); try c.field(&rcvBuf); try c.field(&rcvAdvEdge); try c.field(&lastAdvWindow)
+        var n = ooo.count
+        try c.count(&n, max: 1 << 16, what: "out-of-order count")
+        if C.isDecoding { ooo = Array(repeating: OOOSegment(seq: 0, data: [], fin: false), count: n) }
+        for i in 0..<n { try c.field(&ooo[i].seq); try c.field(&ooo[i].data); try c.field(&ooo[i].fin) }
+        try c.field(&peerFin); try c.field(&peerCloseNotified); try c.field(&serviceOpened)
+        try c.field(&serviceClosed); try c.field(&ackNeeded)
+        try c.field(&rto); try c.field(&srtt); try c.field(&rttvar); try c.field(&hasRTT)
+        try c.field(&rtoDeadline); try c.field(&retries)
+        try c.field(&rttSeq); try c.field(&rttStart)
+        try c.field(&cwnd); try c.field(&ssthresh); try c.field(&dupAcks); try c.field(&inRecovery); try c.field(&recover)
+        try c.field(&persistDeadline); try c.field(&persistBackoff); try c.field(&persistUnanswered)
+        try c.field(&timeWaitDeadline); try c.field(&finWait2Deadline)
+    }
+
+    func encode(into w: inout ByteWriter) {
+        encodeIdentity(into: &w)
+        schema(&w)
+    }
+
+    static func decode(_ r: inout ByteReader) throws -> TCB {
+        let t = try decodeIdentity(&r)
+        try t.schema(&r)
         return t
     }
 }
 
 extension Stack {
+    /// "FTS2": the tag that starts `encodeState`. Change it with the encoding.
+    public static let stateFormat: UInt32 = 0x4654_5332
+
+    /// Appends the complete replicated state in a canonical order: no
+    /// Dictionary order reaches it (connections and services are sorted).
+    public func encodeState(into w: inout ByteWriter) {
+        w.u32(Self.stateFormat)
+        for (_, v) in counters.all { w.u64(v) }
+        w.u64(nextConnID); w.u16(ipID)
+        let keys = conns.keys.sorted()
+        w.int(keys.count)
+        for k in keys { conns[k]!.encode(into: &w) }
+        for p in streamServices.keys.sorted() { w.u16(p); w.string(streamServices[p]!.kind); streamServices[p]!.encodeState(into: &w) }
+        for p in datagramServices.keys.sorted() { w.u16(p); w.string(datagramServices[p]!.kind); datagramServices[p]!.encodeState(into: &w) }
+    }
+
     /// Replaces this stack's replicated state with one produced by
     /// `encodeState` on a stack of the same configuration and services.
     /// On error the stack must not be used (the caller discards it).
     public func restoreState(from r: inout ByteReader) throws {
         let version = try r.u32()
-        guard version == 0x4654_5331 else { throw SnapshotError.badVersion(version) }
+        guard version == Self.stateFormat else { throw SnapshotError.badVersion(version) }
         var c = StackCounters()
         for (_, kp) in StackCounters.fields { c[keyPath: kp] = try r.u64() }
         let nextID = try r.u64()
@@ -71,9 +171,12 @@ extension Stack {
         let n = try r.int()
         guard n >= 0, n <= 1 << 24 else { throw DecodeError.invalid(offset: r.offset - 8, what: "connection count \(n)") }
         var restored: [ConnKey: TCB] = [:]
+        var previous: ConnKey? = nil
         for _ in 0..<n {
             let t = try TCB.decode(&r)
             guard restored[t.key] == nil else { throw SnapshotError.mismatch("connection \(t.key) appears twice") }
+            if let p = previous, !(p < t.key) { throw SnapshotError.mismatch("connection \(t.key) is out of order") }
+            previous = t.key
             restored[t.key] = t
         }
         for p in streamServices.keys.sorted() {

@@ -196,18 +196,6 @@ public final class Stack {
 
     // MARK: - State, digest, inspection
 
-    /// Appends the complete replicated state in a canonical order.
-    public func encodeState(into w: inout ByteWriter) {
-        w.u32(0x4654_5331)  // "FTS1": stack state format version 1
-        for (_, v) in counters.all { w.u64(v) }
-        w.u64(nextConnID); w.u16(ipID)
-        let keys = conns.keys.sorted()
-        w.int(keys.count)
-        for k in keys { conns[k]!.encode(into: &w) }
-        for p in streamServices.keys.sorted() { w.u16(p); w.string(streamServices[p]!.kind); streamServices[p]!.encodeState(into: &w) }
-        for p in datagramServices.keys.sorted() { w.u16(p); w.string(datagramServices[p]!.kind); datagramServices[p]!.encodeState(into: &w) }
-    }
-
     /// SipHash-2-4 (fixed key) of `encodeState`: equal on two replicas iff
     /// their replicated state is byte-identical (up to hash collisions).
     public var digest: UInt64 {

@@ -148,24 +148,6 @@ final class TCB {
     var finAcked: Bool { if let f = finSeq { return seqGT(sndUna, f) }; return false }
     var outstanding: Int { seqDiff(sndMax, sndUna) }
     var unsentBytes: Int { sendBuf.count - max(0, seqDiff(sndNxt, bufSeq)) }
-
-    func encode(into w: inout ByteWriter) {
-        w.u64(id); w.u32(key.remote.ip.raw); w.u16(key.remote.port); w.u16(key.localPort)
-        w.u8(state.rawValue); w.u64(peerMAC.raw)
-        w.u32(iss); w.u32(sndUna); w.u32(sndNxt); w.u32(sndMax); w.int(sndWnd); w.int(maxSndWnd)
-        w.u32(sndWl1); w.u32(sndWl2); w.u8(sndScale); w.u8(rcvScale); w.int(sendMSS)
-        w.blob(sendBuf.all); w.u32(bufSeq); w.bool(finQueued)
-        w.u32(irs); w.u32(rcvNxt); w.blob(rcvBuf.all); w.u32(rcvAdvEdge); w.int(lastAdvWindow)
-        w.int(ooo.count)
-        for s in ooo { w.u32(s.seq); w.blob(s.data); w.bool(s.fin) }
-        w.bool(peerFin); w.bool(peerCloseNotified); w.bool(serviceOpened); w.bool(serviceClosed); w.bool(ackNeeded)
-        w.u64(rto); w.u64(srtt); w.u64(rttvar); w.bool(hasRTT); w.u64(rtoDeadline ?? .max); w.int(retries)
-        w.u32(rttSeq ?? 0); w.bool(rttSeq != nil); w.u64(rttStart)
-        w.int(cwnd); w.int(ssthresh); w.int(dupAcks); w.bool(inRecovery); w.u32(recover)
-        w.u64(persistDeadline ?? .max); w.int(persistBackoff); w.int(persistUnanswered)
-        w.u64(timeWaitDeadline ?? .max); w.u64(finWait2Deadline ?? .max)
-        w.bool(sackOK)
-    }
 }
 
 /// A read-only view of a connection, for status output and tests.

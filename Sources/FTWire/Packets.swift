@@ -1,7 +1,10 @@
 /// Parsers and builders for the wire formats the appliance speaks:
 /// Ethernet II, ARP (RFC 826), IPv4 (RFC 791), ICMP echo (RFC 792),
-/// UDP (RFC 768) and TCP (RFC 9293) with MSS and window-scale options.
-/// Parsers never trap on malformed input: they return a `WireError`.
+/// UDP (RFC 768) and TCP (RFC 9293, in TCP.swift).
+///
+/// Each header is one representation with `parse`, `emit` and a length,
+/// and `parse(emit(x)) == x`. Parsers never trap on malformed input: they
+/// throw a `WireError`.
 
 public enum EtherType {
     public static let ipv4: UInt16 = 0x0800
@@ -24,6 +27,9 @@ public enum WireError: Error, Equatable, Sendable {
     case fragment
     case options
     case unsupported
+    /// A TCP option whose length octet is missing, too small, runs past the
+    /// header, or does not fit its kind.
+    case badOption
 }
 
 public struct EthernetHeader: Equatable, Sendable {
@@ -39,9 +45,11 @@ public struct EthernetHeader: Equatable, Sendable {
         return EthernetHeader(dst: MACAddress(bytes: f, at: 0), src: MACAddress(bytes: f, at: 6),
                               etherType: f.readBE16(12))
     }
-    public func write(into b: inout [UInt8]) {
+    /// Appends the 14 header bytes.
+    public func emit(into b: inout [UInt8]) {
         dst.write(into: &b); src.write(into: &b); b.appendBE16(etherType)
     }
+    public func write(into b: inout [UInt8]) { emit(into: &b) }
 }
 
 public struct ARPPacket: Equatable, Sendable {
@@ -66,13 +74,17 @@ public struct ARPPacket: Equatable, Sendable {
                          senderMAC: MACAddress(bytes: f, at: o + 8), senderIP: IPv4Address(raw: f.readBE32(o + 14)),
                          targetMAC: MACAddress(bytes: f, at: o + 18), targetIP: IPv4Address(raw: f.readBE32(o + 24)))
     }
-    /// A complete Ethernet frame carrying this ARP packet.
-    public func frame(ethDst: MACAddress, ethSrc: MACAddress) -> [UInt8] {
-        var b: [UInt8] = []; b.reserveCapacity(60)
-        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.arp).write(into: &b)
+    /// Appends the 28-byte ARP packet (Ethernet/IPv4).
+    public func emit(into b: inout [UInt8]) {
         b.appendBE16(1); b.appendBE16(EtherType.ipv4); b.append(6); b.append(4); b.appendBE16(op)
         senderMAC.write(into: &b); b.appendBE32(senderIP.raw)
         targetMAC.write(into: &b); b.appendBE32(targetIP.raw)
+    }
+    /// A complete Ethernet frame carrying this ARP packet.
+    public func frame(ethDst: MACAddress, ethSrc: MACAddress) -> [UInt8] {
+        var b: [UInt8] = []; b.reserveCapacity(60)
+        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.arp).emit(into: &b)
+        emit(into: &b)
         while b.count < 60 { b.append(0) }  // pad to the Ethernet minimum
         return b
     }
@@ -84,7 +96,9 @@ public struct ARPPacket: Equatable, Sendable {
 }
 
 /// A validated IPv4 header inside a frame; `payload` indexes the frame.
+/// Only option-less, unfragmented datagrams with DF set are emitted.
 public struct IPv4Header: Equatable, Sendable {
+    public static let length = 20
     public var src: IPv4Address
     public var dst: IPv4Address
     public var proto: UInt8
@@ -92,6 +106,19 @@ public struct IPv4Header: Equatable, Sendable {
     public var identification: UInt16
     public var headerStart: Int
     public var payload: Range<Int>
+
+    public init(src: IPv4Address, dst: IPv4Address, proto: UInt8, ttl: UInt8, identification: UInt16,
+                headerStart: Int, payload: Range<Int>) {
+        self.src = src; self.dst = dst; self.proto = proto; self.ttl = ttl
+        self.identification = identification; self.headerStart = headerStart; self.payload = payload
+    }
+
+    /// Appends the 20-byte header for a payload of `payload.count` bytes;
+    /// `headerStart` and the payload position are where it lands in `b`.
+    public func emit(into b: inout [UInt8]) {
+        Self.write(into: &b, src: src, dst: dst, proto: proto, ttl: ttl,
+                   identification: identification, payloadLength: payload.count)
+    }
 
     /// Validates version, IHL, total length and header checksum; rejects
     /// fragments and options. Trailing Ethernet padding is excluded from `payload`.
@@ -131,6 +158,7 @@ public struct IPv4Header: Equatable, Sendable {
 }
 
 public struct UDPHeader: Equatable, Sendable {
+    public static let length = 8
     public var srcPort: UInt16
     public var dstPort: UInt16
     public var payload: Range<Int>
@@ -146,127 +174,81 @@ public struct UDPHeader: Equatable, Sendable {
         }
         return UDPHeader(srcPort: f.readBE16(o), dstPort: f.readBE16(o + 2), payload: (o + 8)..<(o + len))
     }
-}
-
-public struct TCPFlags: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let fin = TCPFlags(rawValue: 0x01)
-    public static let syn = TCPFlags(rawValue: 0x02)
-    public static let rst = TCPFlags(rawValue: 0x04)
-    public static let psh = TCPFlags(rawValue: 0x08)
-    public static let ack = TCPFlags(rawValue: 0x10)
-    public static let urg = TCPFlags(rawValue: 0x20)
-    /// tcpdump notation: `S`, `S.`, `P.`, `F.`, `R`, `.`
-    public var tcpdump: String {
-        var s = ""
-        if contains(.syn) { s += "S" }
-        if contains(.fin) { s += "F" }
-        if contains(.psh) { s += "P" }
-        if contains(.rst) { s += "R" }
-        if contains(.urg) { s += "U" }
-        if contains(.ack) { s += "." }
-        return s.isEmpty ? "none" : s
+    public init(srcPort: UInt16, dstPort: UInt16, payload: Range<Int>) {
+        self.srcPort = srcPort; self.dstPort = dstPort; self.payload = payload
+    }
+    /// Appends the header and `data` with the checksum (0 is sent as 0xFFFF).
+    public func emit(into b: inout [UInt8], src: IPv4Address, dst: IPv4Address, payload data: ArraySlice<UInt8>) {
+        let u = b.count
+        b.appendBE16(srcPort); b.appendBE16(dstPort); b.appendBE16(UInt16(Self.length + data.count)); b.appendBE16(0)
+        b.append(contentsOf: data)
+        var c = transportChecksum(src: src, dst: dst, proto: IPProtocol.udp, b, u..<b.count)
+        if c == 0 { c = 0xFFFF }
+        b.writeBE16(c, at: u + 6)
     }
 }
 
-/// A parsed, checksum-verified TCP segment; `payload` indexes the frame.
-public struct TCPHeader: Equatable, Sendable {
-    public var srcPort: UInt16
-    public var dstPort: UInt16
-    public var seq: UInt32
-    public var ack: UInt32
-    public var flags: TCPFlags
-    public var window: UInt16
-    public var mss: UInt16?
-    public var windowScale: UInt8?
-    /// The SACK-permitted option (RFC 2018) was present (SYN only).
-    public var sackPermitted: Bool = false
+/// ICMP echo request (type 8) or reply (type 0), RFC 792; `payload` indexes the frame.
+public struct ICMPEcho: Equatable, Sendable {
+    public static let length = 8
+    public static let requestType: UInt8 = 8
+    public static let replyType: UInt8 = 0
+    public var isRequest: Bool
+    public var identifier: UInt16
+    public var sequence: UInt16
     public var payload: Range<Int>
-
-    public static func parse(_ f: [UInt8], ip: IPv4Header, verifyChecksum: Bool = true) throws(WireError) -> TCPHeader {
-        let o = ip.payload.lowerBound
-        guard ip.payload.count >= 20 else { throw .truncated }
-        let off = Int(f[o + 12] >> 4) * 4
-        guard off >= 20, off <= ip.payload.count else { throw .badHeaderLength }
-        if verifyChecksum {
-            guard transportChecksum(src: ip.src, dst: ip.dst, proto: IPProtocol.tcp, f, ip.payload) == 0
-            else { throw .badChecksum }
-        }
-        var h = TCPHeader(srcPort: f.readBE16(o), dstPort: f.readBE16(o + 2), seq: f.readBE32(o + 4),
-                          ack: f.readBE32(o + 8), flags: TCPFlags(rawValue: f[o + 13] & 0x3F),
-                          window: f.readBE16(o + 14), mss: nil, windowScale: nil,
-                          payload: (o + off)..<ip.payload.upperBound)
-        // Options (RFC 9293 3.1): kind 0 end, 1 nop, 2 MSS, 3 window scale; others skipped by length.
-        var i = o + 20
-        let end = o + off
-        while i < end {
-            let kind = f[i]
-            if kind == 0 { break }
-            if kind == 1 { i += 1; continue }
-            guard i + 1 < end else { throw .badHeaderLength }
-            let len = Int(f[i + 1])
-            guard len >= 2, i + len <= end else { throw .badHeaderLength }
-            if kind == 2 && len == 4 { h.mss = f.readBE16(i + 2) }
-            if kind == 3 && len == 3 { h.windowScale = f[i + 2] }
-            if kind == 4 && len == 2 { h.sackPermitted = true }
-            i += len
-        }
-        return h
+    public init(isRequest: Bool, identifier: UInt16, sequence: UInt16, payload: Range<Int>) {
+        self.isRequest = isRequest; self.identifier = identifier; self.sequence = sequence; self.payload = payload
+    }
+    /// Verifies the checksum; other ICMP types or a non-zero code are `.unsupported`.
+    public static func parse(_ f: [UInt8], ip: IPv4Header) throws(WireError) -> ICMPEcho {
+        let p = ip.payload
+        guard p.count >= length, p.upperBound <= f.count else { throw .truncated }
+        var c = InternetChecksum(); c.add(f, p)
+        guard c.value == 0 else { throw .badChecksum }
+        let type = f[p.lowerBound]
+        guard type == requestType || type == replyType, f[p.lowerBound + 1] == 0 else { throw .unsupported }
+        return ICMPEcho(isRequest: type == requestType, identifier: f.readBE16(p.lowerBound + 4),
+                        sequence: f.readBE16(p.lowerBound + 6), payload: (p.lowerBound + length)..<p.upperBound)
+    }
+    /// Appends the message with `data` and its checksum.
+    public func emit(into b: inout [UInt8], payload data: ArraySlice<UInt8>) {
+        FrameBuilder.icmpMessage(into: &b, type: isRequest ? Self.requestType : Self.replyType, code: 0,
+                                 rest: UInt32(identifier) << 16 | UInt32(sequence), body: data)
     }
 }
 
-/// Builds complete Ethernet+IPv4+transport frames with checksums.
+/// Builds complete Ethernet+IPv4+transport frames with checksums, by
+/// emitting the header representations above.
 public enum FrameBuilder {
     public static func tcp(ethSrc: MACAddress, ethDst: MACAddress, src: IPv4Address, dst: IPv4Address,
                            srcPort: UInt16, dstPort: UInt16, seq: UInt32, ack: UInt32, flags: TCPFlags,
                            window: UInt16, mss: UInt16? = nil, windowScale: UInt8? = nil,
                            sackPermitted: Bool = false, sackBlocks: [(UInt32, UInt32)] = [],
                            payload: ArraySlice<UInt8> = [], ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
-        var optLen = 0
-        if mss != nil { optLen += 4 }
-        if windowScale != nil { optLen += 4 }
-        if sackPermitted { optLen += 4 }
-        let blocks = sackBlocks.prefix(4)
-        if !blocks.isEmpty { optLen += 4 + 8 * blocks.count }
-        let tcpLen = 20 + optLen + payload.count
+        let h = TCPHeader(srcPort: srcPort, dstPort: dstPort, seq: seq, ack: ack, flags: flags, window: window,
+                          mss: mss, windowScale: windowScale, sackPermitted: sackPermitted,
+                          sackBlocks: sackBlocks.map { SACKBlock(left: $0.0, right: $0.1) }, payload: 0..<0)
+        let tcpLen = h.headerLength + payload.count
         var b: [UInt8] = []
-        b.reserveCapacity(14 + 20 + tcpLen)
-        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).write(into: &b)
+        b.reserveCapacity(EthernetHeader.length + IPv4Header.length + tcpLen)
+        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).emit(into: &b)
         IPv4Header.write(into: &b, src: src, dst: dst, proto: IPProtocol.tcp, ttl: ttl,
                          identification: ipID, payloadLength: tcpLen)
-        let t = b.count
-        b.appendBE16(srcPort); b.appendBE16(dstPort); b.appendBE32(seq); b.appendBE32(ack)
-        b.append(UInt8((20 + optLen) / 4) << 4); b.append(flags.rawValue)
-        b.appendBE16(window); b.appendBE16(0); b.appendBE16(0)
-        if let m = mss { b.append(2); b.append(4); b.appendBE16(m) }
-        if let w = windowScale { b.append(1); b.append(3); b.append(3); b.append(w) }
-        if sackPermitted { b.append(1); b.append(1); b.append(4); b.append(2) }
-        if !blocks.isEmpty {
-            // RFC 2018 SACK option: NOP, NOP, kind 5, length, left/right edges.
-            b.append(1); b.append(1); b.append(5); b.append(UInt8(2 + 8 * blocks.count))
-            for (l, r) in blocks { b.appendBE32(l); b.appendBE32(r) }
-        }
-        b.append(contentsOf: payload)
-        b.writeBE16(transportChecksum(src: src, dst: dst, proto: IPProtocol.tcp, b, t..<b.count), at: t + 16)
+        h.emit(into: &b, src: src, dst: dst, payload: payload)
         return b
     }
 
     public static func udp(ethSrc: MACAddress, ethDst: MACAddress, src: IPv4Address, dst: IPv4Address,
                            srcPort: UInt16, dstPort: UInt16, payload: ArraySlice<UInt8>,
                            ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
-        let udpLen = 8 + payload.count
+        let udpLen = UDPHeader.length + payload.count
         var b: [UInt8] = []
-        b.reserveCapacity(14 + 20 + udpLen)
-        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).write(into: &b)
+        b.reserveCapacity(EthernetHeader.length + IPv4Header.length + udpLen)
+        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).emit(into: &b)
         IPv4Header.write(into: &b, src: src, dst: dst, proto: IPProtocol.udp, ttl: ttl,
                          identification: ipID, payloadLength: udpLen)
-        let u = b.count
-        b.appendBE16(srcPort); b.appendBE16(dstPort); b.appendBE16(UInt16(udpLen)); b.appendBE16(0)
-        b.append(contentsOf: payload)
-        var c = transportChecksum(src: src, dst: dst, proto: IPProtocol.udp, b, u..<b.count)
-        if c == 0 { c = 0xFFFF }
-        b.writeBE16(c, at: u + 6)
+        UDPHeader(srcPort: srcPort, dstPort: dstPort, payload: 0..<0).emit(into: &b, src: src, dst: dst, payload: payload)
         return b
     }
 
@@ -276,16 +258,21 @@ public enum FrameBuilder {
                             ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
         let len = 8 + body.count
         var b: [UInt8] = []
-        b.reserveCapacity(14 + 20 + len)
-        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).write(into: &b)
+        b.reserveCapacity(EthernetHeader.length + IPv4Header.length + len)
+        EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).emit(into: &b)
         IPv4Header.write(into: &b, src: src, dst: dst, proto: IPProtocol.icmp, ttl: ttl,
                          identification: ipID, payloadLength: len)
+        icmpMessage(into: &b, type: type, code: code, rest: rest, body: body)
+        return b
+    }
+
+    /// Appends an ICMP message with its checksum.
+    static func icmpMessage(into b: inout [UInt8], type: UInt8, code: UInt8, rest: UInt32, body: ArraySlice<UInt8>) {
         let s = b.count
         b.append(type); b.append(code); b.appendBE16(0); b.appendBE32(rest)
         b.append(contentsOf: body)
         var c = InternetChecksum(); c.add(b, s..<b.count)
         b.writeBE16(c.value, at: s + 2)
-        return b
     }
 }
 

@@ -74,13 +74,78 @@ final class RecordingTests: XCTestCase {
         }
     }
 
-    func testOtherFormatVersionIsRefused() {
-        var b = record()
-        let needle = Array("ftap-record 1".utf8)
-        let i = (0...(b.count - needle.count)).first { Array(b[$0..<($0 + needle.count)]) == needle }!
-        b[i + needle.count - 1] = UInt8(ascii: "2")
-        XCTAssertThrowsError(try RecordFormat.read(b)) { e in
-            XCTAssertTrue("\(e)".contains("version 2"), "\(e)")
+    func testOtherFormatVersionIsRefused() throws {
+        let needle = Array("ftap-record \(RecordFormat.version)".utf8)
+        let full = record()
+        let i = try XCTUnwrap((0...(full.count - needle.count)).first { Array(full[$0..<($0 + needle.count)]) == needle })
+        for other in ["1", "3"] {  // 1: before the configuration was the stack's own encoding
+            var b = full
+            b[i + needle.count - 1] = UInt8(ascii: other.unicodeScalars.first!)
+            XCTAssertThrowsError(try RecordFormat.read(b)) { e in
+                XCTAssertTrue("\(e)".contains("version \(other); this ftap reads version \(RecordFormat.version)"), "\(e)")
+            }
         }
+    }
+
+    /// Every StackConfig field set away from its default comes back from a recording.
+    func testEveryStackConfigFieldSurvivesARecording() throws {
+        var c = StackConfig(mac: MACAddress("02:aa:bb:cc:dd:ee")!, interface: IPv4Interface("192.168.7.9/20")!)
+        c.mtu = 9000; c.isnKey = (0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210)
+        c.maxConnections = 17; c.synBacklog = 3; c.sendBufferBytes = 12_345; c.receiveBufferBytes = 54_321
+        c.windowScale = 3; c.maxOutOfOrderSegments = 9; c.rtoInitial = 2 * ms; c.rtoMin = 1 * ms; c.rtoMax = 9 * ms
+        c.maxRetransmits = 4; c.synAckRetries = 2; c.msl = 5 * ms; c.finWait2Timeout = 6 * ms; c.ttl = 33
+        XCTAssertNotEqual(c, StackConfig(mac: c.mac, interface: c.interface), "every field differs from its default")
+        let services = [ServiceSpec(kind: "echo", port: 7), ServiceSpec(kind: "udp-counter", port: 7001)]
+        let file = RecordFormat.header(config: RecordedConfig.text(stack: c, services: services, node: "B", role: .solo))
+        let rec = try RecordFormat.read(file)
+        let (back, backServices) = try RecordedConfig.parse(rec.config)
+        XCTAssertEqual(back, c)
+        XCTAssertEqual(backServices, services)
+        // The readable pairs are there for people.
+        XCTAssertEqual(rec.config["mtu"], "9000")
+        XCTAssertEqual(rec.config["ttl"], "33")
+        XCTAssertEqual(rec.config["isn-key"], "0123456789abcdeffedcba9876543210")
+    }
+
+    func testBadStackConfigBlocksAreRefusedClearly() throws {
+        var good = try RecordFormat.read(record()).config
+        _ = try RecordedConfig.parse(good)
+        let stack = good["stack"]!
+        let cases: [(String?, String)] = [
+            (nil, "lacks stack="),
+            ("2:" + stack.dropFirst(2), "encoding version 2; this ftap reads version 1"),
+            ("x" + stack, "bad stack="),
+            (stack + "0", "not lowercase hex"),
+            (String(stack.dropLast(2)), "does not decode"),
+            (stack + "00", "1 trailing bytes"),
+        ]
+        for (value, message) in cases {
+            good["stack"] = value
+            XCTAssertThrowsError(try RecordedConfig.parse(good)) { e in
+                XCTAssertTrue("\(e)".contains(message), "\(value ?? "nil"): \(e)")
+            }
+        }
+    }
+
+    /// The configuration block's bytes are pinned to the recording format and
+    /// the stack configuration encoding versions. If this fails, bump
+    /// `RecordFormat.version` (and `StackConfig.encodingVersion` if its layout
+    /// changed) and append the new line.
+    func testConfigBlockMatchesGoldenForItsVersions() {
+        let golden: [(record: Int, stackConfig: UInt8, hash: UInt64)] = [
+            (2, 1, 0xff46_8035_fbe4_2952),
+        ]
+        var c = StackConfig(mac: applianceMAC, interface: applianceIP)
+        c.isnKey = (1, 2)
+        let text = RecordedConfig.text(stack: c, services: [ServiceSpec(kind: "counter", port: 7000)], node: "A", role: .solo)
+        let h = SipHash24.hash(k0: 3, k1: 4, RecordFormat.header(config: text))
+        let current = golden.last!
+        XCTAssertEqual(RecordFormat.version, current.record, "RecordFormat.version changed: append its golden line")
+        XCTAssertEqual(StackConfig.encodingVersion, current.stackConfig, "StackConfig.encodingVersion changed: append its golden line")
+        XCTAssertEqual(h, current.hash, """
+            The recording header/configuration bytes changed (hash 0x\(String(h, radix: 16))) under ftap-record \
+            \(RecordFormat.version) / stack config encoding \(StackConfig.encodingVersion). Bump RecordFormat.version \
+            (and StackConfig.encodingVersion if StackConfig's schema changed), then append the new line with this hash.
+            """)
     }
 }

@@ -105,10 +105,23 @@ final class SipHashTests: XCTestCase {
             h.update(msg[..<split]); h.update(msg[split...])
             XCTAssertEqual(h.finalize(), one, "split at \(split)")
         }
-        // finalize does not consume the state.
+        // finalize does not consume the state: a hash finalized part way
+        // through gives the prefix's hash and then goes on to the whole one.
         var h = SipHash24(k0: 1, k1: 2)
-        h.update(msg)
-        XCTAssertEqual(h.finalize(), h.finalize())
+        for (k, byte) in msg.enumerated() {
+            XCTAssertEqual(h.finalize(), SipHash24.hash(k0: 1, k1: 2, Array(msg[..<k])), "prefix \(k)")
+            h.update(byte)
+        }
+        XCTAssertEqual(h.finalize(), one)
+        // The byte-wise, block-wise and integer paths agree with the paper's
+        // known answer (key 00..0f, message 00..0e).
+        var bytewise = SipHash24(k0: Self.k0, k1: Self.k1)
+        for b in UInt8(0)..<15 { bytewise.update(b) }
+        XCTAssertEqual(bytewise.finalize(), 0xA129_CA61_49BE_45E5)
+        var ints = SipHash24(k0: Self.k0, k1: Self.k1)
+        ints.update(u32: 0x0302_0100); ints.update(u32: 0x0706_0504); ints.update(u16: 0x0908)
+        ints.update([0x0A, 0x0B, 0x0C, 0x0D, 0x0E][...])
+        XCTAssertEqual(ints.finalize(), 0xA129_CA61_49BE_45E5)
     }
 
     func testIntegerUpdatesAreLittleEndian() {

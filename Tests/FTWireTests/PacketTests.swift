@@ -156,14 +156,14 @@ final class PacketTests: XCTestCase {
         // An option length of 0 or 1 would loop forever or overlap: rejected.
         for bad in [[2, 0, 0, 0], [2, 1, 0, 0], [1, 1, 1, 5]] as [[UInt8]] {
             let f = frame(options: bad)
-            expectWireError(.badHeaderLength) { _ = try TCPHeader.parse(f, ip: IPv4Header.parse(f, at: 14)) }
+            expectWireError(.badOption) { _ = try TCPHeader.parse(f, ip: IPv4Header.parse(f, at: 14)) }
         }
         // An option running past the header.
         let f3 = frame(options: [1, 1, 2, 8])
-        expectWireError(.badHeaderLength) { _ = try TCPHeader.parse(f3, ip: IPv4Header.parse(f3, at: 14)) }
+        expectWireError(.badOption) { _ = try TCPHeader.parse(f3, ip: IPv4Header.parse(f3, at: 14)) }
         // A kind with no room for its length byte.
         let f4 = frame(options: [1, 1, 1, 2])
-        expectWireError(.badHeaderLength) { _ = try TCPHeader.parse(f4, ip: IPv4Header.parse(f4, at: 14)) }
+        expectWireError(.badOption) { _ = try TCPHeader.parse(f4, ip: IPv4Header.parse(f4, at: 14)) }
     }
 
     func testTCPBadDataOffsetAndChecksum() throws {
