@@ -162,15 +162,41 @@ final class ReplicationTests: XCTestCase {
         XCTAssertEqual(parseTCP(p.emittedByPrimary.last!.frame)!.1, Array("1\n".utf8), "the reply left before the crash")
     }
 
+    /// A backup whose appliance differs from the primary's in any way the
+    /// config digest covers is refused at its hello: the primary sends the
+    /// reason and closes the channel, the backup stops with exit code 3, and
+    /// neither side emits or claims anything.
     func testConfigMismatchIsRefused() {
-        var pc = ReplicationConfig(role: .primary, nodeName: "A")
-        pc.failoverTimeout = 500 * ms
-        let primary = ReplicationCore(config: pc, stack: makeStack())
-        var other = StackConfig(mac: applianceMAC, interface: applianceIP)
-        other.isnKey = (9, 9)
-        let backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"),
-                                     stack: try! Appliance.make(config: other, services: [ServiceSpec(kind: "counter", port: 7000)]))
-        XCTAssertNotEqual(primary.configDigest, backup.configDigest)
+        var otherKey = applianceConfig(); otherKey.isnKey = (9, 9)
+        var otherLimits = applianceConfig(); otherLimits.maxConnections += 1
+        var otherMAC = applianceConfig(); otherMAC.mac = MACAddress("02:00:00:00:00:11")!
+        let variants: [(String, Stack)] = [
+            ("ISN key", makeStack(otherKey)),
+            ("stack limits", makeStack(otherLimits)),
+            ("MAC", makeStack(otherMAC)),
+            ("services", makeStack(services: ["counter:7000"])),
+        ]
+        for (what, stack) in variants {
+            let p = Pair(.started, backupStack: stack)
+            XCTAssertNotEqual(p.primary.configDigest, p.backup.configDigest, what)
+            p.connect()  // B says hello; A compares the digests
+            XCTAssertEqual(p.closes.map(\.node), ["A"], "\(what): the primary closes the channel")
+            XCTAssertEqual(p.closes.first?.reason, "refused", what)
+            XCTAssertFalse(p.primary.isPeerConnected, what)
+            XCTAssertEqual(p.primary.mode, .waitingForPeer, "\(what): the primary keeps waiting for a matching backup")
+            XCTAssertTrue(p.exits.isEmpty, "\(what): nothing stops before the backup reads the rejection")
+            p.deliverToBackup()
+            XCTAssertEqual(p.backup.mode, .stopped, what)
+            XCTAssertEqual(p.exits.count, 1, what)
+            XCTAssertEqual(p.exits.first?.node, "B", what)
+            XCTAssertEqual(p.exits.first?.code, 3, what)
+            let reason = p.exits.first?.reason ?? ""
+            XCTAssertTrue(reason.hasPrefix("primary refused this backup: appliance configuration differs"),
+                          "\(what): \(reason)")
+            XCTAssertTrue(p.toPrimary.isEmpty, "\(what): the refused backup answers nothing")
+            XCTAssertEqual(p.claims.map(\.node), ["A"], "\(what): only A's claim of epoch 1")
+            XCTAssertTrue(p.emitted["A"]!.isEmpty && p.emitted["B"]!.isEmpty, "\(what): no GARP, no frame")
+        }
     }
 
     func testLogClockStaysMonotonicAcrossTakeover() {
