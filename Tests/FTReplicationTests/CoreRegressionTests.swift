@@ -39,7 +39,7 @@ final class CoreRegressionTests: XCTestCase {
         let garps = d.emitted["A"]!.count
         XCTAssertEqual(garps, 1, "first GARP when the pair forms")
         d.now += 600 * ms
-        d.call("A") { $0.tick(now: d.now, &$1) }
+        d.tick("A")
         XCTAssertEqual(d.emitted["A"]!.count, garps, "no GARP from a primary that has not heard its backup for 600 ms")
         XCTAssertEqual(d.claims(by: "A"), [1, 2])
     }
@@ -56,10 +56,10 @@ final class CoreRegressionTests: XCTestCase {
         XCTAssertEqual(d.claims(by: "B"), [], "no claim while the primary's lease may run")
         XCTAssertEqual(d.backup.nextWakeup(now: d.now), d.now + 480 * ms)
         d.now += 470 * ms
-        d.call("B") { $0.tick(now: d.now, &$1) }
+        d.tick("B")
         XCTAssertEqual(d.claims(by: "B"), [])
         d.now += 10 * ms
-        d.call("B") { $0.tick(now: d.now, &$1) }
+        d.tick("B")
         XCTAssertEqual(d.claims(by: "B"), [2], "silent for the failure timeout: take over")
     }
 
@@ -103,7 +103,7 @@ final class CoreRegressionTests: XCTestCase {
             d.call("B") { $0.peerDown(reason: "connection reset", now: d.now, &$1) }
             if confirmed {
                 d.now += 500 * ms
-                d.call("B") { $0.tick(now: d.now, &$1) }
+                d.tick("B")
                 XCTAssertEqual(d.claims(by: "B"), [2], "an in-sync backup takes over")
             } else {
                 XCTAssertEqual(d.claims(by: "B"), [], "an unconfirmed joiner must not claim")

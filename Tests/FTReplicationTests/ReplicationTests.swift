@@ -96,7 +96,7 @@ final class ReplicationTests: XCTestCase {
         p.now += 600 * ms
         p.tick("A")  // backup silent beyond the timeout
         XCTAssertEqual(p.claims.last?.node, "A"); XCTAssertEqual(p.claims.last?.epoch, 2)
-        p.answerClaim(of: "A", won: false)  // B got there first
+        p.answerClaim(of: "A", won: false)  // someone else took epoch 2
         XCTAssertEqual(p.primary.mode, .stopped)
         XCTAssertEqual(p.exits.last?.code, 2)
         XCTAssertTrue(p.emittedByPrimary.isEmpty, "held SYN-ACK must never leave a node that lost the epoch")

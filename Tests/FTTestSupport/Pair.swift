@@ -130,13 +130,14 @@ public final class Pair {
         deliverToPrimary()
     }
 
-    /// Answers `node`'s latest epoch claim: as the arbiter decides, or as `won` forces.
+    /// Answers `node`'s latest epoch claim as the test arbiter decides; a
+    /// given `won` bypasses the arbiter (e.g. to play a third party that
+    /// took the epoch first).
     public func answerClaim(of node: String, won: Bool? = nil, file: StaticString = #filePath, line: UInt = #line) {
         guard let e = claims.last(where: { $0.node == node })?.epoch else {
             return XCTFail("\(node) has not claimed an epoch", file: file, line: line)
         }
-        let granted = arbiter.claim(e, by: node)
-        let w = won ?? granted
+        let w = won ?? arbiter.claim(e, by: node)
         call(node) { $0.arbiterAnswered(epoch: e, won: w, detail: w ? "" : "taken", now: now, &$1) }
     }
 
