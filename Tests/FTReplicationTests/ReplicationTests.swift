@@ -140,14 +140,7 @@ final class ReplicationTests: XCTestCase {
         let p = Pair()
         p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
         // Time passes with both sides alive (heartbeats keep the failure detector quiet).
-        for _ in 0..<12 {
-            p.now += 100 * ms
-            var a: [Action] = []
-            p.primary.tick(now: p.now, &a); p.primary.flush(now: p.now, &a); p.run(a, from: "A")
-            a = []
-            p.backup.tick(now: p.now, &a); p.backup.flush(now: p.now, &a); p.run(a, from: "B")
-            p.deliver()
-        }
+        for _ in 0..<12 { p.advance(by: 100 * ms) }
         XCTAssertEqual(p.primary.mode, .protected)
         XCTAssertGreaterThanOrEqual(p.backup.digestChecks, 1, "the SYN-ACK retransmit tick may add a second check")
         XCTAssertFalse(p.backup.diverged)

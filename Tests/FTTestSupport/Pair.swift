@@ -115,6 +115,14 @@ public final class Pair {
 
     public func tick(_ node: String) { call(node) { $0.tick(now: now, &$1) } }
 
+    /// Time passes with both nodes running: the clock moves by `d`, A then B
+    /// tick and flush, and the channel is delivered until quiet.
+    public func advance(by d: Nanos) {
+        now += d
+        for node in ["A", "B"] { call(node) { $0.tick(now: now, &$1); $0.flush(now: now, &$1) } }
+        deliver()
+    }
+
     /// Starts both cores and lets A win epoch 1 from the arbiter.
     public func form(file: StaticString = #filePath, line: UInt = #line) {
         call("A") { $0.start(now: now, &$1) }
