@@ -29,10 +29,9 @@ public final class Pair {
     public enum Start {
         /// Both started, A won epoch 1, the channel is up and B was welcomed.
         case protected
-        /// Both started and A won epoch 1; the channel is not up yet (`connect`).
+        /// Both started and A won epoch 1 (serving alone with `startAlone`);
+        /// the channel is not up yet (`connect`).
         case started
-        /// Neither started (`form`, then `connect`).
-        case unstarted
     }
 
     public let primary: ReplicationCore
@@ -64,16 +63,15 @@ public final class Pair {
 
     /// `backupStack` defaults to a stack built like the primary's; pass a
     /// different one to make the configurations disagree.
-    public init(_ start: Start = .protected, fault: FaultPlan? = nil, maxLag: Int = 4096, startAlone: Bool = false,
+    public init(_ start: Start = .protected, fault: FaultPlan? = nil, maxLag: Int? = nil, startAlone: Bool = false,
                 backupStack: Stack? = nil, file: StaticString = #filePath, line: UInt = #line) {
         var pc = ReplicationConfig(role: .primary, nodeName: "A")
         pc.fault = fault
-        pc.maxLagEntries = maxLag
+        if let maxLag { pc.maxLagEntries = maxLag }
         pc.startAlone = startAlone
         primary = ReplicationCore(config: pc, stack: makeStack())
         backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"), stack: backupStack ?? makeStack())
         switch start {
-        case .unstarted: break
         case .started: form(file: file, line: line)
         case .protected:
             form(file: file, line: line)
