@@ -42,10 +42,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Shared by the test targets: the appliance's addresses, frame builders,
+        // and the two-core replication harness. It imports XCTest.
+        .target(name: "FTTestSupport", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"],
+                path: "Tests/FTTestSupport"),
         .testTarget(name: "FTWireTests", dependencies: ["FTWire"]),
-        .testTarget(name: "FTStackTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"]),
-        .testTarget(name: "FTServicesTests", dependencies: ["FTWire", "FTStack", "FTServices"]),
-        .testTarget(name: "FTReplicationTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"]),
+        .testTarget(name: "FTStackTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication", "FTTestSupport"]),
+        .testTarget(name: "FTServicesTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTTestSupport"]),
+        .testTarget(name: "FTReplicationTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication", "FTTestSupport"]),
         .testTarget(name: "FTSimTests", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication", "FTSim"]),
     ],
     swiftLanguageModes: [.v5]

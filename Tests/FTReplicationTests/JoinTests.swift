@@ -3,22 +3,14 @@ import XCTest
 import FTServices
 import FTStack
 import FTWire
+import FTTestSupport
 
 /// Re-protection: state transfer to a late backup, and planned switchover.
 final class JoinTests: XCTestCase {
 
-    /// A client connection with one INCR done, on the pair's primary.
-    func establish(_ p: Pair, sport: UInt16 = 40000) -> UInt32 {
-        p.clientSends(tcp(1000, 0, [.syn], sport: sport)); p.deliver()
-        let synAck = p.emittedByPrimary.compactMap { parseTCP($0.frame) }.last { $0.0.flags == [.syn, .ack] }!.0
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack], sport: sport)); p.deliver()
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack, .psh], "INCR\n", sport: sport)); p.deliver()
-        return synAck.seq
-    }
-
     func testSnapshotRestoresTheCompleteState() throws {
         let p = Pair()
-        _ = establish(p)
+        p.establish()
         let snap = p.primary.replica.snapshot()
         let fresh = Replica(stack: makeStack())
         try fresh.restore(snap)
@@ -39,11 +31,12 @@ final class JoinTests: XCTestCase {
     }
 
     /// Makes the pair's primary lose its backup and continue alone in epoch 2.
-    func primaryAlone(_ p: Pair) {
-        var a: [Action] = []
-        p.primary.peerDown(reason: "backup died", now: p.now, &a); p.run(a, from: "A")
-        a = []; p.primary.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "A")
-        XCTAssertEqual(p.primary.mode, .alone)
+    func primaryAlone(_ p: Pair, file: StaticString = #filePath, line: UInt = #line) {
+        p.call("A") { $0.peerDown(reason: "backup died", now: p.now, &$1) }
+        XCTAssertEqual(p.claims.last?.node, "A", file: file, line: line)
+        XCTAssertEqual(p.claims.last?.epoch, 2, file: file, line: line)
+        p.answerClaim(of: "A", file: file, line: line)
+        XCTAssertEqual(p.primary.mode, .alone, file: file, line: line)
     }
 
     /// Connects a fresh backup to the pair's primary and runs the join.
@@ -74,7 +67,7 @@ final class JoinTests: XCTestCase {
 
     func testLateBackupJoinsByStateTransferAndThePairIsProtectedAgain() {
         let p = Pair()
-        _ = establish(p)
+        p.establish()
         primaryAlone(p)
         let late = join(p)
         XCTAssertEqual(late.mode, .backup)
@@ -91,14 +84,13 @@ final class JoinTests: XCTestCase {
 
     func testCorruptSnapshotChunkIsDetectedAndTheJoinRetried() {
         let p = Pair(fault: FaultPlan("corrupt-snapshot:1"))
-        _ = establish(p)
+        p.establish()
         primaryAlone(p)
         let first = join(p)
         XCTAssertEqual(first.mode, .waitingForPeer, "the corrupted chunk fails its checksum")
         XCTAssertTrue(lateActions.contains { if case .closePeer = $0 { return true }; return false })
         XCTAssertEqual(first.replica.appliedIndex, 0, "nothing of the bad snapshot was applied")
-        var a: [Action] = []
-        p.primary.peerDown(reason: "closed by joiner", now: p.now, &a); p.run(a, from: "A")
+        p.call("A") { $0.peerDown(reason: "closed by joiner", now: p.now, &$1) }
         XCTAssertEqual(p.primary.mode, .alone)
         let second = join(p)
         XCTAssertEqual(second.mode, .backup)
@@ -107,13 +99,13 @@ final class JoinTests: XCTestCase {
 
     func testPlannedSwitchoverHandsTheRoleOverWithoutStateTransfer() {
         let p = Pair()
-        let iss = establish(p)
+        let iss = p.establish()
         var a: [Action] = []
         XCTAssertNil(p.primary.requestSwitchover(now: p.now, &a)); p.run(a, from: "A")
         XCTAssertEqual(p.primary.role, .backup, "everything was acknowledged, so the handover entry goes at once")
         p.deliver()
-        XCTAssertEqual(p.claims.last?.0, "B"); XCTAssertEqual(p.claims.last?.1, 2)
-        a = []; p.backup.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "B")
+        XCTAssertEqual(p.claims.last?.node, "B"); XCTAssertEqual(p.claims.last?.epoch, 2)
+        p.answerClaim(of: "B")
         XCTAssertEqual(p.backup.role, .primary)
         XCTAssertEqual(p.backup.mode, .protected)
         XCTAssertEqual(p.garps.last, "B")

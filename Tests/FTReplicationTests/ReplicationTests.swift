@@ -3,108 +3,9 @@ import XCTest
 import FTServices
 import FTStack
 import FTWire
-
-let applianceMAC = MACAddress("02:00:00:00:00:10")!
-let applianceIP = IPv4Interface("10.0.0.100/24")!
-let clientMAC = MACAddress("02:00:00:00:00:01")!
-let clientIP = IPv4Address("10.0.0.1")!
-let ms: Nanos = 1_000_000
-
-func makeStack() -> Stack {
-    var c = StackConfig(mac: applianceMAC, interface: applianceIP)
-    c.isnKey = (1, 2)
-    return try! Appliance.make(config: c, services: [ServiceSpec(kind: "counter", port: 7000),
-                                                     ServiceSpec(kind: "udp-counter", port: 7001)])
-}
-
-func tcp(_ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: String = "", sport: UInt16 = 40000) -> [UInt8] {
-    FrameBuilder.tcp(ethSrc: clientMAC, ethDst: applianceMAC, src: clientIP, dst: applianceIP.address,
-                     srcPort: sport, dstPort: 7000, seq: seq, ack: ack, flags: flags, window: 65535,
-                     mss: flags.contains(.syn) ? 1460 : nil, payload: Array(payload.utf8)[...])
-}
-
-func isGARP(_ f: [UInt8]) -> Bool {
-    guard let a = try? ARPPacket.parse(f, at: 14) else { return false }
-    return a.op == ARPPacket.request && a.senderIP == a.targetIP
-}
-
-func parseTCP(_ f: [UInt8]) -> (TCPHeader, [UInt8])? {
-    guard let ip = try? IPv4Header.parse(f, at: 14), ip.proto == IPProtocol.tcp,
-          let t = try? TCPHeader.parse(f, ip: ip) else { return nil }
-    return (t, Array(f[t.payload]))
-}
-
-/// Two cores wired back to back, channel bytes delivered by hand.
-final class Pair {
-    let primary: ReplicationCore
-    let backup: ReplicationCore
-    var now: Nanos = 1_000 * ms
-    var emittedByPrimary: [OutputFrame] = []
-    var emittedByBackup: [OutputFrame] = []
-    var toBackup: [UInt8] = []
-    var toPrimary: [UInt8] = []
-    var exits: [(String, Int32)] = []
-    var crashes: [String] = []
-    var claims: [(String, UInt64)] = []
-    /// Which node sent each gratuitous ARP, in order.
-    var garps: [String] = []
-
-    init(fault: FaultPlan? = nil, maxLag: Int = 4096) {
-        var pc = ReplicationConfig(role: .primary, nodeName: "A")
-        pc.fault = fault
-        pc.maxLagEntries = maxLag
-        primary = ReplicationCore(config: pc, stack: makeStack())
-        backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"), stack: makeStack())
-        var a: [Action] = []
-        primary.start(now: now, &a); run(a, from: "A")
-        XCTAssertEqual(claims.last?.1, 1)
-        a = []; primary.arbiterAnswered(epoch: 1, won: true, detail: "", now: now, &a); run(a, from: "A")
-        a = []; backup.start(now: now, &a); run(a, from: "B")
-        a = []; primary.peerUp(now: now, &a); run(a, from: "A")
-        a = []; backup.peerUp(now: now, &a); run(a, from: "B")
-        deliver()
-        XCTAssertEqual(primary.mode, .protected)
-        XCTAssertEqual(backup.mode, .backup)
-    }
-
-    func run(_ actions: [Action], from node: String) {
-        for a in actions {
-            switch a {
-            case .emit(let o):
-                if isGARP(o.frame) { garps.append(node) }
-                else if node == "A" { emittedByPrimary.append(o) } else { emittedByBackup.append(o) }
-            case .send(let b): if node == "A" { toBackup += b } else { toPrimary += b }
-            case .exit(let code, let reason): exits.append((reason, code))
-            case .crash(let why): crashes.append(why)
-            case .claimEpoch(let e): claims.append((node, e))
-            default: break
-            }
-        }
-    }
-
-    /// Delivers channel bytes both ways until quiet.
-    func deliver() {
-        while !toBackup.isEmpty || !toPrimary.isEmpty {
-            var a: [Action] = []
-            if !toBackup.isEmpty {
-                let b = toBackup; toBackup = []
-                backup.peerBytes(b[...], now: now, &a); backup.flush(now: now, &a); run(a, from: "B")
-            }
-            a = []
-            if !toPrimary.isEmpty {
-                let b = toPrimary; toPrimary = []
-                primary.peerBytes(b[...], now: now, &a); primary.flush(now: now, &a); run(a, from: "A")
-            }
-        }
-    }
-
-    func clientSends(_ f: [UInt8]) {
-        var a: [Action] = []
-        primary.tapFrame(f, now: now, &a)
-        primary.flush(now: now, &a)
-        run(a, from: "A")
-    }
-}
+// Re-exported so that every file of this target sees the shared appliance
+// constants and frame builders (RecordingTests uses them without importing).
+@_exported import FTTestSupport
 
 final class ReplicationTests: XCTestCase {
 
@@ -159,10 +60,9 @@ final class ReplicationTests: XCTestCase {
 
     func testTakeoverReplaysStateAndRetransmitsWithSameSequenceNumbers() {
         let p = Pair()
-        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
-        let synAck = parseTCP(p.emittedByPrimary[0].frame)!.0
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack])); p.deliver()
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack, .psh], "INCR\n"))
+        let iss = p.handshake()
+        XCTAssertEqual(parseTCP(p.emittedByPrimary[0].frame)?.0.seq, iss, "the SYN-ACK is A's first frame")
+        p.clientSends(tcp(1001, iss &+ 1, [.ack, .psh], "INCR\n"))
         // The backup got the entry; the primary dies before the ack arrives.
         let bytes = p.toBackup; p.toBackup = []
         var a: [Action] = []
@@ -170,46 +70,45 @@ final class ReplicationTests: XCTestCase {
         XCTAssertTrue(p.emittedByPrimary.count == 1, "reply still held on the primary")
         XCTAssertEqual(p.primary.replica.digest, p.backup.replica.digest)
         p.now += 10 * ms
-        a = []; p.backup.peerDown(reason: "test", now: p.now, &a); p.run(a, from: "B")
-        XCTAssertFalse(p.claims.contains { $0.0 == "B" }, "the backup waits out the primary's lease")
+        p.call("B") { $0.peerDown(reason: "test", now: p.now, &$1) }
+        XCTAssertFalse(p.claims.contains { $0.node == "B" }, "the backup waits out the primary's lease")
         p.now += 500 * ms
-        a = []; p.backup.tick(now: p.now, &a); p.run(a, from: "B")
-        XCTAssertEqual(p.claims.last?.0, "B"); XCTAssertEqual(p.claims.last?.1, 2)
+        p.tick("B")
+        XCTAssertEqual(p.claims.last?.node, "B"); XCTAssertEqual(p.claims.last?.epoch, 2)
         XCTAssertTrue(p.emittedByBackup.isEmpty, "nothing before the arbiter answers")
-        a = []; p.backup.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "B")
+        p.answerClaim(of: "B")
         XCTAssertEqual(p.backup.mode, .alone)
         XCTAssertEqual(p.backup.epoch, 2)
         XCTAssertEqual(p.garps.filter { $0 == "B" }.count, 1, "first GARP at once, the rest on later ticks")
         let replies = p.emittedByBackup.compactMap { parseTCP($0.frame) }.filter { !$0.1.isEmpty }
         XCTAssertEqual(replies.count, 1)
         XCTAssertEqual(replies[0].1, Array("1\n".utf8))
-        XCTAssertEqual(replies[0].0.seq, synAck.seq &+ 1, "same sequence number the primary would have used")
+        XCTAssertEqual(replies[0].0.seq, iss &+ 1, "same sequence number the primary would have used")
         // Later GARPs follow the interval.
         p.now += 100 * ms
-        a = []; p.backup.tick(now: p.now, &a); p.run(a, from: "B")
+        p.tick("B")
         XCTAssertEqual(p.garps.filter { $0 == "B" }.count, 2)
     }
 
     func testLosingTheEpochExitsWithoutEmitting() {
         let p = Pair()
         p.clientSends(tcp(1000, 0, [.syn]))
-        var a: [Action] = []
         p.now += 600 * ms
-        p.primary.tick(now: p.now, &a); p.run(a, from: "A")  // backup silent beyond the timeout
-        XCTAssertEqual(p.claims.last?.0, "A"); XCTAssertEqual(p.claims.last?.1, 2)
-        a = []; p.primary.arbiterAnswered(epoch: 2, won: false, detail: "taken", now: p.now, &a); p.run(a, from: "A")
+        p.tick("A")  // backup silent beyond the timeout
+        XCTAssertEqual(p.claims.last?.node, "A"); XCTAssertEqual(p.claims.last?.epoch, 2)
+        p.answerClaim(of: "A", won: false)  // someone else took epoch 2
         XCTAssertEqual(p.primary.mode, .stopped)
-        XCTAssertEqual(p.exits.last?.1, 2)
+        XCTAssertEqual(p.exits.last?.code, 2)
         XCTAssertTrue(p.emittedByPrimary.isEmpty, "held SYN-ACK must never leave a node that lost the epoch")
     }
 
     func testPrimaryAloneReleasesHeldOutputAfterWinningTheEpoch() {
         let p = Pair()
         p.clientSends(tcp(1000, 0, [.syn]))
-        var a: [Action] = []
         p.now += 600 * ms
-        p.primary.tick(now: p.now, &a); p.run(a, from: "A")
-        a = []; p.primary.arbiterAnswered(epoch: 2, won: true, detail: "", now: p.now, &a); p.run(a, from: "A")
+        p.tick("A")
+        XCTAssertEqual(p.claims.last?.node, "A"); XCTAssertEqual(p.claims.last?.epoch, 2)
+        p.answerClaim(of: "A")
         XCTAssertEqual(p.primary.mode, .alone)
         XCTAssertEqual(p.emittedByPrimary.count, 1)
         // A backup arriving now joins by state transfer (JoinTests).
@@ -232,23 +131,16 @@ final class ReplicationTests: XCTestCase {
         var a: [Action] = []
         p.backup.peerBytes(bytes[...], now: p.now, &a); p.run(a, from: "B")
         XCTAssertTrue(p.backup.diverged)
-        a = []; p.backup.peerDown(reason: "test", now: p.now, &a); p.run(a, from: "B")
-        XCTAssertEqual(p.exits.last?.1, 4)
-        XCTAssertTrue(p.claims.allSatisfy { $0.0 != "B" }, "a diverged backup must not claim an epoch")
+        p.call("B") { $0.peerDown(reason: "test", now: p.now, &$1) }
+        XCTAssertEqual(p.exits.last?.code, 4)
+        XCTAssertTrue(p.claims.allSatisfy { $0.node != "B" }, "a diverged backup must not claim an epoch")
     }
 
     func testMatchingDigestIsAccepted() {
         let p = Pair()
         p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
         // Time passes with both sides alive (heartbeats keep the failure detector quiet).
-        for _ in 0..<12 {
-            p.now += 100 * ms
-            var a: [Action] = []
-            p.primary.tick(now: p.now, &a); p.primary.flush(now: p.now, &a); p.run(a, from: "A")
-            a = []
-            p.backup.tick(now: p.now, &a); p.backup.flush(now: p.now, &a); p.run(a, from: "B")
-            p.deliver()
-        }
+        for _ in 0..<12 { p.advance(by: 100 * ms) }
         XCTAssertEqual(p.primary.mode, .protected)
         XCTAssertGreaterThanOrEqual(p.backup.digestChecks, 1, "the SYN-ACK retransmit tick may add a second check")
         XCTAssertFalse(p.backup.diverged)
@@ -256,24 +148,48 @@ final class ReplicationTests: XCTestCase {
 
     func testFaultHookCrashesRightAfterReleasingTheReply() {
         let p = Pair(fault: FaultPlan("after-release:1"))
-        p.clientSends(tcp(1000, 0, [.syn])); p.deliver()
-        let synAck = parseTCP(p.emittedByPrimary[0].frame)!.0
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack])); p.deliver()
+        let iss = p.handshake()
         XCTAssertTrue(p.crashes.isEmpty)
-        p.clientSends(tcp(1001, synAck.seq &+ 1, [.ack, .psh], "INCR\n")); p.deliver()
+        p.clientSends(tcp(1001, iss &+ 1, [.ack, .psh], "INCR\n")); p.deliver()
         XCTAssertEqual(p.crashes.count, 1)
         XCTAssertEqual(parseTCP(p.emittedByPrimary.last!.frame)!.1, Array("1\n".utf8), "the reply left before the crash")
     }
 
+    /// A backup whose appliance differs from the primary's in any way the
+    /// config digest covers is refused at its hello: the primary sends the
+    /// reason and closes the channel, the backup stops with exit code 3, and
+    /// neither side emits or claims anything.
     func testConfigMismatchIsRefused() {
-        var pc = ReplicationConfig(role: .primary, nodeName: "A")
-        pc.failoverTimeout = 500 * ms
-        let primary = ReplicationCore(config: pc, stack: makeStack())
-        var other = StackConfig(mac: applianceMAC, interface: applianceIP)
-        other.isnKey = (9, 9)
-        let backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"),
-                                     stack: try! Appliance.make(config: other, services: [ServiceSpec(kind: "counter", port: 7000)]))
-        XCTAssertNotEqual(primary.configDigest, backup.configDigest)
+        var otherKey = applianceConfig(); otherKey.isnKey = (9, 9)
+        var otherLimits = applianceConfig(); otherLimits.maxConnections += 1
+        var otherMAC = applianceConfig(); otherMAC.mac = MACAddress("02:00:00:00:00:11")!
+        let variants: [(String, Stack)] = [
+            ("ISN key", makeStack(otherKey)),
+            ("stack limits", makeStack(otherLimits)),
+            ("MAC", makeStack(otherMAC)),
+            ("services", makeStack(services: ["counter:7000"])),
+        ]
+        for (what, stack) in variants {
+            let p = Pair(.started, backupStack: stack)
+            XCTAssertNotEqual(p.primary.configDigest, p.backup.configDigest, what)
+            p.connect()  // B says hello; A compares the digests
+            XCTAssertEqual(p.closes.map(\.node), ["A"], "\(what): the primary closes the channel")
+            XCTAssertEqual(p.closes.first?.reason, "refused", what)
+            XCTAssertFalse(p.primary.isPeerConnected, what)
+            XCTAssertEqual(p.primary.mode, .waitingForPeer, "\(what): the primary keeps waiting for a matching backup")
+            XCTAssertTrue(p.exits.isEmpty, "\(what): nothing stops before the backup reads the rejection")
+            p.deliverToBackup()
+            XCTAssertEqual(p.backup.mode, .stopped, what)
+            XCTAssertEqual(p.exits.count, 1, what)
+            XCTAssertEqual(p.exits.first?.node, "B", what)
+            XCTAssertEqual(p.exits.first?.code, 3, what)
+            let reason = p.exits.first?.reason ?? ""
+            XCTAssertTrue(reason.hasPrefix("primary refused this backup: appliance configuration differs"),
+                          "\(what): \(reason)")
+            XCTAssertTrue(p.toPrimary.isEmpty, "\(what): the refused backup answers nothing")
+            XCTAssertEqual(p.claims.map(\.node), ["A"], "\(what): only A's claim of epoch 1")
+            XCTAssertTrue(p.emitted["A"]!.isEmpty && p.emitted["B"]!.isEmpty, "\(what): no GARP, no frame")
+        }
     }
 
     func testLogClockStaysMonotonicAcrossTakeover() {

@@ -2,8 +2,9 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
-private let from = Endpoint(ip: IPv4Address(10, 0, 0, 1), port: 5555)
+private let from = Endpoint(ip: clientIP, port: 5555)
 
 private func text(_ b: [UInt8]?) -> String? { b.map { String(decoding: $0, as: UTF8.self) } }
 
@@ -224,7 +225,7 @@ final class ServiceSpecTests: XCTestCase {
     }
 
     func testApplianceRejectsDuplicatePortsPerProtocol() throws {
-        let cfg = StackConfig(mac: MACAddress("02:00:00:00:00:10")!, interface: IPv4Interface("10.0.0.100/24")!)
+        let cfg = applianceConfig()
         XCTAssertThrowsError(try Appliance.make(config: cfg, services: [
             ServiceSpec(kind: "counter", port: 7), ServiceSpec(kind: "echo", port: 7)]))
         XCTAssertThrowsError(try Appliance.make(config: cfg, services: [
@@ -237,14 +238,8 @@ final class ServiceSpecTests: XCTestCase {
 
 /// UDP services through the stack: the TCP and UDP counters share one value.
 final class ApplianceUDPTests: XCTestCase {
-    let serverMAC = MACAddress("02:00:00:00:00:10")!
-    let clientMAC = MACAddress("02:00:00:00:00:01")!
-    let serverIP = IPv4Address(10, 0, 0, 100)
-    let clientIP = IPv4Address(10, 0, 0, 1)
-
     func udp(_ stack: Stack, port: UInt16, _ t: String) throws -> String? {
-        let f = FrameBuilder.udp(ethSrc: clientMAC, ethDst: serverMAC, src: clientIP, dst: serverIP,
-                                 srcPort: 40000, dstPort: port, payload: Array(t.utf8)[...])
+        let f = udpFrame(dstPort: port, payload: Array(t.utf8))
         var out: [[UInt8]] = []
         stack.handleFrame(f, now: 0, out: &out)
         guard let r = out.first else { return nil }
@@ -253,13 +248,12 @@ final class ApplianceUDPTests: XCTestCase {
         XCTAssertEqual(ip.dst, clientIP)
         XCTAssertEqual(ip.proto, IPProtocol.udp)
         let u = try UDPHeader.parse(r, ip: ip)
-        XCTAssertEqual(u.srcPort, port); XCTAssertEqual(u.dstPort, 40000)
+        XCTAssertEqual(u.srcPort, port); XCTAssertEqual(u.dstPort, clientPort)
         return String(decoding: r[u.payload], as: UTF8.self)
     }
 
     func testUDPServicesThroughStack() throws {
-        let cfg = StackConfig(mac: serverMAC, interface: IPv4Interface("10.0.0.100/24")!)
-        let stack = try Appliance.make(config: cfg, services: [
+        let stack = try Appliance.make(config: applianceConfig(), services: [
             ServiceSpec(kind: "counter", port: 7000), ServiceSpec(kind: "udp-counter", port: 7001),
             ServiceSpec(kind: "udp-echo", port: 7)])
         XCTAssertEqual(try udp(stack, port: 7, "ping"), "ping")

@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 /// End-to-end flow: a well-behaved client pushes a large stream through echo,
 /// respecting the advertised window and acknowledging everything, and must get
@@ -74,7 +75,7 @@ final class BulkTransferTests: XCTestCase {
     }
 
     func testBulkEchoWithSmallBuffers() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.sendBufferBytes = 4096
         cfg.receiveBufferBytes = 4096
         let r = try pump(config: cfg, total: 100_000, clientWindow: 3000, clientMSS: 1000, windowScale: nil)
@@ -82,19 +83,19 @@ final class BulkTransferTests: XCTestCase {
     }
 
     func testBulkEchoWithWindowScaling() throws {
-        let r = try pump(config: testConfig(), total: 300_000, clientWindow: 512, clientMSS: 1460, windowScale: 7)
+        let r = try pump(config: applianceConfig(), total: 300_000, clientWindow: 512, clientMSS: 1460, windowScale: 7)
         XCTAssertEqual(r.timerAdvances, 0)
     }
 
     func testBulkEchoWithTinyClientWindow() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.sendBufferBytes = 2000
         cfg.receiveBufferBytes = 3000
         _ = try pump(config: cfg, total: 20_000, clientWindow: 100, clientMSS: 536, windowScale: nil)
     }
 
     func testBulkEchoWithLoss() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.sendBufferBytes = 8192
         cfg.receiveBufferBytes = 8192
         let r = try pump(config: cfg, total: 50_000, clientWindow: 6000, clientMSS: 1000, windowScale: nil, dropEvery: 7)

@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 /// The stack is a pure function of its inputs: the same (time, frame) and
 /// (time, advance) events give byte-identical outputs and the same digest.
@@ -120,8 +121,7 @@ final class DeterminismTests: XCTestCase {
         XCTAssertEqual(a.stack.digest, d0, "reading the digest does not change it")
 
         // A counter-only change (a ping) changes the digest.
-        let ping = FrameBuilder.icmp(ethSrc: clientMAC, ethDst: serverMAC, src: clientIP, dst: serverIP, type: 8, code: 0,
-                                     rest: 1, body: [][...])
+        let ping = icmpFrame(type: 8, rest: 1, body: [])
         a.input(ping)
         let d1 = a.stack.digest
         XCTAssertNotEqual(d1, d0)
@@ -161,7 +161,7 @@ final class DeterminismTests: XCTestCase {
     func testDifferentConfigSameInputsSameOutputsExceptISN() {
         // Sanity: the ISN key is the only secret; two stacks with different keys
         // produce different SYN-ACK sequence numbers for the same input.
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.isnKey = (42, 43)
         let a = Harness(), b = Harness(cfg)
         let ca = a.client(), cb = b.client()

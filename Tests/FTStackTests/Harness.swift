@@ -2,23 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
-
-let serverMAC = MACAddress("02:00:00:00:00:10")!
-let serverIP = IPv4Address(10, 0, 0, 100)
-let clientMAC = MACAddress("02:00:00:00:00:01")!
-let clientIP = IPv4Address(10, 0, 0, 1)
-let sec: Nanos = 1_000_000_000
-let ms: Nanos = 1_000_000
-
-func testConfig() -> StackConfig {
-    StackConfig(mac: serverMAC, interface: IPv4Interface("10.0.0.100/24")!)
-}
-
-let defaultServices = ["counter:7000", "echo:7", "discard:9"]
-
-func makeStack(_ config: StackConfig = testConfig(), services: [String] = defaultServices) -> Stack {
-    try! Appliance.make(config: config, services: services.map { try! ServiceSpec.parse($0) })
-}
+import FTTestSupport
 
 /// A TCP segment the stack emitted, parsed and checksum-verified.
 struct Seg: CustomStringConvertible {
@@ -55,7 +39,7 @@ final class Harness {
     /// Every frame the stack emitted, in order (for determinism checks).
     var transcript: [[UInt8]] = []
 
-    init(_ config: StackConfig = testConfig(), services: [String] = defaultServices) {
+    init(_ config: StackConfig = applianceConfig(), services: [String] = applianceServices) {
         stack = makeStack(config, services: services)
     }
 
@@ -94,7 +78,7 @@ final class Harness {
     }
 }
 
-/// A scripted TCP peer. It crafts segments with FrameBuilder and parses what
+/// A scripted TCP peer. It crafts segments with `tcpFrame` and parses what
 /// the stack sends back; it never retransmits on its own.
 final class Client {
     let h: Harness
@@ -120,10 +104,9 @@ final class Client {
 
     func frame(_ flags: TCPFlags, seq: UInt32? = nil, ack: UInt32? = nil, window: UInt16? = nil,
                payload: [UInt8] = [], mss: UInt16? = nil, windowScale: UInt8? = nil) -> [UInt8] {
-        FrameBuilder.tcp(ethSrc: mac, ethDst: serverMAC, src: ip, dst: serverIP, srcPort: port, dstPort: serverPort,
-                         seq: seq ?? sndNxt, ack: flags.contains(.ack) ? (ack ?? rcvNxt) : (ack ?? 0),
-                         flags: flags, window: window ?? self.window, mss: mss, windowScale: windowScale,
-                         payload: payload[...])
+        tcpFrame(seq: seq ?? sndNxt, ack: flags.contains(.ack) ? (ack ?? rcvNxt) : (ack ?? 0), flags: flags,
+                 window: window ?? self.window, mss: mss, windowScale: windowScale, payload: payload,
+                 srcPort: port, dstPort: serverPort, src: ip, ethSrc: mac)
     }
 
     /// Sends a raw frame and returns the TCP segments the stack answered with.

@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 /// RST and SYN handling on synchronized connections (RFC 5961) and the
 /// closing state machine (RFC 9293 3.6).

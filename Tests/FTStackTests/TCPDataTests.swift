@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 final class TCPDataTests: XCTestCase {
 
@@ -201,7 +202,7 @@ final class TCPDataTests: XCTestCase {
     /// Echo with a peer that never acknowledges what we send: our send buffer
     /// fills, echo stops consuming, and our advertised window closes.
     func testAdvertisedWindowClosesWhenServiceCannotConsume() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.sendBufferBytes = 1000
         cfg.receiveBufferBytes = 2000
         let h = Harness(cfg)
@@ -241,7 +242,7 @@ final class TCPDataTests: XCTestCase {
     /// RFC 9293 3.10.7.4: with a zero receive window no data is acceptable, but
     /// the ACK field of a segment at RCV.NXT must still be processed.
     func testZeroReceiveWindowStillProcessesACKs() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.sendBufferBytes = 500
         cfg.receiveBufferBytes = 500
         let h = Harness(cfg)
@@ -275,7 +276,7 @@ final class TCPDataTests: XCTestCase {
             func encodeState(into w: inout ByteWriter) { w.bool(open) }
             func decodeState(from r: inout ByteReader) throws {}
         }
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.receiveBufferBytes = 4000
         let h = Harness(cfg)
         let gate = Gate()
@@ -298,7 +299,7 @@ final class TCPDataTests: XCTestCase {
     }
 
     func testOutOfOrderQueueIsBounded() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxOutOfOrderSegments = 2
         let h = Harness(cfg)
         let c = h.client(serverPort: 7)

@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 final class TCPHandshakeTests: XCTestCase {
 
@@ -72,8 +73,8 @@ final class TCPHandshakeTests: XCTestCase {
         XCTAssertEqual(sa.tcp.mss, 1460, "MTU 1500 - 40")
         XCTAssertEqual(sa.tcp.windowScale, 7)
         XCTAssertEqual(sa.window, 65535, "the window in a SYN is never scaled; 256 KiB is clamped")
-        XCTAssertEqual(sa.ip.src, serverIP); XCTAssertEqual(sa.ip.dst, clientIP)
-        XCTAssertEqual(sa.eth.src, serverMAC); XCTAssertEqual(sa.eth.dst, clientMAC)
+        XCTAssertEqual(sa.ip.src, applianceAddress); XCTAssertEqual(sa.ip.dst, clientIP)
+        XCTAssertEqual(sa.eth.src, applianceMAC); XCTAssertEqual(sa.eth.dst, clientMAC)
         XCTAssertEqual(sa.ip.ttl, 64)
         XCTAssertEqual(h.stack.connections.first?.state, .synReceived)
         XCTAssertEqual(h.stack.counters.tcpConnectionsAccepted, 0)
@@ -139,7 +140,7 @@ final class TCPHandshakeTests: XCTestCase {
     }
 
     func testSYNACKRetransmittedThenGivenUp() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.synAckRetries = 3
         let h = Harness(cfg)
         let c = h.client()
@@ -170,20 +171,20 @@ final class TCPHandshakeTests: XCTestCase {
             let c = h.client(port: port)
             return c.sendRaw(c.frame([.syn], mss: 1460))[0].seq
         }
-        let a = synAckSeq(testConfig()), b = synAckSeq(testConfig())
+        let a = synAckSeq(applianceConfig()), b = synAckSeq(applianceConfig())
         XCTAssertEqual(a, b, "same config, tuple and time: same ISN")
-        var other = testConfig()
+        var other = applianceConfig()
         other.isnKey = (1, 2)
         XCTAssertNotEqual(synAckSeq(other), a, "a different key gives a different ISN")
-        XCTAssertNotEqual(synAckSeq(testConfig(), port: 43513), a, "a different tuple gives a different ISN")
+        XCTAssertNotEqual(synAckSeq(applianceConfig(), port: 43513), a, "a different tuple gives a different ISN")
         // The clock component advances one per 4 microseconds.
-        XCTAssertEqual(synAckSeq(testConfig(), at: 1_000 * sec + 4_000_000), a &+ 1000)
+        XCTAssertEqual(synAckSeq(applianceConfig(), at: 1_000 * sec + 4_000_000), a &+ 1000)
     }
 
     // MARK: Limits
 
     func testMaxConnectionsRefusesWithRST() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxConnections = 2
         let h = Harness(cfg)
         h.client(port: 1001).connect()
@@ -198,7 +199,7 @@ final class TCPHandshakeTests: XCTestCase {
     }
 
     func testSynBacklogRefusesWithRSTAndFreesOnEstablish() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.synBacklog = 2
         let h = Harness(cfg)
         let a = h.client(port: 1001), b = h.client(port: 1002), c = h.client(port: 1003)
@@ -216,7 +217,7 @@ final class TCPHandshakeTests: XCTestCase {
     }
 
     func testTimeWaitDoesNotCountAgainstMaxConnections() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxConnections = 1
         let h = Harness(cfg)
         let a = h.client(port: 1001, serverPort: 7)

@@ -2,6 +2,7 @@ import XCTest
 import FTWire
 @testable import FTStack
 @testable import FTServices
+import FTTestSupport
 
 /// Retransmission (RFC 6298), fast retransmit / NewReno (RFC 5681, 6582) and
 /// zero-window probing (RFC 9293 3.8.6.1).
@@ -37,7 +38,7 @@ final class TCPRecoveryTests: XCTestCase {
     }
 
     func testConnectionResetAfterMaxRetransmits() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxRetransmits = 3
         let h = Harness(cfg)
         let c = h.client()
@@ -184,7 +185,7 @@ final class TCPRecoveryTests: XCTestCase {
     }
 
     func testZeroWindowPeerThatKeepsAnsweringIsNotReset() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxRetransmits = 2
         let h = Harness(cfg)
         let c = h.client(serverPort: 7)
@@ -253,7 +254,7 @@ final class TCPRecoveryTests: XCTestCase {
     /// the highest sequence number sent (RFC 9293 SND.NXT), or a peer that
     /// received everything would find it out of window and ignore it.
     func testGiveUpRSTCarriesHighestSequenceSent() throws {
-        var cfg = testConfig()
+        var cfg = applianceConfig()
         cfg.maxRetransmits = 2
         let h = Harness(cfg)
         let c = h.client(serverPort: 7)
