@@ -2,6 +2,7 @@ import XCTest
 @testable import FTReplication
 import FTServices
 import FTStack
+import FTTestSupport
 import FTWire
 
 final class RecordingTests: XCTestCase {

@@ -5,7 +5,7 @@ import FTStack
 import FTWire
 // Re-exported so that every file of this target sees the shared appliance
 // constants and frame builders (RecordingTests uses them without importing).
-@_exported import FTTestSupport
+import FTTestSupport
 
 final class ReplicationTests: XCTestCase {
 

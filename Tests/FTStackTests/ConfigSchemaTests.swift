@@ -1,4 +1,5 @@
 import XCTest
+import FTTestSupport
 import FTWire
 @testable import FTStack
 

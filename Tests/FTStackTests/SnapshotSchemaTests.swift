@@ -1,4 +1,5 @@
 import XCTest
+import FTTestSupport
 import FTWire
 @testable import FTStack
 @testable import FTServices
@@ -32,7 +33,7 @@ private func hex(_ v: UInt64) -> String {
 /// all service kinds, every counter, and two connections (one with an
 /// out-of-order queue and running timers, one with none of them).
 func schemaFixture() -> Stack {
-    var cfg = testConfig()
+    var cfg = applianceConfig()
     cfg.isnKey = (1, 2)
     let s = makeStack(cfg, services: ["counter:7000", "echo:7", "discard:9", "udp-echo:7", "udp-counter:7001"])
     for (i, (_, kp)) in StackCounters.fields.enumerated() { s.counters[keyPath: kp] = UInt64(i + 1) * 1_000 + 7 }
