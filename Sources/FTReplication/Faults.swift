@@ -3,8 +3,8 @@ import FTWire
 // Fault hooks and sabotage switches, in one place. The simulator and the
 // fault tests use them to crash the primary at precise points of the output
 // rule, or to break a rule on purpose and prove the checkers notice. The
-// protocol code consults `Faults` at named points and never reads the plan
-// or the sabotage set itself.
+// protocol code consults `Faults` at named points; the decisions (which
+// frame counts, when a hook fires) are made here.
 
 /// Test-only: make the primary crash at a precise point, counted in frames
 /// carrying TCP or UDP payload (the requests and replies a test controls).

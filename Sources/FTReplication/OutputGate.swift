@@ -11,14 +11,19 @@ import FTStack
 ///
 /// The gate keeps one record per log entry streamed to the backup, in log
 /// order: its index, its encoded size, the local time it was logged (for
-/// the ack lease) and the frames it produced that are held. `acknowledge`
-/// moves the acknowledged index; `nextReleasable` hands out held frames of
-/// acknowledged entries only, oldest first: that is the rule. Records
-/// whose entry is acknowledged leave the backpressure numbers at once and
-/// the queue once their frames are released.
+/// the ack lease) and the frames it produced that are held.
+/// `acknowledge(through:)` moves the acknowledged index, `leaseExpired`
+/// judges the ack lease, and `nextReleasable` hands out held frames of
+/// acknowledged entries only, oldest first: that is the rule. An
+/// acknowledged record leaves the backpressure numbers at once and the
+/// queue once its frames are released (normally by the same
+/// acknowledgement; not when the lease expired or a fault hook crashed the
+/// node midway). `ReplicationCore.acknowledge`, at the end of this file,
+/// drives the three in that order.
 ///
-/// While syncing (a joining backup catching up) entries are recorded
-/// without frames: output is released at once, but the lag still counts.
+/// While syncing (a joining backup catching up), or under the
+/// `releaseWithoutAck` sabotage, entries are recorded without frames:
+/// output is released at once, but the lag still counts.
 struct OutputGate {
     /// One entry streamed and not yet fully done with.
     struct Entry {
