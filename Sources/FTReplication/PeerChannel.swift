@@ -1,0 +1,159 @@
+import FTStack
+import FTWire
+
+// The peer channel: connect, close, and every message, dispatched to the
+// rule it concerns.
+extension ReplicationCore {
+    /// A channel to the peer is up (a backup connected to us, or we connected to our peer).
+    public func peerUp(now: Nanos, _ a: inout [Action]) {
+        peerConnected = true
+        decoder = ChannelDecoder()
+        lastHeard = now
+        if role == .backup && mode == .waitingForPeer {
+            send(.hello(.init(node: config.nodeName, role: "backup", configDigest: configDigest,
+                              appliedIndex: replica.appliedIndex, epoch: epoch)), now: now, &a)
+        }
+    }
+
+    /// The channel closed or failed. `peerClosed`: the peer's kernel ended the
+    /// connection (FIN or RST), which on the direct log link means the peer
+    /// process died or closed the channel itself, and it closes the channel
+    /// only on its way to claiming an epoch: it emits nothing more in this
+    /// epoch, so a backup may take over at once. Otherwise (a local error, a
+    /// channel that may be half open) the peer may still be live under its
+    /// leases, and the backup waits out the failure timeout first.
+    public func peerDown(reason: String, peerClosed: Bool = false, now: Nanos, _ a: inout [Action]) {
+        guard peerConnected else { return }
+        peerConnected = false
+        switch mode {
+        case .backup where !peerClosed && inSync && !diverged && since(lastHeard, now) < config.failoverTimeout:
+            // The primary may still be running (a reset seen first here, a
+            // half-open channel) and, by its leases, emitting until
+            // failoverTimeout after we last heard from it: take over only then
+            // (tick), so that two nodes never emit at the same time.
+            state = .backup(takeoverAt: lastHeard + config.failoverTimeout)
+            a.append(.log(.warning, "log channel closed (\(reason)); taking over in \(Double(config.failoverTimeout - since(lastHeard, now)) / 1e6) ms"))
+        case .protected, .backup, .handingOver:
+            peerFailed("log channel closed: \(reason)", now: now, &a)
+        case .syncing:
+            dropJoiningBackup("channel closed: \(reason)", &a)
+        case .joining:
+            state = .waitingForPeer
+            a.append(.log(.warning, "state transfer interrupted (\(reason)); will retry joining"))
+        case .waitingForPeer where role == .backup:
+            a.append(.log(.warning, "connection to primary lost before joining: \(reason)"))
+        default:
+            a.append(.log(.info, "peer channel closed: \(reason)"))
+        }
+    }
+
+    public func peerBytes(_ bytes: ArraySlice<UInt8>, now: Nanos, _ a: inout [Action]) {
+        guard peerConnected else { return }
+        lastHeard = now
+        decoder.feed(bytes)
+        while peerConnected {
+            let m: ChannelMessage?
+            do { m = try decoder.next() } catch {
+                a.append(.log(.error, "rejecting peer: \(error)"))
+                a.append(.closePeer(reason: "\(error)"))
+                peerDown(reason: "\(error)", now: now, &a)
+                return
+            }
+            guard let m else { break }
+            handle(m, now: now, &a)
+        }
+    }
+
+    func refuse(_ node: String, _ reason: String, now: Nanos, _ a: inout [Action]) {
+        a.append(.log(.warning, "refusing backup \(node): \(reason)"))
+        send(.reject(reason: reason), now: now, &a)
+        a.append(.closePeer(reason: "refused"))
+        peerConnected = false
+    }
+
+    func handle(_ m: ChannelMessage, now: Nanos, _ a: inout [Action]) {
+        switch m {
+        case .hello(let h):
+            guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
+            guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
+            guard h.configDigest == configDigest else {
+                return refuse(h.node, "appliance configuration differs (MAC, IP, services, ISN key or stack limits must match)", now: now, &a)
+            }
+            guard h.appliedIndex == 0 else {
+                return refuse(h.node, "backup has state (index \(h.appliedIndex)); restart it fresh to join by state transfer", now: now, &a)
+            }
+            if mode == .waitingForPeer && replica.appliedIndex == 0 {
+                send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
+                state = .protected
+                a.append(.log(.notice, "backup \(h.node) joined at epoch \(epoch): protected, serving"))
+                startGARP(now: now, &a)
+            } else if mode == .alone {
+                startStateTransfer(to: h.node, now: now, &a)
+            } else {
+                refuse(h.node, "this primary is \(mode) and cannot take a backup now", now: now, &a)
+            }
+        case .welcome(let e, let withSnapshot):
+            if role == .backup && mode == .backup && !withSnapshot {
+                inSync = true  // the joining primary caught up with us: protected
+                a.append(.log(.notice, "the primary confirmed this backup is in sync at epoch \(e)"))
+                return
+            }
+            guard role == .backup, mode == .waitingForPeer else { return }
+            epoch = e
+            inSync = !withSnapshot
+            if withSnapshot {
+                state = .joining(nil)
+                a.append(.log(.notice, "joining primary at epoch \(e) by state transfer"))
+            } else {
+                state = .backup(takeoverAt: nil)
+                a.append(.log(.notice, "joined primary as backup at epoch \(e)"))
+            }
+        case .reject(let r):
+            guard role == .backup else { return }
+            state = .stopped
+            a.append(.exit(code: 3, reason: "primary refused this backup: \(r)"))
+        case .snapshotBegin(let index, let e, let total, let digest):
+            snapshotBegan(index: index, epoch: e, total: total, digest: digest)
+        case .snapshotChunk(let offset, let data, let checksum):
+            snapshotChunk(offset: offset, data: data, checksum: checksum, now: now, &a)
+        case .snapshotEnd:
+            snapshotEnded(now: now, &a)
+        case .entries(let es):
+            guard mode == .backup else { return }
+            var handover = false
+            for e in es {
+                var out: [[UInt8]] = []
+                do { try replica.apply(e, out: &out) } catch {
+                    fatal("log from primary is inconsistent: \(error)", &a); return
+                }
+                epoch = max(epoch, e.epoch)
+                noteCheckpoint(e)
+                a.append(.applied(e, outputs: out))
+                for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
+                if e.kind == .handover { handover = true }
+            }
+            ackDue = true
+            if handover { takeHandover(now: now, &a) }
+        case .ack(let i):
+            guard streams else { return }
+            acknowledge(i, now: now, &a)
+        case .digest(let i, let v):
+            guard mode == .backup else { return }
+            digestChecks += 1
+            if i == replica.appliedIndex {
+                let mine = replica.digest
+                if mine != v {
+                    diverged = true
+                    divergences += 1
+                    a.append(.log(.error, "DIVERGENCE at index \(i): primary digest \(hex(v)), backup \(hex(mine)); this backup will refuse to go live"))
+                }
+            } else {
+                a.append(.log(.warning, "digest for index \(i) arrived at index \(replica.appliedIndex); not compared"))
+            }
+        case .forward(let f):
+            if takesInput { tapFrame(f, now: now, &a) }
+        case .heartbeat:
+            break
+        }
+    }
+}
