@@ -19,13 +19,16 @@ import FTStack
 extension ReplicationCore {
     /// A backup waits to take over once the primary's leases have run out
     /// (its channel ended without proof that the primary is gone).
-    public var takeoverPending: Bool { takeoverAt != nil && mode == .backup }
+    public var takeoverPending: Bool {
+        if case .backup(takeoverAt: .some) = state { return true }
+        return false
+    }
 
     /// The primary's kernel refused a connection to its listening port while
     /// a takeover was pending: its process is gone, take over now.
     public func peerProcessGone(_ why: String, now: Nanos, _ a: inout [Action]) {
         guard takeoverPending else { return }
-        takeoverAt = nil
+        state = .backup(takeoverAt: nil)
         peerFailed("log channel reset and \(why)", now: now, &a)
     }
 }
