@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import FTPlatform
 
 /// Expands `--config FILE` into flags placed before the command-line flags,
 /// so the command line wins for single-valued options.
@@ -11,16 +9,8 @@ enum ConfigFile {
         guard let i = args.firstIndex(of: "--config") else { return args }
         guard i + 1 < args.count else { throw Failure(description: "--config needs a file name") }
         let path = args[i + 1]
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw Failure(description: "--config \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            data.append(contentsOf: buf[0..<n])
-        }
+        let data: [UInt8]
+        do { data = try Files.readAll(path) } catch { throw Failure(description: "--config \(error)") }
         var fromFile: [String] = []
         for (no, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             var line = Substring(raw)

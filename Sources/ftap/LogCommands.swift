@@ -1,5 +1,6 @@
 import ArgumentParser
 import CPcap
+import FTPlatform
 import FTReplication
 import FTWire
 #if canImport(Glibc)
@@ -7,18 +8,7 @@ import Glibc
 #endif
 
 func readWholeFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw CLIError("\(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var data: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n < 0 { if errno == EINTR { continue }; throw CLIError("\(path): \(String(cString: strerror(errno)))") }
-        if n == 0 { break }
-        data.append(contentsOf: buf[0..<n])
-    }
-    return data
+    do { return try Files.readAll(path) } catch { throw CLIError("\(error)") }
 }
 
 func loadRecording(_ path: String) throws -> RecordFormat.Recording {
