@@ -24,19 +24,40 @@ public final class FileArbiter: Arbiter {
 
     public func path(for epoch: UInt64) -> String { "\(directory)/epoch-\(epoch)" }
 
-    public func claim(epoch: UInt64, node: String) -> (won: Bool, detail: String) {
+    public func claim(epoch: UInt64, node: String) -> ArbiterAnswer {
         let p = path(for: epoch)
         let fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         if fd < 0 {
             let e = errno
-            if e == EEXIST { return (false, "\(p) already claimed by \(owner(of: p))") }
-            return (false, "cannot create \(p): \(String(cString: strerror(e)))")
+            if e == EEXIST { return .lost("\(p) already claimed by \(owner(of: p))") }
+            // EIO, EACCES, ENOSPC, ESTALE, ...: no answer about the owner.
+            return .unavailable("cannot create \(p): \(String(cString: strerror(e)))")
         }
         let text = Array("\(node)\n".utf8)
         _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fsync(fd)
         close(fd)
-        return (true, "created \(p)")
+        // The new directory entry must survive a crash of this host too.
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+        return .won("created \(p)")
+    }
+
+    public func check(above epoch: UInt64) -> EpochCheck {
+        guard let dir = opendir(directory) else {
+            return .unavailable("cannot read \(directory): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(dir) }
+        var highest: UInt64 = 0
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix("epoch-"), let n = UInt64(name.dropFirst(6)) else { continue }
+            highest = max(highest, n)
+        }
+        guard highest > epoch else { return .current }
+        return .superseded(epoch: highest, detail: "\(path(for: highest)) owned by \(owner(of: path(for: highest)))")
     }
 
     func owner(of p: String) -> String {

@@ -48,6 +48,7 @@ public final class Node: NodeIO {
     public private(set) var framesEmitted: UInt64 = 0
     public private(set) var framesDroppedOnWrite: UInt64 = 0
     public private(set) var shadowFrames: UInt64 = 0
+    var arbiterWorker: ArbiterWorker?
     var adminServer: AdminServer?
     var adminFDs: ArraySlice<pollfd> = []
     var peerCallStart: Nanos = 0
@@ -78,6 +79,9 @@ public final class Node: NodeIO {
             listenFD = try Sockets.listen(on: l)
             log.info("log channel listening on \(l)")
         }
+        if let arb = options.arbiter {
+            arbiterWorker = try ArbiterWorker(arbiter: arb, node: core.config.nodeName)
+        }
         if let a = options.admin {
             adminServer = try AdminServer(address: a)
             log.info("admin endpoint on http://\(a)/metrics and /status")
@@ -93,6 +97,7 @@ public final class Node: NodeIO {
             fds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: peerFD, events: Int16(POLLIN) | (plan.channelWrite ? Int16(POLLOUT) : 0), revents: 0))
             fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: probeConnected ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
+            fds.append(pollfd(fd: arbiterWorker?.fd ?? -1, events: Int16(POLLIN), revents: 0))
             if let admin = adminServer { fds += admin.pollFDs }
             let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
@@ -103,7 +108,9 @@ public final class Node: NodeIO {
             }
             peerRevents = fds[3].revents
             probeRevents = fds[4].revents
-            adminFDs = fds[5...]
+            if fds[5].revents != 0 { arbiterAnswers() }
+            if driver.exitCode != nil || failure != nil { break }
+            adminFDs = fds[6...]
             let ready = Readiness(listen: listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0,
                                   channel: peerFD >= 0 && peerRevents != 0,
                                   channelWritable: peerRevents & Int16(POLLOUT) != 0,
@@ -246,16 +253,39 @@ public final class Node: NodeIO {
 
     // MARK: NodeIO: arbiter, process, observation
 
-    public func claim(epoch e: UInt64) -> ClaimOutcome {
-        guard let arb = options.arbiter else {
+    public func claim(epoch e: UInt64) -> ArbiterCall<ArbiterAnswer> {
+        guard let w = arbiterWorker else {
             fail("no --arbiter configured: cannot claim epoch \(e)")
-            return .answered(won: false, detail: "no --arbiter configured")
+            return .answered(.unavailable("no --arbiter configured"))
         }
-        let start = monotonicNanos()
-        let (won, detail) = arb.claim(epoch: e, node: core.config.nodeName)
-        let ms = Double(monotonicNanos() - start) / 1e6
-        log.notice("arbiter \(arb.description): epoch \(e) \(won ? "won" : "LOST") (\(detail), \(ms) ms)")
-        return .answered(won: won, detail: detail)
+        w.submit(.claim(e))
+        return .pending
+    }
+
+    public func checkEpoch(_ e: UInt64) -> ArbiterCall<EpochCheck> {
+        guard let w = arbiterWorker else { return .answered(.current) }
+        w.submit(.check(e))
+        return .pending
+    }
+
+    /// The arbiter thread answered: hand the answers to the loop.
+    func arbiterAnswers() {
+        guard let w = arbiterWorker else { return }
+        for r in w.take() {
+            switch r {
+            case .claimed(let e, let answer, let ms):
+                let what: String
+                switch answer {
+                case .won(let d): what = "won (\(d)"
+                case .lost(let d): what = "LOST (\(d)"
+                case .unavailable(let d): what = "unavailable (\(d)"
+                }
+                log.notice("arbiter \(w.arbiter.description): epoch \(e) \(what), \(ms) ms)")
+                _ = driver.arbiterAnswered(answer, now: monotonicNanos(), self)
+            case .checked(_, let answer):
+                _ = driver.epochChecked(answer, now: monotonicNanos(), self)
+            }
+        }
     }
 
     public func applied(_ e: LogEntry, outputs: [[UInt8]]) {
@@ -348,6 +378,7 @@ public final class Node: NodeIO {
         driver.shutdown(self)
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
         adminServer?.close()
+        arbiterWorker?.stop()
         tap = nil
         options.recorder?.close(replica: core.replica)
         log.notice("stopped")

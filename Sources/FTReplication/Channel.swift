@@ -3,9 +3,9 @@ import FTWire
 
 /// Messages on the log channel between the two nodes.
 ///
-/// Framing (version 1), every message:
+/// Framing (version 2: version 1 plus `health`), every message:
 ///   magic   u16  0x4654 ("FT")
-///   version u8   1
+///   version u8   2
 ///   type    u8   (see `ChannelMessage`)
 ///   length  u32  payload length, at most `ChannelCodec.maxPayload`
 ///   payload
@@ -35,6 +35,9 @@ public enum ChannelMessage: Equatable, Sendable {
     /// A frame a former primary received on its TAP after handing over, for
     /// the new primary to log as if it had read it itself.
     case forward(frame: [UInt8])
+    /// The sender's health (its tracked links and checks), sent after the
+    /// handshake and on every change; node-local, it only steers decisions.
+    case health(healthy: Bool, reason: String)
 
     public struct Hello: Equatable, Sendable {
         public var node: String
@@ -62,9 +65,10 @@ public enum ChannelMessage: Equatable, Sendable {
         case .snapshotChunk: return 9
         case .snapshotEnd: return 10
         case .forward: return 11
+        case .health: return 12
         }
     }
-    public static let typeCount = 11
+    public static let typeCount = 12
 
     /// The payload of each message type, and right below, its inverse.
     /// Change both together, and `ChannelCodec.version` with them.
@@ -84,6 +88,7 @@ public enum ChannelMessage: Equatable, Sendable {
         case .snapshotChunk(let o, let data, let sum): w.u64(o); w.blob(data); w.u64(sum)
         case .snapshotEnd: break
         case .forward(let f): w.blob(f)
+        case .health(let h, let r): w.bool(h); w.string(r)
         }
     }
 
@@ -111,6 +116,7 @@ public enum ChannelMessage: Equatable, Sendable {
         case 9: return .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
         case 10: return .snapshotEnd
         case 11: return .forward(frame: try r.blob(max: LogEntry.maxPayload))
+        case 12: return .health(healthy: try r.bool(), reason: try r.string())
         default: throw ChannelCodec.ProtocolError.badType(type)
         }
     }
@@ -118,7 +124,7 @@ public enum ChannelMessage: Equatable, Sendable {
 
 public enum ChannelCodec {
     public static let magic: UInt16 = 0x4654
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let maxPayload = 16 << 20
     static let headerSize = 8
 

@@ -90,6 +90,26 @@ public final class ReplicationCore {
     public internal(set) var switchovers: UInt64 = 0
     public internal(set) var joinsServed: UInt64 = 0
 
+    // Health and the arbiter (Health.swift).
+    /// This node's own health (its tracked links and checks): node-local.
+    public internal(set) var healthy = true
+    public internal(set) var healthReason = ""
+    /// The peer's health as it last reported it (nil: not reported yet).
+    public internal(set) var peerHealthy: Bool? = nil
+    /// A claim that waits for this node to be healthy again.
+    var claimDeferred = false
+    /// The claim in progress follows a handover entry (planned switchover),
+    /// not a failure: the old primary stays on the channel as our backup.
+    var handoverClaim = false
+    /// A claim the arbiter could not answer, retried at this time.
+    var claimRetryAt: Nanos? = nil
+    var claimFailures = 0
+    /// Claims the arbiter could not answer (unreachable, I/O errors).
+    public internal(set) var arbiterUnavailable: UInt64 = 0
+    /// A node serving without a backup re-checks its epoch at this time.
+    var nextEpochCheck: Nanos = 0
+    var epochCheckInFlight = false
+
     public init(config: ReplicationConfig, stack: Stack) {
         self.config = config
         self.replica = Replica(stack: stack)
@@ -135,7 +155,12 @@ public final class ReplicationCore {
 
     /// True when frames arriving on the TAP should be read and discarded
     /// (a backup's TAP never drives its replica).
-    public var drainsTap: Bool { !isLive }
+    /// Not while claiming: a backup taking over leaves what arrives in the
+    /// kernel's queue, to read it once live.
+    public var drainsTap: Bool {
+        if case .claiming = state { return false }
+        return !isLive
+    }
 
     /// The node may emit frames.
     public var isLive: Bool {
@@ -214,6 +239,7 @@ public final class ReplicationCore {
         }
         tickGARP(now: now, &a)
         watchPeer(now: now, &a)
+        tickArbiter(now: now, &a)
         if mode == .protected && replica.appliedIndex != lastDigestIndex && since(lastDigestAt, now) >= config.digestInterval {
             flush(now: now, &a)
             lastDigestAt = now
@@ -235,6 +261,7 @@ public final class ReplicationCore {
         if case .backup(let t?) = state { consider(t) }
         if peerConnected && !watchesPeer { consider(lastHeard + config.failoverTimeout) }
         if mode == .protected && replica.appliedIndex != lastDigestIndex { consider(lastDigestAt + config.digestInterval) }
+        arbiterWakeup(&w)
         return w
     }
 

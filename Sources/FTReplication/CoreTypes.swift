@@ -124,6 +124,8 @@ public enum Action: Sendable {
     case closePeer(reason: String)
     /// Claim `epoch` with the arbiter; answer with `arbiterAnswered`.
     case claimEpoch(UInt64)
+    /// Ask the arbiter whether an epoch above this one was claimed; answer with `epochChecked`.
+    case checkEpoch(UInt64)
     /// The node must exit with this code.
     case exit(code: Int32, reason: String)
     /// Test fault hook fired: die at once, like SIGKILL.

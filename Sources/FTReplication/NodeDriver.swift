@@ -75,12 +75,12 @@ public enum TapRead {
     case failed(String)
 }
 
-/// An arbiter claim as the platform performs it.
-public enum ClaimOutcome: Equatable {
-    /// The arbiter answered (a synchronous arbiter answers at once).
-    case answered(won: Bool, detail: String)
-    /// The answer comes later through `NodeDriver.arbiterAnswered`; until
-    /// then the loop iteration is suspended, as a blocking call would hold it.
+/// An arbiter request as the platform performs it.
+public enum ArbiterCall<Answer: Equatable>: Equatable {
+    /// Answered at once.
+    case answered(Answer)
+    /// The answer comes later (`NodeDriver.arbiterAnswered`/`epochChecked`);
+    /// the loop goes on meanwhile (heartbeats, the channel, timers).
     case pending
 }
 
@@ -147,7 +147,9 @@ public protocol NodeIO: AnyObject {
     /// Writes as much as the channel takes now; returns the byte count (0 if it would block).
     func writeChannel(_ bytes: ArraySlice<UInt8>) -> Int
     func closeChannel()
-    func claim(epoch: UInt64) -> ClaimOutcome
+    func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer>
+    /// Asks whether an epoch above `epoch` was claimed.
+    func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck>
     func applied(_ entry: LogEntry, outputs: [[UInt8]])
     func snapshotSent(index: UInt64, bytes: Int)
     func log(_ level: LogLevel, _ message: String)
@@ -195,16 +197,13 @@ public struct NodeLoopConfig: Sendable {
 /// The state of the log channel as the loop sees it.
 public enum ChannelState: Equatable, Sendable { case none, connecting, open }
 
-/// Where the current iteration stands: an iteration can be suspended in
-/// the arbiter call and resumed by its answer.
-enum LoopStep { case idle, start, afterChannel, tap, afterTick }
+/// Where the current iteration stands.
+enum LoopStep { case idle, start, event, afterChannel, tap, afterTick }
 
 /// Result of driving the loop.
 public enum LoopProgress: Equatable {
     /// The iteration finished; call `plan` and wait.
     case completed
-    /// Suspended in the arbiter call; `arbiterAnswered` resumes it.
-    case blockedInClaim(epoch: UInt64)
     /// The node exited or was halted.
     case stopped
 }
@@ -215,8 +214,10 @@ public final class NodeDriver {
     public let config: NodeLoopConfig
     public private(set) var channel: ChannelState = .none
     public private(set) var exitCode: Int32? = nil
-    /// The epoch being claimed while the iteration waits for the arbiter.
+    /// The epoch claimed and not answered yet.
     public private(set) var claimInFlight: UInt64? = nil
+    /// An epoch check not answered yet.
+    public private(set) var checkInFlight: UInt64? = nil
     /// A probe of the peer's port is in progress (see PeerProbe.swift).
     public private(set) var probing = false
     var out: [UInt8] = []
@@ -289,11 +290,32 @@ public final class NodeDriver {
         return run(io)
     }
 
-    /// The arbiter answered the claim the iteration is suspended in.
-    public func arbiterAnswered(won: Bool, detail: String, now: Nanos, _ io: NodeIO) -> LoopProgress {
-        guard let e = claimInFlight else { return step == .idle ? .completed : .stopped }
+    /// The arbiter answered the claim in flight (between iterations).
+    public func arbiterAnswered(_ answer: ArbiterAnswer, now: Nanos, _ io: NodeIO) -> LoopProgress {
+        guard let e = claimInFlight else { return .completed }
         claimInFlight = nil
-        core.arbiterAnswered(epoch: e, won: won, detail: detail, now: now, &pending)
+        return event(now: now, io) { core.arbiterAnswered(epoch: e, answer: answer, now: now, &pending) }
+    }
+
+    /// The arbiter answered the epoch check in flight (between iterations).
+    public func epochChecked(_ answer: EpochCheck, now: Nanos, _ io: NodeIO) -> LoopProgress {
+        guard checkInFlight != nil else { return .completed }
+        checkInFlight = nil
+        return event(now: now, io) { core.epochChecked(answer, now: now, &pending) }
+    }
+
+    /// This node's health changed (between iterations).
+    public func healthChanged(_ healthy: Bool, reason: String, now: Nanos, _ io: NodeIO) -> LoopProgress {
+        event(now: now, io) { core.setHealth(healthy, reason: reason, now: now, &pending) }
+    }
+
+    /// Runs an outside event through the core and performs what it decided.
+    func event(now: Nanos, _ io: NodeIO, _ body: () -> Void) -> LoopProgress {
+        precondition(step == .idle, "an event while an iteration is in progress")
+        guard exitCode == nil, !io.halted else { return .stopped }
+        iterNow = now
+        body()
+        step = .event
         return run(io)
     }
 
@@ -306,13 +328,16 @@ public final class NodeDriver {
     func run(_ io: NodeIO) -> LoopProgress {
         while true {
             if io.halted || exitCode != nil { step = .idle; return .stopped }
-            if let e = claimInFlight { return .blockedInClaim(epoch: e) }
             if stalled { stalled = false; step = .idle; return .stopped }
             switch step {
             case .idle:
                 return .completed
             case .start:
                 guard perform(io) else { continue }
+                step = .idle
+            case .event:
+                guard perform(io) else { continue }
+                flushChannel(io)
                 step = .idle
             case .afterChannel:
                 guard perform(io) else { continue }
@@ -472,8 +497,7 @@ public final class NodeDriver {
 
     // MARK: Actions
 
-    /// Performs pending actions in order. False when the iteration cannot go
-    /// on now: suspended in the arbiter call, exited, or halted.
+    /// Performs pending actions in order. False when the node exited or was halted.
     func perform(_ io: NodeIO) -> Bool {
         while pendingIndex < pending.count {
             let a = pending[pendingIndex]
@@ -491,11 +515,17 @@ public final class NodeDriver {
                 dropChannel(io)
             case .claimEpoch(let e):
                 switch io.claim(epoch: e) {
-                case .answered(let won, let detail):
-                    core.arbiterAnswered(epoch: e, won: won, detail: detail, now: iterNow, &pending)
+                case .answered(let answer):
+                    core.arbiterAnswered(epoch: e, answer: answer, now: iterNow, &pending)
                 case .pending:
                     claimInFlight = e
-                    return false
+                }
+            case .checkEpoch(let e):
+                switch io.checkEpoch(e) {
+                case .answered(let answer):
+                    core.epochChecked(answer, now: iterNow, &pending)
+                case .pending:
+                    checkInFlight = e
                 }
             case .exit(let code, let reason):
                 exitCode = code

@@ -84,11 +84,13 @@ extension ReplicationCore {
             }
             if mode == .waitingForPeer && replica.appliedIndex == 0 {
                 send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
+                announceHealth(now: now, &a)
                 state = .protected
                 a.append(.log(.notice, "backup \(h.node) joined at epoch \(epoch): protected, serving"))
                 startGARP(now: now, &a)
             } else if mode == .alone {
                 startStateTransfer(to: h.node, now: now, &a)
+                announceHealth(now: now, &a)
             } else {
                 refuse(h.node, "this primary is \(mode) and cannot take a backup now", now: now, &a)
             }
@@ -101,6 +103,7 @@ extension ReplicationCore {
             guard role == .backup, mode == .waitingForPeer else { return }
             epoch = e
             inSync = !withSnapshot
+            announceHealth(now: now, &a)
             if withSnapshot {
                 state = .joining(nil)
                 a.append(.log(.notice, "joining primary at epoch \(e) by state transfer"))
@@ -154,6 +157,8 @@ extension ReplicationCore {
             if takesInput { tapFrame(f, now: now, &a) }
         case .heartbeat:
             break
+        case .health(let h, let reason):
+            peerHealth(h, reason: reason, now: now, &a)
         }
     }
 }

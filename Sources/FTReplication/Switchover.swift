@@ -14,6 +14,9 @@ extension ReplicationCore {
         guard role == .primary, mode == .protected else {
             return "switchover needs a protected primary (this node is \(role), \(mode))"
         }
+        guard peerHealthy != false else {
+            return "the backup reports itself unhealthy; not handing over to it"
+        }
         state = .handingOver
         a.append(.log(.notice, "switchover requested: input paused until the backup has acknowledged index \(replica.appliedIndex)"))
         flush(now: now, &a)
@@ -41,6 +44,7 @@ extension ReplicationCore {
         guard mode == .backup else { return }
         flush(now: now, &a)  // acknowledge the handover entry before leading
         state = .claiming(epoch: epoch + 1)
+        handoverClaim = true
         a.append(.log(.notice, "handover received at log index \(replica.appliedIndex): claiming epoch \(epoch + 1)"))
         claim(epoch + 1, now: now, &a)
     }

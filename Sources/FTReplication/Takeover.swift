@@ -82,24 +82,12 @@ extension ReplicationCore {
         }
     }
 
-    func claim(_ e: UInt64, now: Nanos, _ a: inout [Action]) {
-        if faults.breaks(.skipArbiter) {
-            arbiterAnswered(epoch: e, won: true, detail: "SABOTAGE: arbiter skipped", now: now, &a)
-        } else {
-            a.append(.claimEpoch(e))
-        }
-    }
-
-    /// The arbiter's answer to `claimEpoch`.
-    public func arbiterAnswered(epoch claimed: UInt64, won: Bool, detail: String, now: Nanos, _ a: inout [Action]) {
-        guard case .claiming(let e) = state, e == claimed else { return }
-        guard won else {
-            state = .stopped
-            let n = gate.discardHeld()
-            a.append(.exit(code: 2, reason: "lost epoch \(claimed) to another node (\(detail)); \(n) held frames discarded, emitting nothing"))
-            return
-        }
+    /// `claimed` is ours (Health.swift has the claim and the answers).
+    func won(epoch claimed: UInt64, detail: String, now: Nanos, _ a: inout [Action]) {
         epoch = claimed
+        nextEpochCheck = now + config.failoverTimeout / 2
+        let handover = handoverClaim
+        handoverClaim = false
         if role == .primary && claimed == 1 && replica.appliedIndex == 0 {
             if config.startAlone {
                 state = .alone
@@ -112,7 +100,7 @@ extension ReplicationCore {
             return
         }
         clock.resume(lastLogged: replica.lastTime, localNow: now)
-        if role == .backup && peerConnected {
+        if role == .backup && handover && peerConnected {
             // Planned switchover: the old primary follows us on the same channel.
             role = .primary
             state = .protected

@@ -133,6 +133,7 @@ extension Simulation {
         case .snapshotBegin(let i, let e, let total, _): return "snapshot-begin(index \(i), epoch \(e), \(total) bytes)"
         case .snapshotChunk(let off, let data, _): return "snapshot-chunk(\(off), \(data.count) bytes)"
         case .snapshotEnd: return "snapshot-end"
+        case .health(let h, let r): return "health(\(h ? "healthy" : "unhealthy")\(r.isEmpty ? "" : ": \(r)"))"
         case .forward(let f): return "forward(\(f.count) bytes)"
         }
     }

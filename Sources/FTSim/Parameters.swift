@@ -61,6 +61,11 @@ public struct SimParameters: CustomStringConvertible {
     public var partitions: [(dirs: [Int], at: Nanos, duration: Nanos)] = []
     public var spikes: [(dir: Int, at: Nanos, duration: Nanos, extra: Nanos)] = []
     public var channelBreak: Nanos? = nil
+    /// A node's uplink goes down (it reports itself unhealthy); with `cable`,
+    /// its log link too (SimHealth.swift).
+    public var healthFaults: [(node: Int, at: Nanos, duration: Nanos, cable: Bool)] = []
+    /// The arbiter answers nothing but `unavailable`.
+    public var arbiterOutages: [(at: Nanos, duration: Nanos)] = []
 
     // Checker sampling.
     public var digestEvery: UInt64 = 32
@@ -161,6 +166,14 @@ public struct SimParameters: CustomStringConvertible {
             }
         }
         if r.chance(0.15) { p.channelBreak = at() }
+        if r.chance(0.3) {
+            for _ in 0..<r.int(1...2) {
+                p.healthFaults.append((r.int(0...1), at(), span() + r.logNanos(10 * nsPerMs, 2_000 * nsPerMs), r.chance(0.5)))
+            }
+        }
+        if r.chance(0.2) {
+            for _ in 0..<r.int(1...2) { p.arbiterOutages.append((at(), r.logNanos(10 * nsPerMs, 3_000 * nsPerMs))) }
+        }
         return p
     }
 
@@ -180,6 +193,8 @@ public struct SimParameters: CustomStringConvertible {
         for x in partitions { s += "fault: partition \(x.dirs.count == 2 ? "both ways" : x.dirs[0] == 0 ? "n0->n1" : "n1->n0") at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         for x in spikes { s += "fault: latency spike \(x.dir == 0 ? "n0->n1" : "n1->n0") +\(fmtMs(x.extra)) at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         if let b = channelBreak { s += "fault: log channel reset at \(fmtTime(b))\n" }
+        for x in healthFaults { s += "fault: \(x.cable ? "cable pull" : "uplink down") on n\(x.node) at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
+        for x in arbiterOutages { s += "fault: arbiter unavailable at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         s += "checker: full-state digests sampled every \(digestEvery) entries"
         return s
     }

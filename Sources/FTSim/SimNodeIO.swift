@@ -133,13 +133,20 @@ final class SimIO: NodeIO {
         n.peerConn = nil
     }
 
-    func claim(epoch e: UInt64) -> ClaimOutcome {
+    func claim(epoch e: UInt64) -> ArbiterCall<ArbiterAnswer> {
+        if !n.core.healthy { sim.fail("claim-while-unhealthy", "\(n.name) claimed epoch \(e) while unhealthy (\(n.core.healthReason))") }
         let token = sim.nextToken()
         n.blockedClaim = (e, token)
         let d = sim.arbiterLatency()
         if d >= 50 * nsPerMs { sim.count("slow-arbiter-claim") }
-        sim.trace(n.name, "claims epoch \(e) (blocks in the arbiter call)")
+        sim.trace(n.name, "claims epoch \(e)")
         sim.schedule(sim.now + d, .arbiterArrive(node: n.id, epoch: e, token: token))
+        return .pending
+    }
+
+    func checkEpoch(_ e: UInt64) -> ArbiterCall<EpochCheck> {
+        n.checkToken = sim.nextToken()
+        sim.schedule(sim.now + sim.arbiterLatency(), .checkArrive(node: n.id, epoch: e, token: n.checkToken))
         return .pending
     }
 
@@ -215,6 +222,7 @@ extension Simulation {
     func startNode(_ n: SimNode) {
         trace(n.name, "start as \(n.core.config.role) (process \(n.uid))")
         progressed(n, n.driver.start(now: local(n, now), n.io))
+        initialHealth(n)
     }
 
     func scheduleWake(_ n: SimNode, _ t: Nanos) {
@@ -226,7 +234,7 @@ extension Simulation {
 
     /// An input became ready for this node (an fd it polls is readable).
     func poke(_ n: SimNode) {
-        guard n.alive, !n.paused, n.blockedClaim == nil else { return }
+        guard n.alive, !n.paused else { return }
         scheduleWake(n, now + (params.schedDelayMax > 0 ? rng.nanos(0, params.schedDelayMax) : 0))
     }
 
@@ -281,12 +289,12 @@ extension Simulation {
         if ready(n) { poke(n) }
     }
 
-    func continueClaim(_ n: SimNode, won: Bool, detail: String) {
+    func continueClaim(_ n: SimNode, _ answer: ArbiterAnswer) {
         guard let b = n.blockedClaim else { return }
         n.blockedClaim = nil
-        trace(n.name, "arbiter answered: epoch \(b.epoch) \(won ? "won" : "LOST") (\(detail))")
+        trace(n.name, "arbiter answered: epoch \(b.epoch) \(answer)")
         let before = n.core.takeovers
-        let p = n.driver.arbiterAnswered(won: won, detail: detail, now: local(n, now), n.io)
+        let p = n.driver.arbiterAnswered(answer, now: local(n, now), n.io)
         if n.core.takeovers > before {
             trace(n.name, "TAKEOVER: live in epoch \(n.core.epoch) at index \(n.core.replica.appliedIndex)")
         }
@@ -300,6 +308,7 @@ extension Simulation {
         if tracing { trace(n.name, "emit #\(o.index) \(frameSummary(o.frame))") }
         hash.mix(bytes: o.frame)
         let f = o.frame
+        if portDown[n.id] { stat("frames-lost-on-down-port"); return }
         schedule(now + params.nodeLinkLatency, .atSwitch(port: n.id, frame: f))
     }
 

@@ -73,7 +73,10 @@ enum Ev {
     case nodeWake(Int, UInt64)
     case nodeResume(Int, Int)
     case arbiterArrive(node: Int, epoch: UInt64, token: UInt64)
-    case arbiterReply(node: Int, epoch: UInt64, won: Bool, detail: String, token: UInt64)
+    case arbiterReply(node: Int, epoch: UInt64, answer: ArbiterAnswer, token: UInt64)
+    case checkArrive(node: Int, epoch: UInt64, token: UInt64)
+    case checkReply(node: Int, answer: EpochCheck, token: UInt64)
+    case health(node: Int, healthy: Bool, cable: Bool)
     case chanPump(conn: Int, dir: Int, token: UInt64)
     case connectArrive(conn: Int)
     case connectResult(conn: Int, ok: Bool)
@@ -124,6 +127,8 @@ public final class Simulation {
     let checker = Checker()
     let counter = CounterChecker()
     var arbiter: [UInt64: Int] = [:]
+    /// A node's switch port (its uplink) is down (SimHealth.swift).
+    var portDown = [false, false]
 
     /// A run whose world and faults are drawn from the seed (`params` nil),
     /// or given (a scenario written by a test; the seed still drives every
@@ -222,6 +227,20 @@ public final class Simulation {
             count("latency-spike")
         }
         if let b = p.channelBreak { schedule(b, .channelBreak) }
+        for x in p.healthFaults {
+            let end = min(x.at + x.duration, p.safetyEnd)
+            guard end > x.at else { continue }
+            schedule(x.at, .health(node: x.node, healthy: false, cable: x.cable))
+            schedule(end, .health(node: x.node, healthy: true, cable: x.cable))
+            if x.cable {
+                partitions.append(([0, 1], x.at, end))
+                schedule(x.at, .faultMark("cable pull n\(x.node): log channel cut until \(fmtTime(end))"))
+            }
+        }
+        for x in p.arbiterOutages {
+            schedule(x.at, .faultMark("arbiter unavailable until \(fmtTime(x.at + x.duration))"))
+            count("arbiter-outage")
+        }
         schedule(p.safetyEnd, .livenessStart)
         schedule(p.safetyEnd + p.livenessBound, .deadline)
     }
@@ -264,7 +283,7 @@ public final class Simulation {
             let n = nodes[i]
             guard token == n.wakeToken else { return }
             n.wakeAt = nil
-            guard n.alive, !n.paused, n.blockedClaim == nil else { return }
+            guard n.alive, !n.paused else { return }
             hash.mix(UInt64(1 + i))
             wakeNode(n)
         case .nodeResume(let i, let uid):
@@ -273,24 +292,46 @@ public final class Simulation {
             n.paused = false
             trace(n.name, "resumes (SIGCONT)")
             hash.mix(UInt64(10 + i))
-            if n.blockedClaim != nil {
-                if let r = n.claimReply { n.claimReply = nil; continueClaim(n, won: r.won, detail: r.detail) }
-            } else {
-                scheduleWake(n, now)
-            }
+            // What arrived while it was stopped is handled now.
+            if let r = n.claimReply { n.claimReply = nil; continueClaim(n, r) }
+            if n.alive, let r = n.checkReply { n.checkReply = nil; continueCheck(n, r) }
+            if n.alive, let h = n.healthPending { n.healthPending = nil; setHealth(n, h) }
+            if n.alive { scheduleWake(n, now) }
         case .arbiterArrive(let i, let e, let token):
-            let won = arbiter[e] == nil
-            if won { arbiter[e] = i }
-            let detail = won ? "epoch-\(e) created" : "epoch-\(e) already claimed by n\(arbiter[e]!)"
-            trace("arbiter", "claim of epoch \(e) by n\(i): \(won ? "won" : "lost")")
-            hash.mix(e); hash.mix(won ? 1 : 0)
-            schedule(now + arbiterLatency(), .arbiterReply(node: i, epoch: e, won: won, detail: detail, token: token))
-        case .arbiterReply(let i, let e, let won, let detail, let token):
+            let answer: ArbiterAnswer
+            if arbiterDown(now) {
+                answer = .unavailable("store unreachable")
+                count("arbiter-unavailable")
+            } else if arbiter[e] == nil {
+                arbiter[e] = i
+                answer = .won("epoch-\(e) created")
+                checker.claimGranted(self, node: nodes[i], epoch: e)
+            } else {
+                answer = .lost("epoch-\(e) already claimed by n\(arbiter[e]!)")
+            }
+            trace("arbiter", "claim of epoch \(e) by n\(i): \(answer)")
+            hash.mix(e); hash.mix(answer.hashTag)
+            schedule(now + arbiterLatency(), .arbiterReply(node: i, epoch: e, answer: answer, token: token))
+        case .arbiterReply(let i, let e, let answer, let token):
             let n = nodes[i]
             guard n.alive, let b = n.blockedClaim, b.token == token, b.epoch == e else { return }
             hash.mix(UInt64(20 + i))
-            if n.paused { n.claimReply = (won, detail); return }
-            continueClaim(n, won: won, detail: detail)
+            if n.paused { n.claimReply = answer; return }
+            continueClaim(n, answer)
+        case .checkArrive(let i, let e, let token):
+            let answer: EpochCheck
+            let top = arbiter.keys.max() ?? 0
+            if arbiterDown(now) { answer = .unavailable("store unreachable") }
+            else if top > e { answer = .superseded(epoch: top, detail: "epoch-\(top) owned by n\(arbiter[top]!)") }
+            else { answer = .current }
+            schedule(now + arbiterLatency(), .checkReply(node: i, answer: answer, token: token))
+        case .checkReply(let i, let answer, let token):
+            let n = nodes[i]
+            guard n.alive, n.checkToken == token else { return }
+            if n.paused { n.checkReply = answer; return }
+            continueCheck(n, answer)
+        case .health(let i, let h, let cable):
+            healthFault(i, healthy: h, cable: cable)
         case .chanPump(let c, let d, let token):
             pump(conns[c], d, token)
         case .connectArrive(let c):
@@ -448,7 +489,11 @@ final class SimNode {
     var pendingSwitchover = false
     /// The arbiter claim the loop is blocked in.
     var blockedClaim: (epoch: UInt64, token: UInt64)? = nil
-    var claimReply: (won: Bool, detail: String)? = nil
+    var claimReply: ArbiterAnswer? = nil
+    var checkToken: UInt64 = 0
+    var checkReply: EpochCheck? = nil
+    /// A health change that reached the process while it was stopped.
+    var healthPending: (healthy: Bool, reason: String)? = nil
     // Fault triggers.
     var crashArmed: SimParameters.CrashPlan? = nil
     var emitCountdown: Int? = nil

@@ -250,7 +250,7 @@ extension Simulation {
     func forward(to port: Int, _ f: [UInt8]) {
         if port < 2 {
             let n = nodes[port]
-            guard !n.machineDown else { return }
+            guard !n.machineDown, !portDown[port] else { return }
             schedule(now + params.nodeLinkLatency, .atNode(node: port, frame: f))
         } else {
             linkSend(port: port, toHost: true, f)

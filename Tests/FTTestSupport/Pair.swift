@@ -49,6 +49,8 @@ public final class Pair {
     /// Which node sent each gratuitous ARP, in order.
     public var garps: [String] = []
     public var claims: [(node: String, epoch: UInt64)] = []
+    /// Epoch checks a node serving alone asked for.
+    public var checks: [(node: String, epoch: UInt64)] = []
     public var exits: [(node: String, code: Int32, reason: String)] = []
     public var crashes: [(node: String, why: String)] = []
     /// Channel closes a node asked for.
@@ -96,6 +98,7 @@ public final class Pair {
                 if isGARP(o.frame) { garps.append(node) }
             case .send(let b): if node == "A" { toBackup += b } else { toPrimary += b }
             case .claimEpoch(let e): claims.append((node, e))
+            case .checkEpoch(let e): checks.append((node, e))
             case .exit(let code, let reason): exits.append((node, code, reason))
             case .crash(let why): crashes.append((node, why))
             case .closePeer(let reason): closes.append((node, reason))
@@ -145,6 +148,19 @@ public final class Pair {
         }
         let w = won ?? arbiter.claim(e, by: node)
         call(node) { $0.arbiterAnswered(epoch: e, won: w, detail: w ? "" : "taken", now: now, &$1) }
+    }
+
+    /// Answers `node`'s latest claim with `answer` (e.g. `.unavailable`).
+    public func answerClaim(of node: String, _ answer: ArbiterAnswer, file: StaticString = #filePath, line: UInt = #line) {
+        guard let e = claims.last(where: { $0.node == node })?.epoch else {
+            return XCTFail("\(node) has not claimed an epoch", file: file, line: line)
+        }
+        call(node) { $0.arbiterAnswered(epoch: e, answer: answer, now: now, &$1) }
+    }
+
+    /// `node`'s health changes (its tracked links).
+    public func setHealth(_ node: String, _ healthy: Bool, reason: String = "test") {
+        call(node) { $0.setHealth(healthy, reason: reason, now: now, &$1); $0.flush(now: now, &$1) }
     }
 
     /// Hands the bytes queued for B to B, then lets B flush.

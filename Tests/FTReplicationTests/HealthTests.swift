@@ -1,0 +1,130 @@
+import XCTest
+import FTReplication
+import FTStack
+import FTTestSupport
+
+/// The health rules and the arbiter's three answers (Health.swift).
+final class HealthTests: XCTestCase {
+
+    /// The primary loses its uplink while its backup is healthy: it hands
+    /// over through the planned-switchover path, nothing lost.
+    func testUnhealthyPrimaryHandsOverToHealthyBackup() {
+        let p = Pair()
+        p.establish()
+        XCTAssertEqual(p.backup.peerHealthy, true, "health is exchanged at the handshake")
+        p.setHealth("A", false, reason: "uplink upA down")
+        p.deliver()
+        XCTAssertEqual(p.claims(by: "B"), [2], "the backup claims the next epoch after the handover entry")
+        p.answerClaim(of: "B")
+        p.deliver()
+        XCTAssertEqual(p.backup.role, .primary)
+        XCTAssertEqual(p.backup.mode, .protected)
+        XCTAssertEqual(p.primary.mode, .backup, "the old primary follows")
+        XCTAssertEqual(p.primary.switchovers, 1)
+        XCTAssertTrue(p.exits.isEmpty)
+    }
+
+    /// Both unhealthy: the current primary stays.
+    func testBothUnhealthyPrimaryStays() {
+        let p = Pair()
+        p.setHealth("B", false)
+        p.deliver()
+        XCTAssertEqual(p.primary.peerHealthy, false)
+        p.setHealth("A", false)
+        p.deliver()
+        XCTAssertEqual(p.primary.mode, .protected)
+        XCTAssertTrue(p.claims(by: "B").isEmpty)
+        XCTAssertNotNil(p.call("A") { core, a in XCTAssertNotNil(core.requestSwitchover(now: p.now, &a)) })
+    }
+
+    /// An unhealthy backup whose primary goes silent does not claim; it claims
+    /// as soon as it is healthy again.
+    func testUnhealthyBackupDefersItsClaim() {
+        let p = Pair()
+        p.setHealth("B", false)
+        p.toPrimary = []
+        p.now += 600 * ms  // past the failover timeout, nothing heard from A
+        p.tick("B")
+        XCTAssertEqual(p.backup.mode, .claiming(epoch: 2))
+        XCTAssertTrue(p.claims(by: "B").isEmpty, "an unhealthy node never claims")
+        p.setHealth("B", true)
+        XCTAssertEqual(p.claims(by: "B"), [2])
+        p.answerClaim(of: "B")
+        XCTAssertTrue(p.backup.isLive)
+    }
+
+    /// A primary that loses its backup while unhealthy does not claim (the
+    /// healthy backup will), and holds its output.
+    func testUnhealthyPrimaryLosingBackupDoesNotClaim() {
+        let p = Pair()
+        p.setHealth("B", false)  // so that A does not hand over to B
+        p.deliver()
+        p.setHealth("A", false)
+        p.toBackup = []
+        p.call("A") { $0.peerDown(reason: "cable pulled", now: p.now, &$1) }
+        XCTAssertEqual(p.primary.mode, .claiming(epoch: 2))
+        XCTAssertEqual(p.claims(by: "A"), [1], "no claim of epoch 2 while unhealthy")
+        XCTAssertFalse(p.primary.isLive)
+    }
+
+    /// An operator switchover to a backup that reports itself unhealthy is refused.
+    func testSwitchoverToUnhealthyBackupRefused() {
+        let p = Pair()
+        p.setHealth("B", false)
+        p.deliver()
+        var err: String? = nil
+        p.call("A") { core, a in err = core.requestSwitchover(now: p.now, &a) }
+        XCTAssertEqual(err, "the backup reports itself unhealthy; not handing over to it")
+        XCTAssertEqual(p.primary.mode, .protected)
+    }
+
+    /// An arbiter that cannot answer is retried with backoff; the node never exits for it.
+    func testUnavailableArbiterIsRetriedNotFatal() {
+        let p = Pair()
+        p.toPrimary = []
+        p.now += 600 * ms
+        p.tick("B")
+        XCTAssertEqual(p.claims(by: "B"), [2])
+        p.answerClaim(of: "B", .unavailable("EIO"))
+        XCTAssertTrue(p.exits.isEmpty)
+        XCTAssertEqual(p.backup.mode, .claiming(epoch: 2))
+        XCTAssertEqual(p.backup.arbiterUnavailable, 1)
+        p.now += 49 * ms; p.tick("B")
+        XCTAssertEqual(p.claims(by: "B"), [2], "no retry before the backoff")
+        p.now += 1 * ms; p.tick("B")
+        XCTAssertEqual(p.claims(by: "B"), [2, 2], "retried after 50 ms")
+        p.answerClaim(of: "B", .unavailable("EIO"))
+        p.now += 99 * ms; p.tick("B")
+        XCTAssertEqual(p.claims(by: "B").count, 2, "backoff doubles")
+        p.now += 1 * ms; p.tick("B")
+        XCTAssertEqual(p.claims(by: "B").count, 3)
+        p.answerClaim(of: "B")
+        XCTAssertTrue(p.backup.isLive)
+        XCTAssertTrue(p.exits.isEmpty)
+    }
+
+    /// A node serving alone re-checks its epoch and stops when a higher one exists.
+    func testAloneNodeStopsWhenSuperseded() {
+        let p = Pair()
+        p.toPrimary = []
+        p.now += 600 * ms
+        p.tick("B")
+        p.answerClaim(of: "B")
+        XCTAssertEqual(p.backup.mode, .alone)
+        p.now += 250 * ms
+        p.tick("B")
+        XCTAssertEqual(p.checks.last?.node, "B")
+        XCTAssertEqual(p.checks.last?.epoch, 2)
+        p.call("B") { $0.epochChecked(.current, now: p.now, &$1) }
+        XCTAssertEqual(p.backup.mode, .alone)
+        p.now += 250 * ms
+        p.tick("B")
+        XCTAssertEqual(p.checks.filter { $0.node == "B" }.count, 2, "checked again within half a failover timeout")
+        p.call("B") { $0.epochChecked(.superseded(epoch: 3, detail: "epoch-3 owned by C"), now: p.now, &$1) }
+        XCTAssertEqual(p.backup.mode, .stopped)
+        XCTAssertEqual(p.exitCodes(of: "B"), [2])
+        let n = p.emitted["B"]!.count
+        p.now += 100 * ms; p.tick("B")
+        XCTAssertEqual(p.emitted["B"]!.count, n, "a superseded node emits nothing")
+    }
+}
