@@ -724,14 +724,15 @@ def join_and_measure(pair: PL.Pair, server: PL.Daemon, node: str,
                      probe: Load | None = None) -> tuple[PL.Daemon, dict]:
     """Restarts node `node` as backup; it joins `server` by state transfer.
     Returns the joined node and the numbers (snapshot size, pause, transfer).
-    /status is polled every 50 ms here: each answer computes the state digest,
-    which is not free with 1,000 connections."""
+    Polling /status costs the node a state digest per answer, which is not
+    free with 1,000 connections: only the joiner is polled until it restored
+    (its state is empty until then); the server is asked once it has."""
     served = server.status()["joins_served"]
     n_snap = len(server.findall(RE_SNAPSHOT))
     j = pair.start_node(node, "backup")
-    _, t_restored = j.wait_status("restored the snapshot and following", 60, mode="backup", poll=0.05)
+    _, t_restored = j.wait_status("restored the snapshot and following", 60, mode="backup")
     st, t_caught = server.wait_status("protected again after serving one more snapshot", 30, mode="protected",
-                                      cond=lambda s: s["joins_served"] > served, poll=0.05)
+                                      cond=lambda s: s["joins_served"] > served, poll=0.02)
     check(st["joins_served"] == served + 1, f"{server.label} served {st['joins_served'] - served} snapshots for "
                                             f"one join (a state transfer failed without a fault hook?)")
     wait_in_sync(j)
