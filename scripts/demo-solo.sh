@@ -5,7 +5,7 @@
 # daemon in ${P}-a, and from the client namespace pings it, talks to the
 # counter, echo and udp-counter services, prints a summary, and cleans up.
 #
-#   scripts/demo-solo.sh       # FTAP_BIN=..., FTAP_SCRATCH_PATH=..., FTAP_STANDIN=1 as in lib.sh
+#   scripts/demo-solo.sh       # FTAP_BIN=..., FTAP_SCRATCH_PATH=... as in lib.sh
 # (scripts/demo.sh is the failover demo; its --solo mode is a shorter version of this.)
 set -euo pipefail
 

@@ -76,7 +76,8 @@ ftap_build() {
 }
 
 # ftap_start NS TAP BRIDGE LOGFILE [extra ftap args...]: starts the solo daemon
-# in NS with the standard appliance identity and services; sets FTAP_PID.
+# in NS with the standard appliance identity and services, and its admin
+# endpoint on 127.0.0.1:7410 inside NS (`ip netns exec NS ftap status`); sets FTAP_PID.
 ftap_start() {
     local ns=$1 tap=$2 br=$3 log=$4
     shift 4
@@ -84,7 +85,7 @@ ftap_start() {
         --mac 02:00:00:00:00:10 --ip 10.0.0.100/24 \
         --service counter:7000 --service echo:7 --service discard:9 \
         --service udp-echo:7001 --service udp-counter:7002 \
-        --log-level "${FTAP_LOG_LEVEL:-info}" "$@" >>"$log" 2>&1 &
+        --admin 127.0.0.1:7410 --log-level "${FTAP_LOG_LEVEL:-info}" "$@" >>"$log" 2>&1 &
     FTAP_PID=$!
     FTAP_PIDS+=("$FTAP_PID")
 }

@@ -22,7 +22,7 @@
 #
 # Environment: FTAP_BIN, FTAP_SCRATCH_PATH, FTAP_BUILD_CONFIG (see scripts/lib.sh);
 # FTAP_NS; FTAP_REPEAT; FTAP_OUT (artifacts, default out/replication: one
-# directory per run, r<rep>/<test>/ with a.log, b.log, captures, recordings);
+# directory per run, r<rep>/<test>/ with A1.log, B1.log (one per daemon started), captures, recordings);
 # FTAP_TEST_TIMEOUT (seconds per test run, default 300); FTAP_LOG_LEVEL;
 # FTAP_KEEP=1 keeps the artifacts of passing runs (default: deleted, except
 # measure.json and the logs).
@@ -132,10 +132,6 @@ trap 'exit 143' TERM
 
 ftap_check_root
 ftap_need_tools
-if [ "${FTAP_STANDIN:-0}" = 1 ]; then
-    echo "FTAP_STANDIN=1: the stand-in daemon has no replication; run with the real ftap" >&2
-    exit 2
-fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 : >"$PIDFILE"
@@ -151,7 +147,7 @@ ftap_say "tests: ${TESTS[*]} (x$REPEAT, prefix $P)"
 
 print_logs() {  # print_logs DIR
     local f
-    for f in "$1"/a.log "$1"/b.log; do ftap_print_log "$f" 200; done
+    for f in "$1"/[AB][0-9]*.log; do [ -f "$f" ] && ftap_print_log "$f" 200; done
     for f in "$1"/*.pcap; do [ -f "$f" ] && echo "capture: $f (tcpdump -nr $f)"; done
     echo "artifacts: $1"
 }

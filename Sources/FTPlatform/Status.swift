@@ -19,11 +19,21 @@ extension Node {
             ("lag_bytes", "\(core.lagBytes)"),
             ("held_frames", "\(core.heldFrames)"),
             ("peer_connected", core.isPeerConnected ? "true" : "false"),
+            // A backup may take over only once the primary confirmed it holds
+            // every entry whose output was released (set at once by a plain
+            // join, after a state transfer when the primary leaves syncing).
+            ("in_sync", core.inSync ? "true" : "false"),
+            ("diverged", core.diverged ? "true" : "false"),
+            ("digest_checks", "\(core.digestChecks)"),
             ("uptime_seconds", "\(Double(monotonicNanos() - startedAt) / 1e9)"),
             ("tcp_connections", "\(s.connectionCount)"),
             ("failovers", "\(core.takeovers)"),
             ("switchovers", "\(core.switchovers)"),
             ("divergences", "\(core.divergences)"),
+            // Snapshots this node sent to joining backups (one per attempt).
+            ("joins_served", "\(core.joinsServed)"),
+            ("forwarded_frames", "\(core.forwardedFrames)"),
+            ("discarded_while_not_live", "\(core.discardedWhileNotLive)"),
             ("digest", jsonString(String(core.replica.digest, radix: 16))),
             ("frames_emitted", "\(framesEmitted)"),
             ("frames_suppressed", "\(shadowFrames)"),

@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftaplib as L  # noqa: E402
 import pairlib as PL  # noqa: E402
+from frames import is_garp  # noqa: E402
 
 
 def say(msg=""):
@@ -43,8 +44,8 @@ def main():
         say(f"==> starting the primary in {topo.node_a} (tapA) and the backup in {topo.node_b} (tapB): "
             f"{PL.APPLIANCE_IP} / {PL.APPLIANCE_MAC}, log channel {L.LOG_IP_A} <-> {L.LOG_IP_B}")
         pair.start()
-        say(f"    primary: {pair.a.search(PL.SERVING_RE).group(0)}")
-        say(f"    backup:  {pair.b.search(PL.JOINED_RE).group(0)}")
+        say(f"    primary: {PL.brief(pair.a.status())}")
+        say(f"    backup:  {PL.brief(pair.b.status())}")
         fdb_before = PL.fdb_ports(topo)
         say(f"    switch FDB: {PL.APPLIANCE_MAC} on {', '.join(fdb_before) or '?'}")
         cap = PL.Capture(topo.switch, "br0", os.path.join(args.out_dir, "br0-arp.pcap"), bpf="arp").start()
@@ -82,13 +83,17 @@ def main():
                 break
         load.stop()
         pair.a.wait_exit(5)
-        live = pair.b.search(r"LIVE in epoch (\d+) at log index (\d+)")
+        try:
+            live, _ = pair.b.wait_status("live after the takeover", 5, live=True, role="primary")
+        except L.TestFailure as e:
+            say(f"    {e}")
+            live = None
         time.sleep(0.2)
         cap.stop()
         values = load.values
         stall, sv, st0 = load.max_latency()
         fdb_after = PL.fdb_ports(topo)
-        garps = [(ts, f) for ts, f in cap.frames() if PL.is_garp(f) and (w_kill is None or ts >= w_kill)]
+        garps = [(ts, f) for ts, f in cap.frames() if is_garp(f, PL.APPLIANCE_IP) and (w_kill is None or ts >= w_kill)]
         claims = pair.arbiter_claims()
 
         say()
@@ -112,7 +117,7 @@ def main():
         else:
             say("    gratuitous ARP seen on the switch: NONE")
         say(f"    arbiter:      " + ", ".join(f"epoch {e} -> {n}" for e, n in sorted(claims.items())))
-        say(f"    backup B:     {live.group(0) if live else 'did NOT go live'}")
+        say(f"    backup B:     {PL.brief(live) if live else 'did NOT go live'}")
         ok = ok and continuous and not load.error and fdb_after == ["sw-b"] and bool(garps) \
             and claims.get(2) == "tapB" and bool(live)
         rc = pair.b.stop(signal.SIGTERM, timeout=10)

@@ -36,6 +36,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from frames import parse_frame, tcp_options  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # --- topology (scripts/netns.sh) -------------------------------------------
@@ -465,6 +468,27 @@ _cleanup_lock = threading.Lock()
 _cleanup_seq = [0]
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
+    """Sends sig to a child we started (if it still runs), waits up to
+    timeout for it to exit, then SIGKILLs and reaps it. Returns its exit
+    status, or None if it had to be killed."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            return None
+    return proc.returncode
+
+
 def register_cleanup(what: str, fn) -> int:
     with _cleanup_lock:
         _cleanup_seq[0] += 1
@@ -591,13 +615,7 @@ class Impairment:
             return
         sw = self.topo.switch
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+            stop_process(self.proc, signal.SIGTERM)
             self.proc = None
             try:
                 with open(self.stats_path) as f:
@@ -914,52 +932,6 @@ def main(description: str):
 
 # --- a scripted TCP peer over a raw socket ------------------------------------
 
-def parse_frame(f: bytes) -> dict | None:
-    """Parses Ethernet/IPv4/TCP|UDP|ICMP enough for tests. None if not IPv4."""
-    if len(f) < 34 or f[12:14] != b"\x08\x00":
-        return None
-    ihl = (f[14] & 0xF) * 4
-    total = struct.unpack("!H", f[16:18])[0]
-    d = {"src_mac": f[6:12], "dst_mac": f[0:6], "proto": f[23], "src": socket.inet_ntoa(f[26:30]),
-         "dst": socket.inet_ntoa(f[30:34])}
-    l4 = f[14 + ihl:14 + total]
-    if d["proto"] == PROTO_TCP and len(l4) >= 20:
-        sport, dport, seq, ack, off, flags, win = struct.unpack("!HHIIBBH", l4[:16])
-        hl = (off >> 4) * 4
-        d.update(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=win,
-                 options=l4[20:hl], payload=l4[hl:])
-    return d
-
-
-def tcp_options(opts: bytes) -> dict:
-    out, i = {}, 0
-    while i < len(opts):
-        k = opts[i]
-        if k == 0:
-            break
-        if k == 1:
-            i += 1
-            continue
-        if i + 1 >= len(opts):
-            break
-        ln = opts[i + 1]
-        if ln < 2:
-            break
-        v = opts[i + 2:i + ln]
-        if k == 2 and len(v) == 2:
-            out["mss"] = struct.unpack("!H", v)[0]
-        elif k == 3 and len(v) == 1:
-            out["wscale"] = v[0]
-        elif k == 4:
-            out["sack_ok"] = True
-        elif k == 8 and len(v) == 8:
-            out["ts"] = struct.unpack("!II", v)
-        else:
-            out[f"opt{k}"] = v
-        i += ln
-    return out
-
-
 class RawTCPPeer:
     """A hand-driven TCP client on a raw socket, with its own IP and MAC (so
     the client namespace's kernel stays out of the conversation: frames to a
@@ -1013,7 +985,7 @@ class RawTCPPeer:
             if f[0:6] != mine:
                 continue
             d = parse_frame(f)
-            if not d or d["proto"] != PROTO_TCP or d.get("dport") != self.sport or d.get("sport") != self.dport:
+            if d["type"] != "tcp" or d["dport"] != self.sport or d["sport"] != self.dport:
                 continue
             d["t"] = time.monotonic()
             self.log.append(f"< flags={d['flags']:#x} seq={d['seq']} ack={d['ack']} win={d['win']} "
@@ -1039,7 +1011,7 @@ class RawTCPPeer:
         check(d is not None, "no SYN-ACK from the appliance")
         check(d["flags"] & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK), f"expected SYN-ACK, got flags {d['flags']:#x}")
         check_eq(d["ack"], (self.iss + 1) & 0xFFFFFFFF, "SYN-ACK ack")
-        o = tcp_options(d["options"])
+        o = tcp_options(d["tcp_options"])
         self.peer_wscale = o.get("wscale", 0) if wscale is not None else 0
         self.irs = d["seq"]
         self.rcv_nxt = (d["seq"] + 1) & 0xFFFFFFFF

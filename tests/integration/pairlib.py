@@ -2,17 +2,21 @@
 scripts/netns.sh. Python 3 standard library only; builds on ftaplib.
 
 The driver normally runs inside the client namespace (``ip netns exec ${P}-c``);
-daemons, captures and admin requests are started with ``ip netns exec`` in
-their own namespaces (``ip netns exec`` execs the command, so every pid kept
-here is the pid of ftap or tcpdump itself).
+daemons and captures are started with ``ip netns exec`` in their own
+namespaces (``ip netns exec`` execs the command, so every pid kept here is the
+pid of ftap or tcpdump itself). Admin requests (/status, /metrics) are made
+from a socket created in the node's namespace (``socket_in_netns``).
+
+What a test waits for comes from ``/status`` (JSON), not from log text.
 
 Contents:
   * ``Daemon``: one ``ftap run`` process: log file, exit status, signals,
-    waiting for log lines, admin endpoint (/metrics parsed, /status JSON)
-  * ``Pair``: primary in ${P}-a on tapA/brA, backup in ${P}-b on tapB/brB,
-    a fresh arbiter directory, the standard appliance identity
+    admin endpoint (/metrics parsed, /status JSON, ``wait_status``), switchover
+  * ``Pair``: the one launcher of daemons: node A in ${P}-a on tapA/brA and
+    node B in ${P}-b, restartable in either role, a fresh arbiter directory,
+    the standard appliance identity; ``start`` brings up a protected pair
   * ``Capture``: tcpdump in the switch namespace (br0 or one port, one direction)
-  * pcap reading and frame parsing (Ethernet/ARP/IPv4/TCP/UDP)
+  * pcap reading (frames are parsed by frames.parse_frame)
   * ``IncrLoad``: a thread running INCR back to back on one TCP connection,
     recording every value and its latency
   * ``UdpCounterClient``: ``<client> <seq> INCR|GET`` with same-seq retries
@@ -27,6 +31,7 @@ Environment:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -49,10 +54,8 @@ PORT_UDP_COUNTER = 7001
 LOG_PORT = 7400
 ADMIN = "127.0.0.1:7410"
 
-SERVING_RE = r"backup \S+ joined at epoch 1: protected, serving"
-JOINED_RE = r"joined primary as backup at epoch 1"
-LIVE_RE = r"LIVE in epoch (\d+)"
-ALONE_RE = r"alone in epoch (\d+)"
+# The one log line the tests check for its own sake: a node that lost the
+# epoch must tell the operator why it exits (exit status 2 is checked too).
 LOST_RE = r"lost epoch"
 
 
@@ -82,18 +85,83 @@ def wall() -> float:
     return time.time()
 
 
+# --- admin requests inside a node's namespace ------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_netns_lock = threading.Lock()
+
+
+def socket_in_netns(ns: str) -> socket.socket:
+    """A TCP socket created in network namespace ``ns`` (the socket stays in
+    it). Only the calling thread switches namespace, and back at once, so
+    polling /status costs a millisecond instead of starting a process under
+    ``ip netns exec`` every time."""
+    with _netns_lock:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(target, _CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"setns({ns}): {os.strerror(e)}")
+                try:
+                    return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                finally:
+                    if _libc.setns(own, _CLONE_NEWNET) != 0:
+                        # This thread would stay in the node's namespace: give up.
+                        os.write(2, f"setns back to the driver's namespace failed: "
+                                    f"{os.strerror(ctypes.get_errno())}\n".encode())
+                        os._exit(70)
+            finally:
+                os.close(target)
+        finally:
+            os.close(own)
+
+
+def http_in_netns(ns: str, addr: str, method: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
+    """(status code, body) of one HTTP/1.0 request to addr (IP:PORT) in ns.
+    Raises OSError if nothing listens there (yet)."""
+    host, port = addr.rsplit(":", 1)
+    s = socket_in_netns(ns)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, int(port)))
+        s.sendall(f"{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    first = head.split(b"\r\n", 1)[0].split()
+    if len(first) < 2 or not first[1].isdigit():
+        raise OSError(f"{method} {path} on {addr} in {ns}: malformed reply {data[:80]!r}")
+    return int(first[1]), body.decode(errors="replace")
+
+
 # --- one daemon --------------------------------------------------------------
 
 class Daemon:
-    """One ``ftap run`` process in a namespace."""
+    """One ``ftap run`` process (one incarnation of node A or B) in a namespace.
+    ``node`` is "A" or "B", ``label`` e.g. "A2" (second incarnation), ``name``
+    e.g. "A2(backup)" for messages. Its facts come from ``/status`` of its
+    --admin endpoint; its log file is for people and for the few checks that
+    are about what it logs."""
 
-    def __init__(self, name: str, ns: str, argv: list[str], log_path: str, env: dict | None = None,
-                 admin: bool = True):
-        self.name, self.ns, self.argv, self.log_path = name, ns, argv, log_path
+    def __init__(self, node: str, label: str, role: str, ns: str, argv: list[str], log_path: str,
+                 env: dict | None = None, admin: str | None = ADMIN):
+        self.node, self.label, self.role = node, label, role
+        self.name = f"{label}({role})"
+        self.ns, self.argv, self.log_path = ns, argv, log_path
         self.env = env or {}
         self.admin = admin
         self.proc: subprocess.Popen | None = None
         self.exit_wall: float | None = None
+        self.started_at = 0.0
         self.stopped = False  # SIGSTOPped by us
 
     def start(self):
@@ -104,9 +172,10 @@ class Daemon:
         self.logf.write(f"=== {time.strftime('%H:%M:%S')} ip netns exec {self.ns} "
                         f"{' '.join(self.argv)} env={self.env}\n".encode())
         self.logf.flush()
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.argv, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT, env=env)
-        record_pid(self.proc.pid, f"ftap-{self.name}")
+        record_pid(self.proc.pid, f"ftap-{self.label}")
         return self
 
     @property
@@ -147,27 +216,16 @@ class Daemon:
         Returns the exit status, or None if it had to be SIGKILLed."""
         if self.proc is None:
             return None
-        if not self.alive():
-            return self.poll()
         if self.stopped:
             self.send_signal(signal.SIGCONT)
-        self.send_signal(sig)
-        rc = self.wait_exit(timeout)
-        if rc is None:
-            self.kill()
-            return None
+        rc = L.stop_process(self.proc, sig, timeout)
+        self.poll()
         return rc
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        """SIGKILL, and reap."""
+        if self.proc is not None:
+            L.stop_process(self.proc, signal.SIGKILL, 5)
         self.poll()
 
     def close(self):
@@ -176,6 +234,8 @@ class Daemon:
             self.logf.close()
         except Exception:  # noqa: BLE001
             pass
+
+    # the log (for people, and for checks about logging)
 
     def log(self) -> str:
         try:
@@ -187,41 +247,68 @@ class Daemon:
     def search(self, regex: str):
         return re.search(regex, self.log())
 
-    def wait_log(self, regex: str, timeout: float, what: str | None = None, allow_exit: bool = False):
-        """Waits for a log line matching regex; fails if the daemon exits first."""
-        dl = L.Deadline(timeout)
-        while True:
-            m = self.search(regex)
-            if m:
-                return m
-            if not allow_exit and not self.alive():
-                raise TestFailure(f"{self.name}: exited with status {self.poll()} before logging "
-                                  f"{what or regex!r}; last lines:\n{self.tail()}")
-            if dl.expired():
-                raise TestFailure(f"{self.name}: no log line {what or regex!r} within {timeout}s; last lines:\n"
-                                  f"{self.tail()}")
-            time.sleep(0.02)
+    def findall(self, regex: str) -> list:
+        return re.findall(regex, self.log())
 
     def tail(self, n: int = 12) -> str:
         return "\n".join("    | " + x for x in self.log().splitlines()[-n:])
 
     # admin endpoint
 
-    def admin_get(self, path: str, timeout: float = 3.0) -> str:
+    def admin_request(self, method: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
+        """(status code, body); OSError if the endpoint does not answer."""
         check(self.admin, f"{self.name} runs without --admin")
-        code = ("import sys,urllib.request;"
-                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())")
-        cp = L.run([os.environ.get("FTAP_PYTHON", "python3"), "-c", code, f"http://{ADMIN}{path}", str(timeout)],
-                   ns=self.ns, timeout=timeout + 5, check=False)
-        if cp.returncode != 0:
-            raise TestFailure(f"{self.name}: GET {path} on {ADMIN} failed: {cp.stderr.strip()[-300:]}")
-        return cp.stdout
+        return http_in_netns(self.ns, self.admin, method, path, timeout)
+
+    def admin_get(self, path: str, timeout: float = 3.0) -> str:
+        try:
+            code, body = self.admin_request("GET", path, timeout)
+        except OSError as e:
+            raise TestFailure(f"{self.name}: GET {path} on {self.admin} in {self.ns} failed: {e}") from None
+        check(code == 200, f"{self.name}: GET {path}: HTTP {code}: {body.strip()[:300]}")
+        return body
 
     def metrics(self) -> dict:
         return parse_prometheus(self.admin_get("/metrics"))
 
     def status(self) -> dict:
         return json.loads(self.admin_get("/status"))
+
+    def wait_status(self, what: str, timeout: float, cond=None, poll: float = 0.005,
+                    allow_exit: bool = False, **want) -> tuple[dict, float]:
+        """Polls /status until every field named in ``want`` has that value
+        and ``cond(status)`` (if given) is true. Returns the status and the
+        monotonic time it was read. Fails if the daemon exits first (unless
+        allow_exit) or on timeout, showing the last status and log lines."""
+        dl = L.Deadline(timeout)
+        last: dict | str = "no answer yet"
+        while True:
+            if not allow_exit and not self.alive():
+                raise TestFailure(f"{self.name}: exited with status {self.poll()} before /status showed {what}; "
+                                  f"last /status: {last}; last log lines:\n{self.tail()}")
+            try:
+                code, body = self.admin_request("GET", "/status", timeout=max(0.5, min(3.0, dl.remaining())))
+                if code == 200:
+                    st = json.loads(body)
+                    last = st
+                    if all(st.get(k) == v for k, v in want.items()) and (cond is None or cond(st)):
+                        return st, time.monotonic()
+                else:
+                    last = f"HTTP {code}"
+            except (OSError, ValueError) as e:
+                last = f"no answer ({e})"
+            if dl.expired():
+                raise TestFailure(f"{self.name}: /status did not show {what} within {timeout}s; last /status: "
+                                  f"{last}; last log lines:\n{self.tail()}")
+            time.sleep(poll)
+
+    def switchover(self) -> str:
+        """`ftap switchover --admin ADDR` in the node's namespace (the operator's tool)."""
+        cp = L.run([ftap_bin(), "switchover", "--admin", self.admin], ns=self.ns, timeout=10, check=False)
+        if cp.returncode != 0:
+            raise TestFailure(f"{self.name}: ftap switchover failed (exit {cp.returncode}): "
+                              f"{(cp.stdout + cp.stderr).strip()[-400:]}")
+        return cp.stdout.strip()
 
 
 def parse_prometheus(text: str) -> dict:
@@ -239,81 +326,105 @@ def parse_prometheus(text: str) -> dict:
     return out
 
 
+def brief(st: dict) -> str:
+    """One line of the /status fields the tests look at."""
+    return (f"{st.get('node')}: role {st.get('role')}, mode {st.get('mode')}, epoch {st.get('epoch')}, "
+            f"live {st.get('live')}, in_sync {st.get('in_sync')}, applied {st.get('applied_index')}")
+
+
 # --- the pair ------------------------------------------------------------------
 
 class Pair:
-    """Primary in ${P}-a (tapA on brA, log 192.168.77.1), backup in ${P}-b."""
+    """Node A (${P}-a: tapA on brA, log link 192.168.77.1) and node B (${P}-b),
+    one fresh arbiter directory under out_dir, and the standard appliance
+    identity. Nodes can be killed and started again in either role; every
+    incarnation logs to out_dir/<node><n>.log (A1.log, A2.log, B1.log...) and
+    runs with --admin on 127.0.0.1:7410 inside its own namespace. ``a`` and
+    ``b`` are the latest incarnations of A and B."""
 
     def __init__(self, topo: L.Topology, out_dir: str, heartbeat_ms: int | None = None,
-                 failover_timeout_ms: int | None = None, admin: bool = True, extra: list[str] | None = None):
+                 failover_timeout_ms: int | None = None, extra: list[str] | None = None):
         self.topo = topo
         self.out_dir = out_dir
         os.makedirs(out_dir, exist_ok=True)
+        for f in os.listdir(out_dir):
+            if re.match(r"[AB]\d+\.log$", f):
+                os.unlink(os.path.join(out_dir, f))
         self.arb = os.path.join(out_dir, "arbiter")
-        if os.path.exists(self.arb):
-            for f in os.listdir(self.arb):
-                os.unlink(os.path.join(self.arb, f))
         os.makedirs(self.arb, exist_ok=True)
+        for f in os.listdir(self.arb):
+            os.unlink(os.path.join(self.arb, f))
         self.bin = ftap_bin()
         self.heartbeat_ms = heartbeat_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.admin = admin
         self.extra = extra or []
-        self.a: Daemon | None = None
-        self.b: Daemon | None = None
+        self.incarnations = {"A": 0, "B": 0}
+        self.nodes: list[Daemon] = []
+        self.latest: dict[str, Daemon] = {}
+        kill_leftovers(topo)
         self.cleanup_key = L.register_cleanup("pair daemons", self.close)
+
+    @property
+    def a(self) -> Daemon | None:
+        return self.latest.get("A")
+
+    @property
+    def b(self) -> Daemon | None:
+        return self.latest.get("B")
 
     def common(self) -> list[str]:
         c = ["--mac", APPLIANCE_MAC, "--ip", f"{APPLIANCE_IP}/24",
              "--service", f"counter:{PORT_COUNTER}", "--service", f"echo:{PORT_ECHO}",
              "--service", f"udp-counter:{PORT_UDP_COUNTER}",
-             "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}",
+             "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}", "--admin", ADMIN,
              "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
         if self.heartbeat_ms is not None:
             c += ["--heartbeat-ms", str(self.heartbeat_ms)]
         if self.failover_timeout_ms is not None:
             c += ["--failover-timeout-ms", str(self.failover_timeout_ms)]
-        if self.admin:
-            c += ["--admin", ADMIN]
         return c + self.extra
 
-    def argv(self, role: str, extra: list[str]) -> list[str]:
-        if role == "primary":
-            node = ["--tap", "tapA", "--bridge", "brA", "--listen", f"{L.LOG_IP_A}:{LOG_PORT}",
+    def argv(self, node: str, role: str, extra: list[str]) -> list[str]:
+        if node == "A":
+            link = ["--tap", "tapA", "--bridge", "brA", "--listen", f"{L.LOG_IP_A}:{LOG_PORT}",
                     "--peer", f"{L.LOG_IP_B}:{LOG_PORT}"]
         else:
-            node = ["--tap", "tapB", "--bridge", "brB", "--listen", f"{L.LOG_IP_B}:{LOG_PORT}",
+            link = ["--tap", "tapB", "--bridge", "brB", "--listen", f"{L.LOG_IP_B}:{LOG_PORT}",
                     "--peer", f"{L.LOG_IP_A}:{LOG_PORT}"]
-        return [self.bin, "run", "--role", role] + node + self.common() + extra
+        return [self.bin, "run", "--role", role] + link + self.common() + extra
+
+    def start_node(self, node: str, role: str, env: dict | None = None, extra: list[str] | None = None) -> Daemon:
+        """Starts a new incarnation of node "A" or "B" in ``role``; does not wait."""
+        self.incarnations[node] += 1
+        label = f"{node}{self.incarnations[node]}"
+        ns = self.topo.node_a if node == "A" else self.topo.node_b
+        d = Daemon(node, label, role, ns, self.argv(node, role, extra or []),
+                   os.path.join(self.out_dir, f"{label}.log"), env=env)
+        self.nodes.append(d)
+        self.latest[node] = d
+        return d.start()
 
     def start(self, primary_env: dict | None = None, primary_extra: list[str] | None = None,
-              backup_extra: list[str] | None = None, timeout: float = 20.0):
-        """Starts the primary, then the backup; waits until the primary serves
-        and the backup has joined, and the client reaches the appliance."""
-        self.a = Daemon("A(primary)", self.topo.node_a, self.argv("primary", primary_extra or []),
-                        os.path.join(self.out_dir, "a.log"), env=primary_env, admin=self.admin).start()
-        self.a.wait_log(r"claimed epoch 1|epoch 1 won", timeout, "claimed epoch 1")
-        self.b = Daemon("B(backup)", self.topo.node_b, self.argv("backup", backup_extra or []),
-                        os.path.join(self.out_dir, "b.log"), admin=self.admin).start()
-        self.a.wait_log(SERVING_RE, timeout, "protected, serving")
-        self.b.wait_log(JOINED_RE, timeout, "joined primary as backup")
-        # The client must reach the appliance through A (ARP + ping).
-        dl = L.Deadline(timeout)
-        while True:
-            cp = L.run(["ping", "-n", "-c", "1", "-W", "1", APPLIANCE_IP], ns=self.topo.client, check=False,
-                       timeout=5)
-            if cp.returncode == 0:
-                break
-            if dl.expired():
-                raise TestFailure(f"no ping reply from the pair within {timeout}s")
-            check(self.a.alive() and self.b.alive(), "a daemon exited during start")
-        return self
+              backup_extra: list[str] | None = None, timeout: float = 30.0) -> tuple[Daemon, Daemon]:
+        """Starts A as primary and, once it holds epoch 1, B as backup; waits
+        until A is protected, B is an in-sync backup and the client reaches
+        the appliance. Returns (A, B)."""
+        a = self.start_node("A", "primary", env=primary_env, extra=primary_extra)
+        a.wait_status("epoch 1 claimed, waiting for the backup", timeout, epoch=1, mode="waiting-for-peer")
+        b = self.start_node("B", "backup", extra=backup_extra)
+        a.wait_status("protected (the backup joined)", timeout, role="primary", mode="protected", epoch=1)
+        b.wait_status("joined as an in-sync backup", timeout, role="backup", mode="backup", epoch=1, in_sync=True)
+        wait_ping(self.topo, timeout, [a, b])
+        return a, b
 
-    def daemons(self):
-        return [d for d in (self.a, self.b) if d is not None]
+    def daemons(self) -> list[Daemon]:
+        return list(self.nodes)
+
+    def log_paths(self) -> list[str]:
+        return [d.log_path for d in self.nodes]
 
     def close(self):
-        for d in self.daemons():
+        for d in self.nodes:
             if d.alive():
                 d.stop(signal.SIGTERM, timeout=3)
             d.close()
@@ -334,6 +445,36 @@ class Pair:
     def describe_exit(self, d: Daemon) -> str:
         rc = d.poll()
         return "running" if rc is None else f"exit {rc}"
+
+
+def kill_leftovers(topo: L.Topology):
+    """SIGKILLs every process still running in our node namespaces (only our
+    prefix's namespaces: everything in them was started by this harness)."""
+    for ns in (topo.node_a, topo.node_b):
+        cp = L.run(["ip", "netns", "pids", ns], timeout=10, check=False)
+        pids = [int(x) for x in cp.stdout.split() if x.isdigit()]
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if pids:
+            dl = L.Deadline(5)
+            while not dl.expired() and any(L.pid_alive(p) for p in pids):
+                time.sleep(0.05)
+
+
+def wait_ping(topo: L.Topology, timeout: float, daemons: list[Daemon] = ()):
+    """Until the client gets a ping reply from the appliance; fails early if a daemon exits."""
+    dl = L.Deadline(timeout)
+    while True:
+        cp = L.run(["ping", "-n", "-c", "1", "-W", "1", APPLIANCE_IP], ns=topo.client, check=False, timeout=5)
+        if cp.returncode == 0:
+            return
+        if dl.expired():
+            raise TestFailure(f"no ping reply from the appliance within {timeout}s")
+        for d in daemons:
+            check(d.alive(), f"{d.name} exited while waiting for ping: status {d.poll()}\n{d.tail()}")
 
 
 # --- captures --------------------------------------------------------------------
@@ -380,13 +521,7 @@ class Capture:
 
     def stop(self):
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+            L.stop_process(self.proc, signal.SIGINT)
             self.proc = None
             self.logf.close()
             with open(self.log_path, errors="replace") as f:
@@ -429,60 +564,6 @@ def read_pcap(path: str) -> list[tuple[float, bytes]]:
         out.append((sec + frac / (1e9 if nano else 1e6), data[off:off + incl]))
         off += incl
     return out
-
-
-# --- frame parsing -------------------------------------------------------------
-
-def mac_str(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
-def parse_frame(fr: bytes) -> dict:
-    """A dict describing an Ethernet frame: src/dst MAC, type, and for ARP
-    op/sha/spa/tpa, for IPv4 src/dst/proto/id, for TCP ports/seq/ack/flags/payload,
-    for UDP ports/payload."""
-    d = {"dst": mac_str(fr[0:6]), "src": mac_str(fr[6:12]), "type": None}
-    if len(fr) < 14:
-        return d
-    et = struct.unpack("!H", fr[12:14])[0]
-    d["ethertype"] = et
-    if et == L.ETH_ARP and len(fr) >= 42:
-        d["type"] = "arp"
-        d["op"] = struct.unpack("!H", fr[20:22])[0]
-        d["sha"] = mac_str(fr[22:28])
-        d["spa"] = socket.inet_ntoa(fr[28:32])
-        d["tha"] = mac_str(fr[32:38])
-        d["tpa"] = socket.inet_ntoa(fr[38:42])
-    elif et == L.ETH_IPV4 and len(fr) >= 34:
-        ip = fr[14:]
-        ihl = (ip[0] & 0xF) * 4
-        total = struct.unpack("!H", ip[2:4])[0]
-        d["type"] = "ipv4"
-        d["ip_id"] = struct.unpack("!H", ip[4:6])[0]
-        d["proto"] = ip[9]
-        d["ip_src"] = socket.inet_ntoa(ip[12:16])
-        d["ip_dst"] = socket.inet_ntoa(ip[16:20])
-        l4 = ip[ihl:total] if total >= ihl else ip[ihl:]
-        if d["proto"] == L.PROTO_TCP and len(l4) >= 20:
-            d["type"] = "tcp"
-            sp, dp, seq, ack, off, flags, win = struct.unpack("!HHIIBBH", l4[:16])
-            doff = (off >> 4) * 4
-            d.update(sport=sp, dport=dp, seq=seq, ack=ack, flags=flags, win=win, payload=bytes(l4[doff:]))
-        elif d["proto"] == L.PROTO_UDP and len(l4) >= 8:
-            d["type"] = "udp"
-            sp, dp, ln = struct.unpack("!HHH", l4[:6])
-            d.update(sport=sp, dport=dp, payload=bytes(l4[8:ln]))
-    return d
-
-
-def is_garp(fr: bytes, ip: str = APPLIANCE_IP) -> bool:
-    """A gratuitous ARP in request form: ARP op 1, sender IP == target IP."""
-    d = parse_frame(fr)
-    return d["type"] == "arp" and d["op"] == 1 and d["spa"] == d["tpa"] == ip
-
-
-def tcp_flags_str(f: int) -> str:
-    return "".join(c for c, bit in zip("FSRPAU", (1, 2, 4, 8, 16, 32)) if f & bit) or "."
 
 
 # --- switch state -----------------------------------------------------------------

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftaplib as L  # noqa: E402
 import pairlib as PL  # noqa: E402
 from ftaplib import TestFailure, check, check_eq, test  # noqa: E402
+from frames import is_garp, parse_frame  # noqa: E402
 from pairlib import Capture, IncrLoad, Pair, UdpCounterClient  # noqa: E402
 
 REP = int(os.environ.get("FTAP_REP", "1") or 1)
@@ -46,13 +47,13 @@ def ms(x):
 
 def garps_in(frames, since_wall=None):
     return [(ts, f) for ts, f in frames
-            if PL.is_garp(f) and PL.parse_frame(f)["src"] == AMAC and (since_wall is None or ts >= since_wall)]
+            if is_garp(f, AIP) and parse_frame(f)["eth_src"] == AMAC and (since_wall is None or ts >= since_wall)]
 
 
 def resets_from_appliance(frames):
     res = []
     for ts, f in frames:
-        d = PL.parse_frame(f)
+        d = parse_frame(f)
         if d["type"] == "tcp" and d["ip_src"] == AIP and d["flags"] & L.TCP_RST:
             res.append(d)
     return res
@@ -95,8 +96,8 @@ def s1_failover_under_load(ctx):
         pair.a.send_signal(signal.SIGKILL)
         rc = pair.a.wait_exit(5)
         check(rc == -signal.SIGKILL, f"primary: status {rc} after SIGKILL")
-        m = pair.b.wait_log(PL.LIVE_RE, 10, "LIVE in epoch N")
-        check_eq(int(m.group(1)), 2, "epoch B went live in")
+        st, _ = pair.b.wait_status("live after the takeover", 10, live=True)
+        check_eq(st["epoch"], 2, "epoch B went live in")
         load.wait_progress_after(t_kill, 200, 20)
         time.sleep(1.0)
         load.stop()
@@ -174,8 +175,9 @@ def s2_duplicated_output(ctx):
         rc = pair.a.wait_exit(5)
         check(rc == -signal.SIGKILL, f"primary: status {rc}, want killed by the fault hook; last lines:\n"
                                      f"{pair.a.tail()}")
+        # About logging: a process killed by its own fault hook must say so.
         check(pair.a.search(r"test fault hook"), "primary log does not mention the fault hook")
-        pair.b.wait_log(PL.LIVE_RE, 10, "LIVE in epoch N")
+        pair.b.wait_status("live in epoch 2", 10, live=True, epoch=2, role="primary")
         PL.check_consecutive(values, 1, "INCR replies")
         time.sleep(0.3)
         for cap in caps:
@@ -184,7 +186,7 @@ def s2_duplicated_output(ctx):
         def payload_segments(cap):
             segs = []
             for ts, f in cap.frames():
-                d = PL.parse_frame(f)
+                d = parse_frame(f)
                 if d["type"] == "tcp" and d["ip_src"] == AIP and d["sport"] == PL.PORT_COUNTER and d["payload"]:
                     d["ts"] = ts
                     d["raw"] = f
@@ -232,7 +234,7 @@ def udp_replies(cap, cid):
     """[(seq, reply text)] of udp-counter replies to client cid in a capture."""
     res = []
     for _, f in cap.frames():
-        d = PL.parse_frame(f)
+        d = parse_frame(f)
         if d["type"] == "udp" and d["sport"] == PL.PORT_UDP_COUNTER:
             parts = d["payload"].decode(errors="replace").split()
             if len(parts) >= 3 and parts[0] == cid:
@@ -263,12 +265,19 @@ def udp_exactly_once(ctx, fault: str | None, capture: bool = False):
             killer.start()
         dl = L.Deadline(30)
         live_at = None
+        next_look = 0.0
         while True:
             dl.check(f"UDP load ({len(values)} values)")
             values.append(u.incr())
-            if live_at is None and pair.b.search(PL.LIVE_RE):
-                live_at = time.monotonic()
-                n_at_live = len(values)
+            if live_at is None and time.monotonic() >= next_look:
+                next_look = time.monotonic() + 0.02
+                try:
+                    live = pair.b.status().get("live") is True
+                except TestFailure:
+                    live = False  # B went away: the checks below say so
+                if live:
+                    live_at = time.monotonic()
+                    n_at_live = len(values)
             if live_at is not None and time.monotonic() - live_at > 1.0 and len(values) - n_at_live >= 100:
                 break
         if killer:
@@ -348,8 +357,8 @@ def s4_output_rule(ctx):
         check(lat >= 0.8 * T / 1000, f"reply after {ms(lat)}, before 80% of the failover timeout ({T} ms): "
                                      f"the output rule was not enforced")
         check(lat <= T / 1000 + 1.5, f"reply only after {ms(lat)} (timeout {T} ms)")
-        pair.a.wait_log(r"claiming epoch 2 to continue without backup", 5)
-        pair.a.wait_log(PL.ALONE_RE, 5)
+        pair.a.wait_status("alone in epoch 2 (continued without the frozen backup)", 5, mode="alone", epoch=2,
+                           live=True, failovers=1)
         check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapA"}, "arbiter claims")
         check(pair.b.alive(), f"frozen backup is gone: {pair.describe_exit(pair.b)}")
         t_cont = time.monotonic()
@@ -359,6 +368,7 @@ def s4_output_rule(ctx):
         check(rc is not None, f"resumed backup still running 10 s after SIGCONT; last lines:\n{pair.b.tail()}")
         check(rc != 0, "resumed backup exited 0; want non-zero (lost epoch)")
         check_eq(rc, 2, "resumed backup's exit status (2: lost the epoch)")
+        # About logging: the operator must read why it exited.
         check(pair.b.search(PL.LOST_RE), f"resumed backup's log does not say it lost the epoch:\n{pair.b.tail()}")
         for i in range(20):
             check_eq(c.incr(), 7 + i, "INCR on the primary alone")
@@ -408,11 +418,9 @@ def s5_partition(ctx):
         t_exit = time.monotonic()
         rc = loser.poll()
         check_eq(rc, 2, f"{loser.name}'s exit status (2: lost the epoch); log:\n{loser.tail()}")
+        # About logging: the operator must read why it exited.
         check(loser.search(PL.LOST_RE), f"{loser.name}'s log does not say it lost the epoch:\n{loser.tail()}")
-        if winner is pair.a:
-            winner.wait_log(PL.ALONE_RE, 5)
-        else:
-            winner.wait_log(PL.LIVE_RE, 5)
+        winner.wait_status("live and alone in epoch 2", 5, role="primary", mode="alone", epoch=2, live=True)
         settle = time.time() + 0.3
         load.wait_progress_after(time.monotonic() + 0.3, 300, 20)
         time.sleep(0.5)
@@ -471,7 +479,7 @@ def s6_backup_death(ctx):
         pair.b.send_signal(signal.SIGKILL)
         rc = pair.b.wait_exit(5)
         check(rc == -signal.SIGKILL, f"backup: status {rc} after SIGKILL")
-        pair.a.wait_log(PL.ALONE_RE, 10, "alone in epoch N")
+        pair.a.wait_status("alone in epoch 2", 10, mode="alone", epoch=2, live=True)
         t_alone = time.monotonic()
         load.wait_progress_after(t_kill, 200, 20)
         time.sleep(1.0)
@@ -534,7 +542,7 @@ def s7_metrics(ctx):
         check_eq(mb.get("ftap_failovers_total"), 0.0, "backup ftap_failovers_total before the failover")
         pair.a.send_signal(signal.SIGKILL)
         pair.a.wait_exit(5)
-        pair.b.wait_log(PL.LIVE_RE, 10)
+        pair.b.wait_status("live after the takeover", 10, live=True, epoch=2)
         with L.LineClient(port=PL.PORT_COUNTER, timeout=10) as c:
             check_eq(c.incr(), N + 1, "INCR after the failover")
         mb = pair.b.metrics()
@@ -755,8 +763,8 @@ def s8a_determinism(ctx):
                 frames = PL.read_pcap(p)
                 check_eq(n, len(frames), f"tcpdump -r {p}: lines vs frames")
                 files[(node, f)] = frames
-        a_out = [x for x in files[("A", "out.pcap")] if not PL.is_garp(x[1])]
-        b_shadow = [x for x in files[("B", "shadow.pcap")] if not PL.is_garp(x[1])]
+        a_out = [x for x in files[("A", "out.pcap")] if not is_garp(x[1], AIP)]
+        b_shadow = [x for x in files[("B", "shadow.pcap")] if not is_garp(x[1], AIP)]
         garps = len(files[("A", "out.pcap")]) - len(a_out)
         check(len(a_out) > 500, f"A emitted only {len(a_out)} frames")
 
@@ -771,7 +779,7 @@ def s8a_determinism(ctx):
             def show(lst, k):
                 if k >= len(lst):
                     return "(none)"
-                d = PL.parse_frame(lst[k][1])
+                d = parse_frame(lst[k][1])
                 return f"t={lst[k][0]:.6f} {d.get('type')} {d.get('ip_src')}:{d.get('sport')} > " \
                        f"{d.get('ip_dst')}:{d.get('dport')} seq={d.get('seq')} len={len(d.get('payload', b''))} " \
                        f"{lst[k][1][:64].hex()}"
@@ -794,7 +802,7 @@ def s8a_determinism(ctx):
         for (boff, iface, pdata, caplen, pid, comment) in pcapng_epbs(bytes(data)):
             if iface != 0 or "kind=frame" not in comment or caplen == 0:
                 continue
-            d = PL.parse_frame(bytes(data[pdata:pdata + caplen]))
+            d = parse_frame(bytes(data[pdata:pdata + caplen]))
             if d["type"] == "tcp" and d["dport"] == PL.PORT_COUNTER and d["payload"] == b"INCR\n":
                 ihl = (data[pdata + 14] & 0xF) * 4
                 doff = (data[pdata + 14 + ihl + 12] >> 4) * 4
@@ -854,7 +862,7 @@ def s8b_replay_failover(ctx):
         t_kill = time.monotonic()
         pair.a.send_signal(signal.SIGKILL)
         pair.a.wait_exit(5)
-        pair.b.wait_log(PL.LIVE_RE, 10)
+        pair.b.wait_status("live after the takeover", 10, live=True, epoch=2)
         load.wait_progress_after(t_kill, 200, 20)
         time.sleep(1.0)
         load.stop()
