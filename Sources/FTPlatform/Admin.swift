@@ -50,6 +50,9 @@ public final class NodeMetrics {
         let st = core.replica.stack.counters
         for r in Role.allCases { gauge("ftap_role", core.role == r ? 1 : 0, [("role", r.rawValue)]) }
         gauge("ftap_live", core.isLive ? 1 : 0)
+        gauge("ftap_healthy", core.healthy ? 1 : 0)
+        gauge("ftap_peer_healthy", core.peerHealthy == true ? 1 : 0)
+        count("ftap_arbiter_unavailable_total", core.arbiterUnavailable)
         gauge("ftap_epoch", Double(core.epoch))
         gauge("ftap_applied_index", Double(core.replica.appliedIndex))
         gauge("ftap_acked_index", Double(core.ackedIndex))

@@ -21,6 +21,8 @@ public struct NodeOptions {
     public var recorder: Recorder?
     /// `--admin`: where /metrics and /status are served, if set.
     public var admin: SocketAddress?
+    /// Health tracking (links, check script).
+    public var health = HealthOptions()
     public init(tap: String) { self.tap = tap }
 }
 
@@ -49,6 +51,8 @@ public final class Node: NodeIO {
     public private(set) var framesDroppedOnWrite: UInt64 = 0
     public private(set) var shadowFrames: UInt64 = 0
     var arbiterWorker: ArbiterWorker?
+    var health: HealthTracker?
+    var reportedHealth: (Bool, String)? = nil
     var adminServer: AdminServer?
     var adminFDs: ArraySlice<pollfd> = []
     var peerCallStart: Nanos = 0
@@ -79,6 +83,9 @@ public final class Node: NodeIO {
             listenFD = try Sockets.listen(on: l)
             log.info("log channel listening on \(l)")
         }
+        if options.health.tracksAnything {
+            health = try HealthTracker(options: options.health)
+        }
         if let arb = options.arbiter {
             arbiterWorker = try ArbiterWorker(arbiter: arb, node: core.config.nodeName)
         }
@@ -89,8 +96,13 @@ public final class Node: NodeIO {
 
         loopNow = monotonicNanos()
         _ = driver.start(now: loopNow, self)
+        reportHealth()
         while driver.exitCode == nil && failure == nil {
-            let plan = driver.plan(now: monotonicNanos(), self)
+            let planNow = monotonicNanos()
+            var plan = driver.plan(now: planNow, self)
+            if let w = health?.nextWake(now: planNow) {
+                plan.timeoutMs = min(plan.timeoutMs, w <= planNow ? 0 : Int((w - planNow + nsPerMs - 1) / nsPerMs))
+            }
             var fds: [pollfd] = []
             fds.append(pollfd(fd: sigPipe[0], events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: tap.fd, events: plan.tap ? Int16(POLLIN) : 0, revents: 0))
@@ -98,6 +110,7 @@ public final class Node: NodeIO {
             fds.append(pollfd(fd: peerFD, events: Int16(POLLIN) | (plan.channelWrite ? Int16(POLLOUT) : 0), revents: 0))
             fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: probeConnected ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
             fds.append(pollfd(fd: arbiterWorker?.fd ?? -1, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: health?.fd ?? -1, events: Int16(POLLIN), revents: 0))
             if let admin = adminServer { fds += admin.pollFDs }
             let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
@@ -109,8 +122,11 @@ public final class Node: NodeIO {
             peerRevents = fds[3].revents
             probeRevents = fds[4].revents
             if fds[5].revents != 0 { arbiterAnswers() }
+            if fds[6].revents != 0 { health?.linksChanged() }
+            health?.tickScript(now: loopNow)
+            reportHealth()
             if driver.exitCode != nil || failure != nil { break }
-            adminFDs = fds[6...]
+            adminFDs = fds[7...]
             let ready = Readiness(listen: listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0,
                                   channel: peerFD >= 0 && peerRevents != 0,
                                   channelWritable: peerRevents & Int16(POLLOUT) != 0,
@@ -266,6 +282,18 @@ public final class Node: NodeIO {
         guard let w = arbiterWorker else { return .answered(.current) }
         w.submit(.check(e))
         return .pending
+    }
+
+    /// Tells the loop when this node's health changed.
+    func reportHealth() {
+        guard let h = health else { return }
+        let now = (h.healthy, h.reason)
+        if let r = reportedHealth, r == now { return }
+        if reportedHealth == nil && now.0 {
+            log.notice("health tracking: \(now.1)")
+        }
+        reportedHealth = now
+        _ = driver.healthChanged(now.0, reason: now.1, now: monotonicNanos(), self)
     }
 
     /// The arbiter thread answered: hand the answers to the loop.

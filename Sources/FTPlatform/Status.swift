@@ -38,6 +38,10 @@ extension Node {
             ("frames_emitted", "\(framesEmitted)"),
             ("frames_suppressed", "\(shadowFrames)"),
             ("frames_ignored", "\(core.ignoredFrames)"),
+            ("healthy", core.healthy ? "true" : "false"),
+            ("health_reason", jsonString(core.healthReason)),
+            ("peer_healthy", core.peerHealthy.map { $0 ? "true" : "false" } ?? "null"),
+            ("arbiter_unavailable", "\(core.arbiterUnavailable)"),
         ]
         let counters = s.counters.all.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ")
         fields.append(("stack", "{\(counters)}"))

@@ -87,6 +87,21 @@ struct Run: ParsableCommand {
     @Option(help: "Milliseconds between gratuitous ARPs.")
     var garpIntervalMs: Int = 100
 
+    @Option(name: .customLong("track-interface"), help: ArgumentHelp(
+        "Count this node unhealthy while this interface is down (repeatable). With --bridge, the bridge's other ports (its uplinks) are tracked too, unless --no-track-bridge.",
+        valueName: "if"))
+    var trackInterfaces: [String] = []
+    @Flag(help: "Do not track the --bridge's other ports.")
+    var noTrackBridge = false
+    @Option(help: "Health check command, run with /bin/sh -c every --track-interval-ms; exit 0 means healthy. Never blocks the node.")
+    var trackScript: String?
+    @Option(help: "Interval (and timeout) of --track-script.")
+    var trackIntervalMs: Int = 1000
+    @Option(help: "Consecutive --track-script failures that make the node unhealthy.")
+    var trackFall: Int = 2
+    @Option(help: "Consecutive --track-script passes that make it healthy again.")
+    var trackRise: Int = 2
+
     @Option(help: "RFC 6528 ISN secret as 32 hex digits; must be equal on both nodes. Solo default: random.")
     var isnKey: String?
     @Option(help: "Read the ISN secret (32 hex digits) from this file.")
@@ -132,6 +147,12 @@ struct Run: ParsableCommand {
         }
         if let a = admin, SocketAddress(a) == nil { throw ValidationError("--admin '\(a)' is not IPv4:PORT, e.g. 127.0.0.1:7410") }
         guard pcapMaxMb > 0 else { throw ValidationError("--pcap-max-mb must be positive") }
+        guard trackIntervalMs > 0, trackFall > 0, trackRise > 0 else {
+            throw ValidationError("--track-interval-ms, --track-fall and --track-rise must be positive")
+        }
+        for i in trackInterfaces where i.isEmpty || i.utf8.count > 15 {
+            throw ValidationError("--track-interface '\(i)' is not an interface name (1-15 bytes)")
+        }
         guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
         if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
         if isnKey != nil && isnKeyFile != nil { throw ValidationError("give --isn-key or --isn-key-file, not both") }
@@ -196,6 +217,13 @@ struct Run: ParsableCommand {
         no.listen = listen.flatMap(SocketAddress.init)
         no.peer = peer.flatMap(SocketAddress.init)
         no.admin = admin.flatMap(SocketAddress.init)
+        no.health.tap = tap
+        no.health.bridge = noTrackBridge ? nil : bridge
+        no.health.interfaces = trackInterfaces
+        no.health.script = trackScript
+        no.health.interval = UInt64(trackIntervalMs) * nsPerMs
+        no.health.fall = trackFall
+        no.health.rise = trackRise
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
         }
