@@ -5,10 +5,12 @@ import FTReplication
 
 /// `file:DIR`: epoch N is claimed by exclusively creating `DIR/epoch-N`
 /// (O_CREAT|O_EXCL, atomic on a local file system and on NFSv3+).
-/// The file holds the winner's node name.
+/// The file holds the winner's node name. `DIR/arbiter-id` holds the
+/// store's identity, created once (by `ftap arbiter init` or on first use).
 public final class FileArbiter: Arbiter {
     public let directory: String
     public var description: String { "file:\(directory)" }
+    public private(set) var identity = ""
 
     public init(directory: String) throws {
         self.directory = directory
@@ -20,6 +22,47 @@ public final class FileArbiter: Arbiter {
             }
         }
         guard access(directory, W_OK) == 0 else { throw SystemError("arbiter: directory \(directory) is not writable", errno: errno) }
+        identity = try Self.identity(of: directory, create: true)
+    }
+
+    /// Reads `DIR/arbiter-id`, creating it (O_EXCL, fsynced) with a random id when absent.
+    public static func identity(of directory: String, create: Bool) throws -> String {
+        let p = "\(directory)/arbiter-id"
+        if let b = try? Files.readAll(p) {
+            let id = String(decoding: b, as: UTF8.self).trimmingNewlines
+            guard !id.isEmpty else { throw SystemError("arbiter: \(p)", detail: "empty identity file") }
+            return id
+        }
+        guard create else { throw SystemError("arbiter: \(p)", detail: "no identity yet (run `ftap arbiter init --arbiter file:\(directory)`)") }
+        var r = SystemRandomNumberGenerator()
+        let id = "file-" + String(r.next(), radix: 16) + String(r.next(), radix: 16)
+        let fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            if errno == EEXIST { return try identity(of: directory, create: false) }  // created meanwhile by the other node
+            throw SystemError("arbiter: create \(p)", errno: errno)
+        }
+        let text = Array("\(id)\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+        return id
+    }
+
+    /// Claimed epochs and their owners, in order.
+    public func epochs() throws -> [(epoch: UInt64, owner: String)] {
+        guard let dir = opendir(directory) else { throw SystemError("arbiter: read \(directory)", errno: errno) }
+        defer { closedir(dir) }
+        var out: [(UInt64, String)] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix("epoch-"), let n = UInt64(name.dropFirst(6)) else { continue }
+            out.append((n, owner(of: path(for: n))))
+        }
+        return out.sorted { $0.0 < $1.0 }
     }
 
     public func path(for epoch: UInt64) -> String { "\(directory)/epoch-\(epoch)" }

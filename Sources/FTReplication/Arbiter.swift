@@ -7,6 +7,9 @@
 /// epoch. Exactly one claimant of an epoch wins.
 public protocol Arbiter: AnyObject {
     var description: String { get }
+    /// Names this store: two nodes that report different identities do not
+    /// share an arbiter, and could both win the same epoch.
+    var identity: String { get }
     /// Claims `epoch` for `node`: won, lost (someone else holds it) or
     /// unavailable (the store did not answer; says nothing about the owner).
     func claim(epoch: UInt64, node: String) -> ArbiterAnswer

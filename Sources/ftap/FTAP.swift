@@ -20,7 +20,7 @@ struct FTAP: ParsableCommand {
         4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, Status.self, Switchover.self, LogCommand.self, Replay.self, Sim.self])
+        subcommands: [Run.self, Status.self, Switchover.self, ArbiterCommand.self, LogCommand.self, Replay.self, Sim.self])
 
     static func main() {
         do {
