@@ -36,70 +36,61 @@ public final class FileArbiter: Arbiter {
         guard create else { throw SystemError("arbiter: \(p)", detail: "no identity yet (run `ftap arbiter init --arbiter file:\(directory)`)") }
         var r = SystemRandomNumberGenerator()
         let id = "file-" + String(r.next(), radix: 16) + String(r.next(), radix: 16)
-        let fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            if errno == EEXIST { return try identity(of: directory, create: false) }  // created meanwhile by the other node
-            throw SystemError("arbiter: create \(p)", errno: errno)
-        }
-        let text = Array("\(id)\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let e = createDurably(p, in: directory, text: id)
+        if e == EEXIST { return try identity(of: directory, create: false) }  // the other node made it meanwhile
+        if e != 0 { throw SystemError("arbiter: create \(p)", errno: e) }
+        return id
+    }
+
+    /// Creates `path` exclusively with `text` and a newline, and makes the
+    /// file and its directory entry durable. Returns 0 or the errno.
+    static func createDurably(_ path: String, in directory: String, text: String) -> Int32 {
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        if fd < 0 { return errno }
+        let bytes = Array("\(text)\n".utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fsync(fd)
         close(fd)
+        // The new directory entry must survive a crash of this host too.
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
-        return id
+        return 0
     }
 
     /// Claimed epochs and their owners, in order.
     public func epochs() throws -> [(epoch: UInt64, owner: String)] {
-        guard let dir = opendir(directory) else { throw SystemError("arbiter: read \(directory)", errno: errno) }
+        try claimedEpochs().map { ($0, owner(of: path(for: $0))) }
+    }
+
+    /// The epoch numbers claimed in the directory, ascending.
+    func claimedEpochs() throws -> [UInt64] {
+        guard let dir = opendir(directory) else { throw SystemError("cannot read \(directory)", errno: errno) }
         defer { closedir(dir) }
-        var out: [(UInt64, String)] = []
+        var out: [UInt64] = []
         while let ent = readdir(dir) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard name.hasPrefix("epoch-"), let n = UInt64(name.dropFirst(6)) else { continue }
-            out.append((n, owner(of: path(for: n))))
+            if name.hasPrefix("epoch-"), let n = UInt64(name.dropFirst(6)) { out.append(n) }
         }
-        return out.sorted { $0.0 < $1.0 }
+        return out.sorted()
     }
 
     public func path(for epoch: UInt64) -> String { "\(directory)/epoch-\(epoch)" }
 
     public func claim(epoch: UInt64, node: String) -> ArbiterAnswer {
         let p = path(for: epoch)
-        let fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            let e = errno
-            if e == EEXIST { return .lost("\(p) already claimed by \(owner(of: p))") }
-            // EIO, EACCES, ENOSPC, ESTALE, ...: no answer about the owner.
-            return .unavailable("cannot create \(p): \(String(cString: strerror(e)))")
-        }
-        let text = Array("\(node)\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
-        // The new directory entry must survive a crash of this host too.
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        let e = Self.createDurably(p, in: directory, text: node)
+        if e == EEXIST { return .lost("\(p) already claimed by \(owner(of: p))") }
+        // EIO, EACCES, ENOSPC, ESTALE, ...: no answer about the owner.
+        if e != 0 { return .unavailable("cannot create \(p): \(String(cString: strerror(e)))") }
         return .won("created \(p)")
     }
 
     public func check(above epoch: UInt64) -> EpochCheck {
-        guard let dir = opendir(directory) else {
-            return .unavailable("cannot read \(directory): \(String(cString: strerror(errno)))")
-        }
-        defer { closedir(dir) }
-        var highest: UInt64 = 0
-        while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard name.hasPrefix("epoch-"), let n = UInt64(name.dropFirst(6)) else { continue }
-            highest = max(highest, n)
-        }
-        guard highest > epoch else { return .current }
+        let all: [UInt64]
+        do { all = try claimedEpochs() } catch { return .unavailable("\(error)") }
+        guard let highest = all.last, highest > epoch else { return .current }
         return .superseded(epoch: highest, detail: "\(path(for: highest)) owned by \(owner(of: path(for: highest)))")
     }
 

@@ -33,13 +33,18 @@ final class SimIO: NodeIO {
     func shadow(_ o: OutputFrame) { sim.stat("shadow-frames") }
 
     func connect() -> Bool {
+        n.peerConn = openConnection("connects to the peer")
+        return true
+    }
+
+    /// A new TCP connection from this node to the other one's port.
+    func openConnection(_ what: String) -> Int {
         let c = ChanConn(id: sim.conns.count, connector: n.id, acceptor: 1 - n.id)
         c.uid[n.id] = n.uid
         sim.conns.append(c)
-        n.peerConn = c.id
-        sim.trace(n.name, "connects to the peer (connection \(c.id))")
+        sim.trace(n.name, "\(what) (connection \(c.id))")
         sim.schedule(sim.now + sim.channelLatency(n.id), .connectArrive(conn: c.id))
-        return true
+        return c.id
     }
 
     func connectOutcome() -> ConnectOutcome {
@@ -55,12 +60,7 @@ final class SimIO: NodeIO {
     }
 
     func startProbe() -> Bool {
-        let c = ChanConn(id: sim.conns.count, connector: n.id, acceptor: 1 - n.id)
-        c.uid[n.id] = n.uid
-        sim.conns.append(c)
-        n.probeConn = c.id
-        sim.trace(n.name, "probes the peer's port (connection \(c.id))")
-        sim.schedule(sim.now + sim.channelLatency(n.id), .connectArrive(conn: c.id))
+        n.probeConn = openConnection("probes the peer's port")
         return true
     }
 
