@@ -61,6 +61,11 @@ extension Stack {
             t.rcvScale = config.windowScale
         }
         t.sackOK = seg.sackPermitted
+        if let ts = seg.timestamps {
+            // RFC 7323 section 3.2: the SYN offered timestamps; we answer with ours.
+            t.tsOK = true
+            t.tsRecent = ts.value
+        }
         t.sndWnd = Int(seg.window)  // the window in a SYN is never scaled
         t.maxSndWnd = t.sndWnd
         t.sndWl1 = seg.seq; t.sndWl2 = 0
@@ -89,6 +94,7 @@ extension Stack {
         var fin = seg.flags.contains(.fin)
         let syn = seg.flags.contains(.syn)
         let segLen = payload.count + (syn ? 1 : 0) + (fin ? 1 : 0)
+        inputTSEcr = seg.flags.contains(.ack) ? seg.timestamps?.echo : nil
 
         // A retransmitted SYN while we are in SYN-RECEIVED: repeat the SYN-ACK.
         if t.state == .synReceived, syn, !seg.flags.contains(.ack), seg.seq == t.irs {
@@ -115,6 +121,12 @@ extension Stack {
                 }
                 return
             }
+        }
+
+        // RFC 7323 section 4.3 (3): remember the TSval to echo when the
+        // segment covers Last.ACK.sent (the one our next ACK acknowledges).
+        if t.tsOK, let ts = seg.timestamps, seqLE(seq, t.lastAckSent), !seg.flags.contains(.rst) {
+            if seqGE(ts.value, t.tsRecent) || t.state == .synReceived { t.tsRecent = ts.value }
         }
 
         // 2. RST (RFC 5961 section 3): exact match resets, in-window gets a challenge ACK.
@@ -177,8 +189,14 @@ extension Stack {
                 return
             }
             let peerWindow = Int(seg.window) << Int(t.sndScale)
+            let newSACK = updateScoreboard(t, blocks: seg.sackBlocks, ack: ack)
             if seqGT(ack, t.sndUna) {
                 acknowledge(t, ack: ack, now: now, out: &out)
+                if t.sackOK { sackRecovery(t, now: now, out: &out) }
+            } else if t.sackOK && !t.sacked.isEmpty {
+                // RFC 6675: with SACK, an ACK (with or without data) that
+                // reports new SACKed data is what drives loss detection.
+                if newSACK && t.outstanding > 0 { sackRecovery(t, now: now, out: &out) }
             } else if ack == t.sndUna, segLen == 0, peerWindow == t.sndWnd, t.outstanding > 0 {
                 duplicateAck(t, now: now, out: &out)
             }
@@ -235,16 +253,42 @@ extension Stack {
             switch t.state {
             case .established, .finWait1, .finWait2:
                 if seq == t.rcvNxt {
+                    let hadOOO = !t.ooo.isEmpty
                     if !payload.isEmpty {
                         t.rcvBuf.append(contentsOf: f[payload])
                         t.rcvNxt = t.rcvNxt &+ UInt32(payload.count)
                     }
                     if fin { receiveFin(t, now: now) }
                     drainOutOfOrder(t, now: now)
-                } else if !payload.isEmpty || fin {
-                    queueOutOfOrder(t, seq: seq, data: Array(f[payload]), fin: fin)
+                    if payload.isEmpty || fin || hadOOO || t.peerFin {
+                        // A duplicate, a FIN, or a segment that fills (part of) a
+                        // gap: acknowledge at once (RFC 5681 section 4.2).
+                        t.ackNeeded = true
+                    } else {
+                        // In-order data: delayed ACK (RFC 1122 4.2.3.2, RFC 5681
+                        // 4.2): at least every second segment, else within
+                        // `StackConfig.delayedAck`, on a logged tick. Anything
+                        // we send meanwhile carries the ACK.
+                        t.unackedSegments += 1
+                        if t.quickAcks > 0 {
+                            // Quick-ACK mode at the start of a connection, as
+                            // Linux (TCP_MAX_QUICKACKS, 16): the peer's slow
+                            // start and first RTT samples need every ACK.
+                            t.quickAcks -= 1
+                            t.ackNeeded = true
+                        } else if t.unackedSegments >= 2 {
+                            t.ackNeeded = true
+                        } else if t.delAckDeadline == nil {
+                            t.delAckDeadline = now + StackConfig.delayedAck
+                        }
+                    }
+                } else {
+                    if !payload.isEmpty || fin {
+                        queueOutOfOrder(t, seq: seq, data: Array(f[payload]), fin: fin)
+                    }
+                    // Out of order: an immediate ACK with SACK blocks (RFC 5681 4.2, RFC 2018 4).
+                    t.ackNeeded = true
                 }
-                t.ackNeeded = true
             case .synReceived, .closeWait, .closing, .lastAck, .timeWait:
                 // Text after the peer's FIN, or before the handshake completed: ignored.
                 break
@@ -296,6 +340,7 @@ extension Stack {
         let s = OOOSegment(seq: seq, data: data, fin: fin)
         if let i = t.ooo.firstIndex(where: { $0.seq == seq }) {
             if t.ooo[i].end != s.end && seqGT(s.end, t.ooo[i].end) { t.ooo[i] = s }
+            t.lastOOOSeq = seq
             return
         }
         if t.ooo.count >= config.maxOutOfOrderSegments {
@@ -306,6 +351,7 @@ extension Stack {
         }
         let i = t.ooo.firstIndex(where: { seqGT($0.seq, seq) }) ?? t.ooo.count
         t.ooo.insert(s, at: i)
+        t.lastOOOSeq = seq
         counters.tcpOutOfOrderQueued += 1
     }
 
@@ -340,15 +386,27 @@ extension Stack {
         let dataAcked = min(max(0, seqDiff(ack, t.bufSeq)), t.sendBuf.count)
         t.sendBuf.drop(dataAcked)
         t.bufSeq = t.bufSeq &+ UInt32(dataAcked)
-        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart); t.rttSeq = nil }
+        if let rs = t.rttSeq, seqGE(ack, rs) {
+            rttSample(t, now - t.rttStart); t.rttSeq = nil
+        } else if t.retries > 0, let e = tsEchoSample(t, now: now) {
+            // Karn's algorithm leaves no sample after a timeout; the echoed
+            // timestamp is one (RFC 7323 section 4.1), and it ends the backoff.
+            rttSample(t, e)
+        }
         t.sndUna = ack
         if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
+        trimScoreboard(t)
         t.retries = 0
         t.dupAcks = 0
+        t.tlpHigh = nil
         if t.inRecovery {
             if seqGE(ack, t.recover) {
                 t.inRecovery = false
                 t.cwnd = t.ssthresh
+                t.sacked.removeAll()
+            } else if t.sackOK && !t.sacked.isEmpty {
+                // RFC 6675: the scoreboard (sackRecovery, run by the caller)
+                // picks what to retransmit; cwnd stays at ssthresh.
             } else {
                 // NewReno partial ACK: retransmit the next hole, deflate (RFC 6582 3.2).
                 retransmitFirst(t, out: &out)
@@ -361,6 +419,146 @@ extension Stack {
         }
         t.cwnd = min(t.cwnd, 64 * 1024 * 1024)
         t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
+        scheduleTLP(t, now: now)
+    }
+
+    /// The RTT sample an echoed timestamp gives (RFC 7323 section 4.1), if any.
+    func tsEchoSample(_ t: TCB, now: Nanos) -> Nanos? {
+        guard t.tsOK, let e = inputTSEcr, e != 0 else { return nil }
+        let d = Int32(bitPattern: tsValue(t, now: now) &- e)
+        guard d >= 0 else { return nil }
+        return Nanos(d) * nsPerMs
+    }
+
+    // MARK: SACK-based loss recovery (RFC 6675) with RACK-style lost-retransmission detection
+
+    /// Merges the peer's SACK blocks into the scoreboard (RFC 6675 Update()).
+    /// Blocks outside (ack, SND.MAX] are ignored (D-SACKs, RFC 2883, and
+    /// bogus ones). Returns whether anything was newly SACKed.
+    @discardableResult
+    func updateScoreboard(_ t: TCB, blocks: [SACKBlock], ack: UInt32) -> Bool {
+        guard t.sackOK, !blocks.isEmpty else { return false }
+        let floor = seqGT(ack, t.sndUna) && seqLE(ack, t.sndMax) ? ack : t.sndUna
+        let before = t.sackedBytes
+        var ranges = t.sacked
+        for b in blocks {
+            guard seqLT(b.left, b.right), seqGT(b.right, floor), seqLE(b.right, t.sndMax) else { continue }
+            ranges.append(SeqRange(left: seqLT(b.left, floor) ? floor : b.left, right: b.right))
+        }
+        ranges.sort { seqLT($0.left, $1.left) || ($0.left == $1.left && seqLT($0.right, $1.right)) }
+        var merged: [SeqRange] = []
+        for r in ranges {
+            if var last = merged.last, seqLE(r.left, last.right) {
+                if seqGT(r.right, last.right) { last.right = r.right; merged[merged.count - 1] = last }
+            } else {
+                merged.append(r)
+            }
+        }
+        // Bounded: the ranges nearest SND.UNA matter first for recovery.
+        if merged.count > TCB.maxScoreboardRanges { merged.removeLast(merged.count - TCB.maxScoreboardRanges) }
+        t.sacked = merged
+        return t.sackedBytes > before
+    }
+
+    /// Drops what the cumulative ACK now covers.
+    func trimScoreboard(_ t: TCB) {
+        guard !t.sacked.isEmpty else { return }
+        t.sacked.removeAll { seqLE($0.right, t.sndUna) }
+        if let f = t.sacked.first, seqLT(f.left, t.sndUna) { t.sacked[0].left = t.sndUna }
+        if seqLT(t.highRxt, t.sndUna) { t.highRxt = t.sndUna }
+    }
+
+    /// RFC 6675 IsLost(seq): more than (DupThresh - 1) * SMSS bytes, or
+    /// DupThresh discontiguous ranges, SACKed above it. After a tail loss
+    /// probe was answered with SACKs, anything unSACKed below SACKed data
+    /// is lost: the probe was sent after all of it (RFC 8985 section 7.4).
+    func isLost(_ t: TCB, _ seq: UInt32) -> Bool {
+        var bytes = 0, ranges = 0
+        for r in t.sacked.reversed() {
+            guard seqGT(r.right, seq) else { break }
+            bytes += seqDiff(r.right, seqGT(r.left, seq) ? r.left : seq)
+            ranges += 1
+        }
+        if bytes == 0 { return false }
+        if t.tlpHigh != nil { return true }
+        return bytes > 2 * t.sendMSS || ranges >= 3
+    }
+
+    /// The first hole at or above `from` (start, length up to one segment):
+    /// unSACKed sequence space below the highest SACKed byte.
+    func nextHole(_ t: TCB, from: UInt32) -> (UInt32, Int)? {
+        var s = seqLT(from, t.sndUna) ? t.sndUna : from
+        for r in t.sacked {
+            if seqLE(r.right, s) { continue }
+            if seqLT(s, r.left) { return (s, min(seqDiff(r.left, s), t.segmentPayloadMax)) }
+            s = r.right
+        }
+        return nil
+    }
+
+    /// RFC 6675 pipe: bytes in flight = outstanding - SACKed - lost and not
+    /// yet retransmitted (holes below the highest SACK, above HighRxt, that IsLost).
+    func pipe(_ t: TCB) -> Int {
+        var lostNotResent = 0
+        var s = seqLT(t.highRxt, t.sndUna) ? t.sndUna : t.highRxt
+        while let (h, _) = nextHole(t, from: s) {
+            guard isLost(t, h) else { break }
+            let end = t.sacked.first { seqGT($0.left, h) }!.left
+            lostNotResent += seqDiff(end, h)
+            s = end
+        }
+        return max(0, t.outstanding - t.sackedBytes - lostNotResent)
+    }
+
+    /// Loss detection and retransmission from the scoreboard (RFC 6675
+    /// sections 5 and 5.1), run on every ACK that moves SND.UNA or SACKs
+    /// something new. Enters recovery when SND.UNA IsLost; in recovery
+    /// sends holes (then new data) while pipe < cwnd.
+    func sackRecovery(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        guard t.sackOK, !t.sacked.isEmpty, t.state != .synReceived else { return }
+        if seqLT(t.highRxt, t.sndUna) { t.highRxt = t.sndUna }
+        if !t.inRecovery {
+            guard isLost(t, t.sndUna) else { return }
+            // Enter recovery: multiplicative decrease, once per window of data.
+            t.inRecovery = true
+            t.recover = t.sndMax
+            t.ssthresh = max(t.outstanding * 7 / 10, 2 * t.sendMSS)
+            t.cwnd = t.ssthresh
+            t.highRxt = t.sndUna
+            t.rxtSndMax = t.sndMax
+            t.rttSeq = nil
+            t.tlpDeadline = nil
+            counters.tcpFastRetransmits += 1
+        } else if seqGT(t.highRxt, t.sndUna), let top = t.sacked.last, seqGT(top.right, t.rxtSndMax),
+                  let (h, _) = nextHole(t, from: t.sndUna), seqLT(h, t.highRxt) {
+            // Lost retransmission: data sent after our retransmissions was
+            // SACKed while a retransmitted hole is still missing (RFC 8985's
+            // rule, by sequence: we keep no per-segment send times). Resend.
+            t.highRxt = t.sndUna
+            t.rxtSndMax = t.sndMax
+            counters.tcpLostRetransmits += 1
+        }
+        defer { t.tlpHigh = nil }
+        var sent = 0
+        // On entry the first lost segment goes out whatever pipe says (RFC 6675 section 5, step 4.3).
+        var force = t.highRxt == t.sndUna && t.rxtSndMax == t.sndMax
+        while force || t.cwnd - pipe(t) >= t.segmentPayloadMax {
+            force = false
+            // (1) a lost hole above HighRxt; new data is output()'s (rule 2).
+            if let (h, len) = nextHole(t, from: t.highRxt), isLost(t, h) {
+                emitData(t, seq: h, length: len, out: &out)
+                counters.tcpRetransmits += 1
+                counters.tcpSACKRetransmits += 1
+                t.highRxt = h &+ UInt32(len)
+                t.rxtSndMax = t.sndMax
+                sent += 1
+                continue
+            }
+            break
+        }
+        if sent > 0 { t.rtoDeadline = now + t.rto }
+        // New data, limited by cwnd - pipe rather than cwnd - outstanding.
+        output(t, now: now, out: &out)
     }
 
     /// RFC 6298 section 2 and 3.

@@ -12,19 +12,33 @@ extension Stack {
             if t.ackNeeded { sendAck(t, out: &out) }
             return
         }
+        let sackRecovering = t.inRecovery && t.sackOK && !t.sacked.isEmpty
+        let inFlight = sackRecovering ? pipe(t) : 0
+        var sentNow = 0
         while true {
+            // Resending after a timeout (SND.NXT below SND.MAX): skip what the peer SACKed.
+            if seqLT(t.sndNxt, t.sndMax), let r = t.sacked.first(where: { seqLE($0.left, t.sndNxt) && seqGT($0.right, t.sndNxt) }) {
+                t.sndNxt = r.right
+                continue
+            }
             let offset = seqDiff(t.sndNxt, t.bufSeq)
             let unsent = t.sendBuf.count - offset
-            let window = min(t.sndWnd, t.cwnd)
-            let room = window - seqDiff(t.sndNxt, t.sndUna)
+            // In SACK recovery new data is limited by cwnd - pipe (RFC 6675 section 5).
+            let room = sackRecovering
+                ? min(t.sndWnd - seqDiff(t.sndNxt, t.sndUna), t.cwnd - inFlight - sentNow)
+                : min(t.sndWnd, t.cwnd) - seqDiff(t.sndNxt, t.sndUna)
             if unsent > 0 {
-                let len = min(t.sendMSS, unsent, room)
+                var len = min(t.segmentPayloadMax - sackOptionBytes(t), unsent, room)
+                if seqLT(t.sndNxt, t.sndMax), let r = t.sacked.first(where: { seqGT($0.left, t.sndNxt) }) {
+                    len = min(len, seqDiff(r.left, t.sndNxt))
+                }
                 if len <= 0 { break }
                 // Sender-side silly window avoidance (RFC 9293 3.8.6.2.1): a
                 // window-limited segment smaller than a full one and than half
                 // the largest window the peer offered waits for more window,
                 // unless nothing is in flight to bring an ACK.
-                if len < t.sendMSS && len < unsent && len < t.maxSndWnd / 2 && t.outstanding > 0 { break }
+                if len < t.segmentPayloadMax - sackOptionBytes(t) && len < unsent && len < t.maxSndWnd / 2
+                    && t.outstanding > 0 && !seqLT(t.sndNxt, t.sndMax) { break }
                 let isLast = len == unsent
                 var flags: TCPFlags = [.ack]
                 if isLast { flags.insert(.psh) }
@@ -36,6 +50,7 @@ extension Stack {
                     counters.tcpRetransmits += 1
                 }
                 t.sndNxt = t.sndNxt &+ UInt32(len)
+                sentNow += len
                 if t.rtoDeadline == nil { t.rtoDeadline = now + t.rto }
                 continue
             }
@@ -53,6 +68,7 @@ extension Stack {
         if t.unsentBytes > 0 && t.sndWnd == 0 && t.outstanding == 0 && t.persistDeadline == nil {
             t.persistDeadline = now + persistInterval(t)
         }
+        if sentNow > 0 { scheduleTLP(t, now: now) }
         if t.ackNeeded { sendAck(t, out: &out) }
         // A window update when the service freed receive space the peer does not
         // know of: the window the peer last saw (up to the right edge we
@@ -72,16 +88,73 @@ extension Stack {
         return min(config.rtoMax, base << Nanos(min(t.persistBackoff, 16)))
     }
 
-    func retransmitFirst(_ t: TCB, out: inout [[UInt8]]) {
+    /// Resends the segment at SND.UNA (or the FIN); returns its payload length.
+    @discardableResult
+    func retransmitFirst(_ t: TCB, out: inout [[UInt8]]) -> Int {
         counters.tcpRetransmits += 1
         let offset = seqDiff(t.sndUna, t.bufSeq)
         let avail = t.sendBuf.count - offset
         if avail > 0 {
-            let len = min(t.sendMSS, avail)
+            var len = min(t.segmentPayloadMax - sackOptionBytes(t), avail)
+            if let r = t.sacked.first, seqGT(r.left, t.sndUna) { len = min(len, seqDiff(r.left, t.sndUna)) }
             emitSegment(t, seq: t.sndUna, flags: [.ack, .psh], payload: t.sendBuf.slice(from: offset, length: len), out: &out)
+            return len
         } else if let fs = t.finSeq, t.sndUna == fs {
             emitSegment(t, seq: fs, flags: [.fin, .ack], payload: [], out: &out)
         }
+        return 0
+    }
+
+    /// Sends `length` bytes of the send buffer from `seq` (a retransmission).
+    func emitData(_ t: TCB, seq: UInt32, length: Int, out: inout [[UInt8]]) {
+        let offset = seqDiff(seq, t.bufSeq)
+        let len = min(length, t.sendBuf.count - offset, t.segmentPayloadMax - sackOptionBytes(t))
+        guard offset >= 0, len > 0 else { return }
+        emitSegment(t, seq: seq, flags: [.ack], payload: t.sendBuf.slice(from: offset, length: len), out: &out)
+    }
+
+    /// Arms the tail loss probe (RFC 8985 section 7.2): PTO = 2 * SRTT, at
+    /// least SRTT + 200 ms (the worst-case delayed ACK) when one segment is
+    /// in flight, plus 2 ms (Linux's TCP_TIMEOUT_MIN, two jiffies: a floor
+    /// for LAN RTTs of microseconds), never beyond the RTO. Only with SACK,
+    /// an RTT sample, outside recovery and with data in flight.
+    func scheduleTLP(_ t: TCB, now: Nanos) {
+        guard t.sackOK, t.hasRTT, !t.inRecovery, t.outstanding > 0, t.retries == 0, t.tlpHigh == nil,
+              t.state != .synReceived else {
+            t.tlpDeadline = nil; return
+        }
+        var pto = 2 * t.srtt
+        if t.outstanding <= t.sendMSS { pto = max(pto, t.srtt + 200 * nsPerMs) }
+        pto += 2 * nsPerMs
+        t.tlpDeadline = now + min(pto, t.rto)
+    }
+
+    /// RFC 8985 section 7.3: send one new segment if the windows allow,
+    /// else retransmit the last one; its ACK (with SACK) reveals the tail's
+    /// losses, which `isLost` then treats as lost.
+    func sendLossProbe(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+        counters.tcpLossProbes += 1
+        let unsent = t.unsentBytes
+        if unsent > 0 && t.sndNxt == t.sndMax && t.sndWnd - t.outstanding > 0 {
+            let len = min(t.segmentPayloadMax - sackOptionBytes(t), unsent, t.sndWnd - t.outstanding)
+            emitSegment(t, seq: t.sndNxt, flags: [.ack, .psh], payload: t.sendBuf.slice(from: seqDiff(t.sndNxt, t.bufSeq), length: len), out: &out)
+            t.sndNxt = t.sndNxt &+ UInt32(len)
+            t.sndMax = t.sndNxt
+        } else {
+            // The last segment sent: its final bytes (and the FIN if sent with nothing after).
+            let dataEnd = t.bufSeq &+ UInt32(t.sendBuf.count)
+            let end = seqLT(t.sndMax, dataEnd) ? t.sndMax : dataEnd
+            let len = min(t.segmentPayloadMax - sackOptionBytes(t), seqDiff(end, t.sndUna))
+            if len > 0 {
+                emitData(t, seq: end &- UInt32(len), length: len, out: &out)
+            } else if let fs = t.finSeq, seqGT(t.sndMax, fs) {
+                emitSegment(t, seq: fs, flags: [.fin, .ack], payload: [], out: &out)
+            }
+            counters.tcpRetransmits += 1
+        }
+        t.tlpHigh = t.sndMax
+        t.tlpDeadline = nil
+        t.rtoDeadline = now + t.rto
     }
 
     // MARK: Timers
@@ -107,14 +180,31 @@ extension Stack {
                 t.cwnd = t.sendMSS
                 t.inRecovery = false
                 t.dupAcks = 0
+                t.tlpHigh = nil
+                t.tlpDeadline = nil
+                // RFC 6675 section 5.1 / RFC 2018 section 8: the peer may have
+                // reneged on what it SACKed. Keep the scoreboard for the first
+                // timeout (Linux does too); forget it when timeouts repeat.
+                if t.retries >= 2 { t.sacked.removeAll() }
+                t.highRxt = t.sndUna
                 t.sndNxt = t.sndUna  // go back: resend from the first unacknowledged byte
-                retransmitFirst(t, out: &out)
-                let offset = seqDiff(t.sndUna, t.bufSeq)
-                let avail = t.sendBuf.count - offset
-                t.sndNxt = t.sndUna &+ UInt32(min(t.sendMSS, max(0, avail)))
+                let len = retransmitFirst(t, out: &out)
+                t.sndNxt = t.sndUna &+ UInt32(len)
+                let avail = t.sendBuf.count - seqDiff(t.sndUna, t.bufSeq)
                 if avail == 0, let fs = t.finSeq, t.sndUna == fs { t.sndNxt = fs &+ 1 }
             }
             t.rtoDeadline = now + t.rto
+        }
+        if let d = t.tlpDeadline, d <= now {
+            t.tlpDeadline = nil
+            if t.outstanding > 0 && !t.inRecovery && t.state != .synReceived { sendLossProbe(t, now: now, out: &out) }
+        }
+        if let d = t.delAckDeadline, d <= now {
+            t.delAckDeadline = nil
+            if t.unackedSegments > 0 || t.ackNeeded {
+                counters.tcpDelayedAcks += 1
+                sendAck(t, out: &out)
+            }
         }
         if let d = t.persistDeadline, d <= now {
             t.persistDeadline = nil
@@ -162,28 +252,55 @@ extension Stack {
         let edge = t.rcvNxt &+ UInt32(t.lastAdvWindow)
         if seqGT(edge, t.rcvAdvEdge) { t.rcvAdvEdge = edge }
         t.ackNeeded = false
+        t.unackedSegments = 0
+        t.delAckDeadline = nil
+        t.lastAckSent = t.rcvNxt
         counters.tcpSegmentsOut += 1
         out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
                                     srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
-                                    flags: flags, window: UInt16(scaled), sackBlocks: sackBlocks(t),
-                                    payload: payload, ttl: config.ttl, ipID: nextIPID()))
+                                    flags: flags, window: UInt16(scaled), timestamps: timestamps(t),
+                                    sackBlocks: sackBlocks(t), payload: payload, ttl: config.ttl, ipID: nextIPID()))
     }
 
-    /// RFC 2018 blocks for the out-of-order queue (contiguous runs merged),
-    /// the run nearest RCV.NXT first, at most four (no timestamps option).
+    /// RFC 7323: TSval is the log clock in milliseconds (a tick within the
+    /// RFC's 1 ms..1 s range) plus the connection's ISS as offset. The log
+    /// clock is the same on every replica and never goes back on a new
+    /// primary, so neither do our TSvals.
+    func tsValue(_ t: TCB, now: Nanos) -> UInt32 {
+        UInt32(truncatingIfNeeded: now / nsPerMs) &+ t.iss
+    }
+
+    func timestamps(_ t: TCB) -> TCPTimestamps? {
+        t.tsOK ? TCPTimestamps(value: tsValue(t, now: clock), echo: t.tsRecent) : nil
+    }
+
+    /// Option bytes our SACK blocks take on the next segment (0 without).
+    func sackOptionBytes(_ t: TCB) -> Int {
+        let n = sackBlocks(t).count
+        return n == 0 ? 0 : 4 + 8 * min(n, t.tsOK ? 3 : 4)
+    }
+
+    /// RFC 2018 blocks for the out-of-order queue (contiguous runs merged).
+    /// Section 4: the first block holds the most recently received segment;
+    /// the others follow nearest RCV.NXT first. At most three with
+    /// timestamps (the 40 option bytes), four without.
     func sackBlocks(_ t: TCB) -> [(UInt32, UInt32)] {
         guard t.sackOK, !t.ooo.isEmpty else { return [] }
-        var blocks: [(UInt32, UInt32)] = []
+        var runs: [(UInt32, UInt32)] = []
         for s in t.ooo {
             let end = s.seq &+ UInt32(s.data.count)
-            if let last = blocks.last, seqLE(s.seq, last.1) {
-                if seqGT(end, last.1) { blocks[blocks.count - 1].1 = end }
+            if let last = runs.last, seqLE(s.seq, last.1) {
+                if seqGT(end, last.1) { runs[runs.count - 1].1 = end }
             } else {
-                if blocks.count == 4 { break }
-                blocks.append((s.seq, end))
+                runs.append((s.seq, end))
             }
         }
-        return blocks.filter { seqLT($0.0, $0.1) }
+        runs = runs.filter { seqLT($0.0, $0.1) }
+        if let recent = t.lastOOOSeq, let i = runs.firstIndex(where: { seqLE($0.0, recent) && seqLT(recent, $0.1) }), i > 0 {
+            let r = runs.remove(at: i)
+            runs.insert(r, at: 0)
+        }
+        return Array(runs.prefix(t.tsOK ? 3 : 4))
     }
 
     func sendAck(_ t: TCB, out: inout [[UInt8]]) {
@@ -195,12 +312,13 @@ extension Stack {
         let w = min(currentReceiveWindow(t), 65535)
         t.lastAdvWindow = w
         t.rcvAdvEdge = t.rcvNxt &+ UInt32(w)
+        t.lastAckSent = t.rcvNxt
         counters.tcpSegmentsOut += 1
         out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
                                     srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: t.iss, ack: t.rcvNxt,
                                     flags: [.syn, .ack], window: UInt16(w), mss: UInt16(config.mss),
                                     windowScale: t.sndScale > 0 || t.rcvScale > 0 ? t.rcvScale : nil,
-                                    sackPermitted: t.sackOK,
+                                    sackPermitted: t.sackOK, timestamps: timestamps(t),
                                     ttl: config.ttl, ipID: nextIPID()))
     }
 
