@@ -398,7 +398,8 @@ extension Stack {
         trimScoreboard(t)
         t.retries = 0
         t.dupAcks = 0
-        t.tlpHigh = nil
+        // The probe episode ends when everything sent up to the probe is acknowledged.
+        if let hi = t.tlpHigh, seqGE(ack, hi) { t.tlpHigh = nil }
         if t.inRecovery {
             if seqGE(ack, t.recover) {
                 t.inRecovery = false

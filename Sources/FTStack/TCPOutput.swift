@@ -26,7 +26,8 @@ extension Stack {
             // In SACK recovery new data is limited by cwnd - pipe (RFC 6675 section 5).
             let room = sackRecovering
                 ? min(t.sndWnd - seqDiff(t.sndNxt, t.sndUna), t.cwnd - inFlight - sentNow)
-                : min(t.sndWnd, t.cwnd) - seqDiff(t.sndNxt, t.sndUna)
+                : min(t.sndWnd - seqDiff(t.sndNxt, t.sndUna),
+                      t.cwnd - seqDiff(t.sndNxt, t.sndUna) + sackedBelow(t, t.sndNxt))
             if unsent > 0 {
                 var len = min(t.segmentPayloadMax - sackOptionBytes(t), unsent, room)
                 if seqLT(t.sndNxt, t.sndMax), let r = t.sacked.first(where: { seqGT($0.left, t.sndNxt) }) {
@@ -103,6 +104,17 @@ extension Stack {
             emitSegment(t, seq: fs, flags: [.fin, .ack], payload: [], out: &out)
         }
         return 0
+    }
+
+    /// SACKed bytes below `seq`: not in flight (they left the network), so
+    /// they do not count against cwnd, as in Linux's packets_in_flight.
+    func sackedBelow(_ t: TCB, _ seq: UInt32) -> Int {
+        var n = 0
+        for r in t.sacked {
+            if !seqLT(r.left, seq) { break }
+            n += seqDiff(seqLT(r.right, seq) ? r.right : seq, r.left)
+        }
+        return n
     }
 
     /// Sends `length` bytes of the send buffer from `seq` (a retransmission).

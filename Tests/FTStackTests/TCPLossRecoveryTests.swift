@@ -1,0 +1,350 @@
+import XCTest
+import FTWire
+@testable import FTStack
+@testable import FTServices
+import FTTestSupport
+
+/// Scripted-segment tests of loss recovery as a sender (RFC 6675 SACK
+/// scoreboard, lost-retransmission detection, RFC 8985 tail loss probe) and
+/// of the receiver's side (RFC 2018 block order, RFC 1122/5681 delayed ACKs,
+/// RFC 7323 timestamps), issue 13.
+final class TCPLossRecoveryTests: XCTestCase {
+
+    /// A peer that negotiates SACK (and timestamps if asked) and can put
+    /// SACK blocks and timestamps on what it sends.
+    final class Peer {
+        let c: Client
+        var ts: UInt32? = nil
+        /// The TSval of the last segment the server sent us (our TSecr).
+        var tsEcr: UInt32 = 0
+        var una: UInt32 = 0
+        init(_ c: Client) { self.c = c }
+
+        func frame(_ flags: TCPFlags, seq: UInt32? = nil, ack: UInt32? = nil, payload: [UInt8] = [],
+                   sack: [(UInt32, UInt32)] = [], syn: Bool = false, mss: UInt16? = nil) -> [UInt8] {
+            let stamp = ts.map { TCPTimestamps(value: $0, echo: tsEcr) }
+            return FrameBuilder.tcp(ethSrc: c.mac, ethDst: applianceMAC, src: c.ip, dst: applianceAddress,
+                                    srcPort: c.port, dstPort: c.serverPort, seq: seq ?? c.sndNxt,
+                                    ack: flags.contains(.ack) ? (ack ?? c.rcvNxt) : 0, flags: flags, window: 65535,
+                                    mss: mss, sackPermitted: syn, timestamps: stamp, sackBlocks: sack,
+                                    payload: payload[...])
+        }
+
+        @discardableResult
+        func send(_ flags: TCPFlags = [.ack], seq: UInt32? = nil, ack: UInt32? = nil, payload: [UInt8] = [],
+                  sack: [(UInt32, UInt32)] = []) -> [Seg] {
+            let f = frame(flags, seq: seq, ack: ack, payload: payload, sack: sack)
+            if seq == nil { c.sndNxt = c.sndNxt &+ UInt32(payload.count) }
+            let r = c.sendRaw(f)
+            if let last = r.last?.tcp.timestamps { tsEcr = last.value }
+            return r
+        }
+
+        /// SYN (SACK-permitted, MSS, timestamps if `ts` is set), SYN-ACK, ACK.
+        @discardableResult
+        func connect(mss: UInt16) throws -> Seg {
+            c.sndNxt = c.isn
+            let r = c.sendRaw(frame([.syn], seq: c.isn, syn: true, mss: mss))
+            let sa = try XCTUnwrap(r.first)
+            XCTAssertEqual(sa.flags, [.syn, .ack])
+            c.serverISS = sa.seq
+            c.rcvNxt = sa.seq &+ 1
+            c.sndNxt = c.isn &+ 1
+            una = sa.seq &+ 1
+            if let t = sa.tcp.timestamps { tsEcr = t.value }
+            XCTAssertTrue(send().isEmpty)
+            return sa
+        }
+    }
+
+    let data = [UInt8](repeating: 0x41, count: 1000)
+
+    /// Echo: the client's 1000 bytes come back as ten 100-byte segments.
+    func echoTen(_ h: Harness) throws -> (Peer, [Seg]) {
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        let r = p.send(payload: data)
+        XCTAssertEqual(r.map { $0.payload.count }, Array(repeating: 100, count: 10))
+        p.c.rcvNxt = p.una &+ 1000
+        return (p, r)
+    }
+
+    // MARK: Sender: SACK scoreboard and recovery (RFC 6675)
+
+    func testScoreboardMergesBlocksAndIgnoresOnesOutsideTheWindow() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        p.send(ack: u, sack: [(u &+ 300, u &+ 400), (u &+ 100, u &+ 200)])
+        p.send(ack: u, sack: [(u &+ 200, u &+ 300), (u &- 500, u), (u &+ 900, u &+ 2000)])  // D-SACK below, beyond SND.MAX
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertEqual(t.sacked, [SeqRange(left: u &+ 100, right: u &+ 400)])
+        // A cumulative ACK trims it.
+        p.send(ack: u &+ 200)
+        XCTAssertEqual(t.sacked, [SeqRange(left: u &+ 200, right: u &+ 400)])
+    }
+
+    /// An ACK that carries data is no RFC 5681 duplicate ACK, but its SACK
+    /// blocks still reveal losses (RFC 6675): every hole is retransmitted,
+    /// not only the first.
+    func testSACKOnDataCarryingACKRetransmitsEveryLostHole() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        let r = p.send(ack: u, payload: Array("x".utf8), sack: [(u &+ 100, u &+ 200), (u &+ 300, u &+ 1000)])
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertTrue(t.inRecovery)
+        XCTAssertEqual(t.ssthresh, 700, "0.7 * FlightSize (CUBIC's decrease)")
+        XCTAssertEqual(r.filter { $0.payload.count == 100 }.map(\.seq), [u, u &+ 200], "both holes, in order")
+        XCTAssertEqual(r.last?.seq, u &+ 1000, "then the new data (the echoed x)")
+        XCTAssertEqual(r.last?.text, "x")
+        XCTAssertEqual(h.stack.counters.tcpSACKRetransmits, 2)
+        XCTAssertEqual(h.stack.counters.tcpFastRetransmits, 1)
+        // A full ACK ends recovery at ssthresh and empties the scoreboard.
+        p.send(ack: u &+ 1001)
+        XCTAssertFalse(t.inRecovery)
+        XCTAssertEqual(t.cwnd, 700)
+        XCTAssertTrue(t.sacked.isEmpty)
+    }
+
+    func testTooFewSACKedBytesDoNotStartRecovery() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        // 200 bytes (two segments) above the hole: not more than (DupThresh - 1) * SMSS.
+        XCTAssertTrue(p.send(ack: u, sack: [(u &+ 100, u &+ 300)]).isEmpty)
+        XCTAssertFalse(try XCTUnwrap(h.tcb(p.c)).inRecovery)
+        // A third segment: lost.
+        XCTAssertEqual(p.send(ack: u, sack: [(u &+ 100, u &+ 400)]).map(\.seq), [u])
+    }
+
+    /// A retransmission that is lost too: data sent after it is SACKed while
+    /// the hole stays, so it is sent again (no RTO).
+    func testLostRetransmissionIsDetectedAndResent() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        let r1 = p.send(ack: u, sack: [(u &+ 100, u &+ 1000)])
+        XCTAssertEqual(r1.map(\.seq), [u])
+        // The peer sends more: its echo goes out after the retransmission.
+        let r2 = p.send(ack: u, payload: Array("yz".utf8), sack: [(u &+ 100, u &+ 1000)])
+        XCTAssertEqual(r2.map(\.seq), [u &+ 1000])
+        // The new data arrives, the retransmitted hole does not.
+        let r3 = p.send(ack: u, sack: [(u &+ 100, u &+ 1002)])
+        XCTAssertEqual(r3.map(\.seq), [u], "the hole again")
+        XCTAssertEqual(h.stack.counters.tcpLostRetransmits, 1)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+    }
+
+    /// After a timeout the go-back-N resend skips what the peer SACKed.
+    func testTimeoutResendSkipsSACKedData() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        XCTAssertEqual(p.send(payload: Array(data[0..<500])).count, 5)
+        let u = p.una
+        p.send(ack: u, sack: [(u &+ 100, u &+ 300)])
+        let r = h.advance(by: sec).segs
+        XCTAssertEqual(r.map(\.seq), [u])
+        let r2 = p.send(ack: u &+ 100, sack: [(u &+ 100, u &+ 300)])
+        XCTAssertEqual(r2.map(\.seq), [u &+ 300, u &+ 400], "SACKed 100..<300 not resent")
+    }
+
+    // MARK: Tail loss probe (RFC 8985 section 7)
+
+    /// Gives the connection an RTT sample of 10 ms.
+    func sampleRTT(_ h: Harness, _ p: Peer) {
+        let e = p.send(payload: Array("a".utf8))
+        p.c.rcvNxt = p.c.rcvNxt &+ UInt32(e.first?.payload.count ?? 0)
+        h.now += 10 * ms
+        p.send()
+        p.una = p.c.rcvNxt
+    }
+
+    func testLossProbeFiresAtTwoSRTTAndResendsTheLastSegment() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        XCTAssertNil(h.stack.nextDeadline)
+        let t0 = h.now
+        XCTAssertEqual(p.send(payload: Array(data[0..<500])).count, 5)
+        let u = p.una
+        XCTAssertEqual(h.stack.nextDeadline, t0 + 2 * 10 * ms + 2 * ms, "PTO = 2 SRTT + 2 ms")
+        let probe = h.advance(to: t0 + 22 * ms).segs
+        XCTAssertEqual(probe.map(\.seq), [u &+ 400])
+        XCTAssertEqual(probe.first?.payload.count, 100)
+        XCTAssertEqual(h.stack.counters.tcpLossProbes, 1)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+        XCTAssertEqual(h.stack.nextDeadline, h.now + 200 * ms, "then the RTO")
+        // The probe's ACK: the first segment arrived, two did not, the probe did.
+        let r = p.send(ack: u &+ 100, sack: [(u &+ 400, u &+ 500)])
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertTrue(t.inRecovery, "after a probe, holes below SACKed data are lost")
+        XCTAssertEqual(r.first?.seq, u &+ 100)
+        p.send(ack: u &+ 200, sack: [(u &+ 400, u &+ 500)])
+        p.send(ack: u &+ 500)
+        XCTAssertFalse(t.inRecovery)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+    }
+
+    func testLossProbeWithOneSegmentInFlightWaitsForADelayedACK() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        let t0 = h.now
+        p.send(payload: Array("bc".utf8))
+        // max(2 SRTT, SRTT + 200 ms) + 2 ms, but never beyond the RTO (200 ms here).
+        XCTAssertEqual(h.stack.nextDeadline, t0 + 200 * ms)
+        XCTAssertEqual(h.advance(to: t0 + 200 * ms).segs.map(\.text), ["bc"])
+    }
+
+    func testNoLossProbeWithoutSACK() throws {
+        let h = Harness()
+        let c = h.client(serverPort: echoPort)
+        c.connect(mss: 100)
+        c.absorb(c.send("a"))
+        h.now += 10 * ms
+        c.ackAll()
+        let t0 = h.now
+        c.send([.ack], payload: Array(data[0..<300]))
+        XCTAssertEqual(h.stack.nextDeadline, t0 + 200 * ms, "only the RTO")
+    }
+
+    // MARK: Receiver: SACK blocks, delayed ACKs
+
+    func testSACKBlocksPutTheMostRecentSegmentFirst() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: discardPort))
+        try p.connect(mss: 100)
+        let s0 = p.c.sndNxt
+        func blocks(_ off: UInt32) -> [SACKBlock] {
+            let r = p.send(seq: s0 &+ off, payload: Array(data[0..<100]))
+            XCTAssertEqual(r.count, 1, "out-of-order data is acknowledged at once")
+            XCTAssertEqual(r.first?.ack, s0)
+            return r.first?.tcp.sackBlocks ?? []
+        }
+        func b(_ l: UInt32, _ r: UInt32) -> SACKBlock { SACKBlock(left: s0 &+ l, right: s0 &+ r) }
+        XCTAssertEqual(blocks(100), [b(100, 200)])
+        XCTAssertEqual(blocks(300), [b(300, 400), b(100, 200)])
+        XCTAssertEqual(blocks(500), [b(500, 600), b(100, 200), b(300, 400)])
+        XCTAssertEqual(blocks(200), [b(100, 400), b(500, 600)], "the run that grew goes first")
+    }
+
+    func testDelayedACKAfterQuickACKsEverySecondSegmentOrTimer() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: discardPort))
+        try p.connect(mss: 100)
+        for _ in 0..<16 { XCTAssertEqual(p.send(payload: Array(data[0..<100])).count, 1, "quick ACKs") }
+        // First segment after them: no ACK yet, a 40 ms timer.
+        XCTAssertTrue(p.send(payload: Array(data[0..<100])).isEmpty)
+        XCTAssertEqual(h.stack.nextDeadline, h.now + 40 * ms)
+        // The second: ACK at once, for both.
+        let two = p.send(payload: Array(data[0..<100]))
+        XCTAssertEqual(two.map(\.ack), [p.c.sndNxt])
+        XCTAssertNil(h.stack.nextDeadline)
+        // A lone segment is acknowledged by the timer, on a tick.
+        XCTAssertTrue(p.send(payload: Array(data[0..<100])).isEmpty)
+        XCTAssertTrue(h.advance(by: 40 * ms - 1).isEmpty)
+        XCTAssertEqual(h.advance(by: 1).segs.map(\.ack), [p.c.sndNxt])
+        XCTAssertEqual(h.stack.counters.tcpDelayedAcks, 1)
+        // A segment out of order is acknowledged at once, and so is the one filling the hole.
+        let s = p.c.sndNxt
+        XCTAssertEqual(p.send(seq: s &+ 100, payload: Array(data[0..<100])).count, 1)
+        XCTAssertEqual(p.send(seq: s, payload: Array(data[0..<100])).map(\.ack), [s &+ 200])
+    }
+
+    // MARK: Timestamps (RFC 7323)
+
+    func testTimestampsFollowTheLogClockAndEchoTSRecent() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        p.ts = 777
+        let sa = try p.connect(mss: 1460)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertEqual(sa.tcp.timestamps, TCPTimestamps(value: UInt32(truncatingIfNeeded: h.now / ms) &+ t.iss, echo: 777))
+        h.now += 5 * ms
+        p.ts = 790
+        let r = p.send(payload: [UInt8](repeating: 0x42, count: 3000))
+        XCTAssertEqual(r.map { $0.payload.count }, [1448, 1448, 104], "MSS less the 12 option bytes")
+        for s in r {
+            XCTAssertEqual(s.tcp.timestamps?.echo, 790)
+            XCTAssertEqual(s.tcp.timestamps?.value, UInt32(truncatingIfNeeded: h.now / ms) &+ t.iss)
+            XCTAssertLessThanOrEqual(s.frame.count, 14 + 1500)
+        }
+    }
+
+    func testSegmentsWithSACKAndTimestampsFitTheMTU() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        p.ts = 1
+        try p.connect(mss: 1460)
+        let s0 = p.c.sndNxt
+        p.send(seq: s0 &+ 5000, payload: [1])  // a hole: every segment now carries a SACK block
+        let r = p.send(payload: [UInt8](repeating: 0x43, count: 3000))
+        XCTAssertFalse(r.isEmpty)
+        for s in r {
+            XCTAssertEqual(s.tcp.sackBlocks.count, 1)
+            XCTAssertLessThanOrEqual(s.frame.count - 14, 1500, "\(s)")
+        }
+        XCTAssertEqual(r.first?.payload.count, 1448 - 12)
+    }
+
+    /// Karn's algorithm gives no sample after a timeout; the echoed
+    /// timestamp does, and ends the backoff.
+    func testEchoedTimestampAfterTimeoutEndsBackoff() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        p.ts = 1
+        try p.connect(mss: 100)
+        p.send(payload: Array("hello".utf8))
+        let r = h.advance(by: sec).segs
+        XCTAssertEqual(r.map(\.text), ["hello"])
+        XCTAssertEqual(h.info(p.c)?.rto, 2 * sec)
+        p.tsEcr = try XCTUnwrap(r.first?.tcp.timestamps?.value)
+        h.now += 10 * ms
+        p.c.rcvNxt = p.c.rcvNxt &+ 5
+        p.send()
+        XCTAssertEqual(h.info(p.c)?.rto, 200 * ms)
+    }
+
+    func testSYNACKRetransmissionRepeatsItsOptions() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        p.ts = 55
+        let sa = try XCTUnwrap(p.c.sendRaw(p.frame([.syn], seq: p.c.isn, syn: true, mss: 1000)).first)
+        let again = try XCTUnwrap(h.advance(by: sec).segs.first)
+        XCTAssertEqual(again.flags, [.syn, .ack])
+        XCTAssertEqual(again.seq, sa.seq)
+        XCTAssertEqual(again.tcp.mss, sa.tcp.mss)
+        XCTAssertEqual(again.tcp.sackPermitted, true)
+        XCTAssertEqual(again.tcp.timestamps?.echo, 55)
+        XCTAssertEqual(again.tcp.timestamps?.value, (sa.tcp.timestamps?.value ?? 0) &+ 1000, "1 s later")
+    }
+
+    // MARK: Determinism
+
+    /// Two stacks fed the same lossy SACK/timestamp exchange emit the same bytes.
+    func testLossRecoveryIsDeterministic() throws {
+        func run() throws -> ([[UInt8]], UInt64) {
+            let h = Harness()
+            let p = Peer(h.client(serverPort: echoPort))
+            p.ts = 9
+            try p.connect(mss: 100)
+            sampleRTT(h, p)
+            let u = p.una
+            p.send(payload: data)
+            h.advance(by: 22 * ms)
+            p.send(ack: u &+ 100, payload: [1, 2], sack: [(u &+ 300, u &+ 1000)])
+            p.send(ack: u &+ 100, sack: [(u &+ 300, u &+ 1002)])
+            h.advance(by: sec)
+            p.send(ack: u &+ 1002)
+            return (h.transcript, h.stack.digest)
+        }
+        let a = try run(), b = try run()
+        XCTAssertEqual(a.0, b.0)
+        XCTAssertEqual(a.1, b.1)
+        XCTAssertGreaterThan(a.0.count, 10)
+    }
+}
