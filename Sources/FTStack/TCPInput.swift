@@ -557,7 +557,10 @@ extension Stack {
             }
             break
         }
-        if sent > 0 { t.rtoDeadline = now + t.rto }
+        if sent > 0 {
+            t.rtoDeadline = now + t.rto
+            scheduleRecoveryTimer(t, now: now)
+        }
         // New data, limited by cwnd - pipe rather than cwnd - outstanding.
         output(t, now: now, out: &out)
     }

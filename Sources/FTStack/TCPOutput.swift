@@ -131,7 +131,8 @@ extension Stack {
     /// for LAN RTTs of microseconds), never beyond the RTO. Only with SACK,
     /// an RTT sample, outside recovery and with data in flight.
     func scheduleTLP(_ t: TCB, now: Nanos) {
-        guard t.sackOK, t.hasRTT, !t.inRecovery, t.outstanding > 0, t.retries == 0, t.tlpHigh == nil,
+        if t.inRecovery { return }  // the recovery timer (`scheduleRecoveryTimer`) is in charge
+        guard t.sackOK, t.hasRTT, t.outstanding > 0, t.retries == 0, t.tlpHigh == nil,
               t.state != .synReceived else {
             t.tlpDeadline = nil; return
         }
@@ -139,6 +140,18 @@ extension Stack {
         if t.outstanding <= t.sendMSS { pto = max(pto, t.srtt + 200 * nsPerMs) }
         pto += 2 * nsPerMs
         t.tlpDeadline = now + min(pto, t.rto)
+    }
+
+    /// In SACK recovery the same timer checks the retransmissions: one not
+    /// acknowledged (cumulatively or by SACK) within 2 * SRTT + 2 ms of being
+    /// sent is taken as lost and the holes are sent again. This is RACK's
+    /// reordering timer (RFC 8985 section 6.3) without per-segment send
+    /// times: in recovery the peer holds out-of-order data, so it ACKs at
+    /// once (no delayed ACK to wait for), and a lost retransmission no
+    /// longer waits for the RTO (200 ms at least, and doubling).
+    func scheduleRecoveryTimer(_ t: TCB, now: Nanos) {
+        guard t.inRecovery, t.sackOK, t.hasRTT else { return }
+        t.tlpDeadline = now + min(2 * t.srtt + 2 * nsPerMs, t.rto)
     }
 
     /// RFC 8985 section 7.3: send one new segment if the windows allow,
@@ -209,7 +222,17 @@ extension Stack {
         }
         if let d = t.tlpDeadline, d <= now {
             t.tlpDeadline = nil
-            if t.outstanding > 0 && !t.inRecovery && t.state != .synReceived { sendLossProbe(t, now: now, out: &out) }
+            if t.outstanding > 0 && t.state != .synReceived {
+                if !t.inRecovery {
+                    sendLossProbe(t, now: now, out: &out)
+                } else if !t.sacked.isEmpty {
+                    // Retransmissions unanswered: send the holes again.
+                    counters.tcpLossProbes += 1
+                    t.highRxt = t.sndUna
+                    t.rxtSndMax = t.sndMax
+                    sackRecovery(t, now: now, out: &out)
+                }
+            }
         }
         if let d = t.delAckDeadline, d <= now {
             t.delAckDeadline = nil

@@ -212,6 +212,25 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(h.stack.nextDeadline, t0 + 200 * ms, "only the RTO")
     }
 
+    /// In recovery, a retransmission not answered within 2 SRTT + 2 ms is
+    /// sent again (RACK's reordering timer), instead of waiting for the RTO.
+    func testUnansweredRetransmissionInRecoveryIsResentBeforeTheRTO() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        p.send(payload: data)
+        let u = p.una
+        XCTAssertEqual(p.send(ack: u, sack: [(u &+ 100, u &+ 1000)]).map(\.seq), [u])
+        let t1 = h.now
+        XCTAssertEqual(h.stack.nextDeadline, t1 + 22 * ms)
+        XCTAssertEqual(h.advance(to: t1 + 22 * ms).segs.map(\.seq), [u], "the hole again")
+        XCTAssertEqual(h.stack.counters.tcpLossProbes, 1)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+        p.send(ack: u &+ 1000)
+        XCTAssertFalse(try XCTUnwrap(h.tcb(p.c)).inRecovery)
+    }
+
     // MARK: Receiver: SACK blocks, delayed ACKs
 
     func testSACKBlocksPutTheMostRecentSegmentFirst() throws {
