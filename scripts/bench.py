@@ -80,10 +80,10 @@ class Bench:
             "failover_before_s": 1.0,
             "failover_after_s": 1.5 if q else 2.0,
             "memory_connections": 1000,
-            "loss_rates": [1, 3, 8],
+            "loss_rates": [int(x) for x in args.loss_rates.split(",")],
             "loss_reps": args.loss_reps or (1 if q else 3),
             "loss_bytes": 1_000_000,
-            "loss_timeout_s": 300,
+            "loss_timeout_s": args.loss_timeout,
             "loss_direction": args.loss_direction,
         }
         self.solo_pid = None
@@ -379,12 +379,12 @@ class Bench:
         if pct <= 0:
             return
         rules = ["add table bridge ftaploss",
-                 "add chain bridge ftaploss fwd { type filter hook forward priority 0; policy accept; }"]
+                 "add chain bridge ftaploss lossy { type filter hook forward priority 0; policy accept; }"]
         if direction in ("both", "up"):
-            rules.append(f'add rule bridge ftaploss fwd iifname "sw-c" ether type ip '
+            rules.append(f'add rule bridge ftaploss lossy iifname "sw-c" ether type ip '
                          f'numgen random mod 100 < {pct} counter drop')
         if direction in ("both", "down"):
-            rules.append(f'add rule bridge ftaploss fwd oifname "sw-c" ether type ip '
+            rules.append(f'add rule bridge ftaploss lossy oifname "sw-c" ether type ip '
                          f'numgen random mod 100 < {pct} counter drop')
         cp = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(rules) + "\n",
                             capture_output=True, text=True)
@@ -1056,6 +1056,8 @@ def main():
                     help="extra flag for every `ftap run` (repeat; recorded in the JSON)")
     ap.add_argument("--loss", choices=["on", "off", "only"], default="on",
                     help="the loss section (issue 13): with the rest, skipped, or alone")
+    ap.add_argument("--loss-rates", default="1,3,8", help="loss percentages, comma-separated")
+    ap.add_argument("--loss-timeout", type=float, default=300, help="give up on one transfer after this many seconds")
     ap.add_argument("--loss-reps", type=int, default=0, help="runs per loss rate and server (default 3, quick 1)")
     ap.add_argument("--loss-direction", choices=["both", "up", "down"], default="both",
                     help="which way frames are dropped: both, up (client to server) or down")
