@@ -353,6 +353,15 @@ extension Stack {
         t.ooo.insert(s, at: i)
         t.lastOOOSeq = seq
         counters.tcpOutOfOrderQueued += 1
+        // Bounded in bytes too: overlapping segments could otherwise hold
+        // many copies of the window. Beyond the receive buffer, the segments
+        // furthest from RCV.NXT go.
+        var bytes = t.ooo.reduce(0) { $0 + $1.data.count }
+        while bytes > config.receiveBufferBytes, let last = t.ooo.last {
+            bytes -= last.data.count
+            t.ooo.removeLast()
+            counters.tcpOutOfOrderDropped += 1
+        }
     }
 
     func drainOutOfOrder(_ t: TCB, now: Nanos) {
@@ -414,7 +423,10 @@ extension Stack {
                 t.cwnd = max(t.sendMSS, t.cwnd - acked + t.sendMSS)
             }
         } else if t.cwnd < t.ssthresh {
-            t.cwnd += min(acked, t.sendMSS)
+            // Slow start with appropriate byte counting, L = 2 * SMSS (RFC
+            // 3465, allowed by RFC 5681 3.1): an ACK for two segments (a
+            // delayed ACK) grows cwnd by two, as Linux's tcp_slow_start does.
+            t.cwnd += min(acked, 2 * t.sendMSS)
         } else {
             t.cwnd += max(1, t.sendMSS * t.sendMSS / max(1, t.cwnd))
         }

@@ -274,6 +274,34 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(p.send(seq: s, payload: Array(data[0..<100])).map(\.ack), [s &+ 200])
     }
 
+    func testOutOfOrderQueueIsBoundedInBytes() throws {
+        var cfg = applianceConfig()
+        cfg.receiveBufferBytes = 1000
+        let h = Harness(cfg)
+        let p = Peer(h.client(serverPort: discardPort))
+        try p.connect(mss: 1000)
+        let s0 = p.c.sndNxt
+        p.send(seq: s0 &+ 100, payload: Array(data[0..<800]))
+        p.send(seq: s0 &+ 150, payload: Array(data[0..<800]))  // overlaps: 1600 bytes held
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertLessThanOrEqual(t.ooo.reduce(0) { $0 + $1.data.count }, 1000)
+        XCTAssertEqual(t.ooo.map(\.seq), [s0 &+ 100], "the furthest segment went")
+        XCTAssertEqual(h.stack.counters.tcpOutOfOrderDropped, 1)
+    }
+
+    /// Slow start counts bytes with L = 2 SMSS (RFC 3465): an ACK of two
+    /// segments opens cwnd by two.
+    func testSlowStartGrowsByTwoSegmentsForADelayedACK() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertEqual(t.cwnd, 1000)
+        p.send(ack: p.una &+ 200)
+        XCTAssertEqual(t.cwnd, 1200)
+        p.send(ack: p.una &+ 500)
+        XCTAssertEqual(t.cwnd, 1400, "at most 2 SMSS per ACK")
+    }
+
     // MARK: Timestamps (RFC 7323)
 
     func testTimestampsFollowTheLogClockAndEchoTSRecent() throws {
