@@ -406,8 +406,24 @@ class Bench:
         return {k: v for k, v in st.items() if k.startswith("tcp_") and
                 any(w in k for w in ("retrans", "timeout", "sack", "tlp", "rack", "delayed"))}
 
+    CLIENT_MIBS = ("TCPLossProbes", "TCPLossProbeRecovery", "TCPSACKRecovery", "TCPSackRecoveryFail", "TCPTimeouts",
+                   "TCPSACKReorder", "TCPTSReorder", "TCPRenoReorder", "TCPFullUndo", "TCPPartialUndo",
+                   "TCPDSACKUndo", "TCPLossUndo", "TCPSpuriousRTOs", "TCPDSACKRecv", "TCPFastRetrans",
+                   "TCPLostRetransmit", "TCPDelivered")
+
+    def client_mibs(self) -> dict:
+        """The client namespace's TCP extended MIB (/proc/net/netstat)."""
+        text = self.sh(["cat", "/proc/net/netstat"], ns=self.topo.client, check=False).splitlines()
+        out = {}
+        for i in range(0, len(text) - 1, 2):
+            names, values = text[i].split(), text[i + 1].split()
+            if names and names[0] == "TcpExt:":
+                out.update({k: int(v) for k, v in zip(names[1:], values[1:]) if k in self.CLIENT_MIBS})
+        return out
+
     def loss_transfer(self, ip: str, pct: int, direction: str) -> dict:
         self.loss_set(pct, direction)
+        m0 = self.client_mibs()
         c0 = self.solo_tcp_counters() if ip == SOLO_IP else {}
         try:
             r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "lossclient.py"), ip, PORT_ECHO,
@@ -417,6 +433,8 @@ class Bench:
             r_drop = self.loss_dropped()
             self.loss_set(0)
         r["dropped_frames"] = r_drop
+        m1 = self.client_mibs()
+        r["client_mib"] = {k: m1[k] - m0.get(k, 0) for k in m1 if m1[k] != m0.get(k, 0)}
         if ip == SOLO_IP:
             c1 = self.solo_tcp_counters()
             r["server"] = {k: int(c1[k] - c0.get(k, 0)) for k in c1}
@@ -437,7 +455,8 @@ class Bench:
                         res.setdefault(f"{who}_{pct}", []).append(r)
                         log(f"  {pct}% {who:6s} run {i + 1}: {r['mbit_s']:10.3f} Mbit/s  {r['seconds']:8.2f} s  "
                             f"{r['result']}  dropped {r['dropped_frames']}  client retrans "
-                            f"{r.get('client_total_retrans')}  server {r.get('server', '')}")
+                            f"{r.get('client_total_retrans')}  server {r.get('server', '')}  "
+                            f"client {r.get('client_mib')} reordering {r.get('client_reordering')}")
         finally:
             self.offloads(True)
         return res

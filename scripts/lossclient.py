@@ -19,13 +19,14 @@ import time
 
 def tcp_info(s: socket.socket) -> dict:
     # struct tcp_info (linux/tcp.h): u8 x8, then u32 fields; tcpi_retransmits
-    # is byte 2; the u32s from offset 8: rto [0], rtt [15], total_retrans [23].
+    # is byte 2; the u32s from offset 8: rto [0], rtt [15], reordering [20], total_retrans [23].
     try:
         b = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
     except OSError:
         return {}
     u32 = struct.unpack_from("<32I", b, 8)
-    return {"client_total_retrans": u32[23], "client_rto_us": u32[0], "client_rtt_us": u32[15]}
+    return {"client_total_retrans": u32[23], "client_rto_us": u32[0], "client_rtt_us": u32[15],
+            "client_reordering": u32[20]}
 
 
 def main() -> int:

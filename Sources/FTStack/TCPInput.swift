@@ -391,6 +391,13 @@ extension Stack {
 
     func acknowledge(_ t: TCB, ack: UInt32, now: Nanos, out: inout [[UInt8]]) {
         let acked = seqDiff(ack, t.sndUna)
+        // Congestion window validation (RFC 7661, as Linux's
+        // tcp_is_cwnd_limited): cwnd grows only while it limits the flight,
+        // so that an application-limited phase (an echo waiting for its
+        // client's data) does not inflate it, and a loss can then take 0.7
+        // of cwnd itself as Linux does.
+        let flightBefore = t.outstanding
+        let cwndLimited = t.cwnd < t.ssthresh ? 2 * flightBefore >= t.cwnd : flightBefore + 3 * t.sendMSS >= t.cwnd
         // Release acknowledged bytes (the FIN occupies one sequence number past the data).
         let dataAcked = min(max(0, seqDiff(ack, t.bufSeq)), t.sendBuf.count)
         t.sendBuf.drop(dataAcked)
@@ -422,6 +429,8 @@ extension Stack {
                 retransmitFirst(t, out: &out)
                 t.cwnd = max(t.sendMSS, t.cwnd - acked + t.sendMSS)
             }
+        } else if !cwndLimited {
+            // Application-limited: keep cwnd.
         } else if t.cwnd < t.ssthresh {
             // Slow start with appropriate byte counting, L = 2 * SMSS (RFC
             // 3465, allowed by RFC 5681 3.1): an ACK for two segments (a
@@ -535,7 +544,9 @@ extension Stack {
             // Enter recovery: multiplicative decrease, once per window of data.
             t.inRecovery = true
             t.recover = t.sndMax
-            t.ssthresh = max(t.outstanding * 7 / 10, 2 * t.sendMSS)
+            // Multiplicative decrease by CUBIC's beta, 0.7, of cwnd (which
+            // only grows while it limits the flight): Linux's default.
+            t.ssthresh = max(t.cwnd * 7 / 10, 2 * t.sendMSS)
             t.cwnd = t.ssthresh
             t.highRxt = t.sndUna
             t.rxtSndMax = t.sndMax

@@ -302,6 +302,20 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(t.cwnd, 1400, "at most 2 SMSS per ACK")
     }
 
+    /// RFC 7661: an application-limited flight (far below cwnd) does not grow cwnd.
+    func testCwndDoesNotGrowWhileApplicationLimited() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        for _ in 0..<5 {
+            let r = p.send(payload: Array("ab".utf8))
+            p.c.rcvNxt = p.c.rcvNxt &+ UInt32(r.first?.payload.count ?? 0)
+            p.send()
+        }
+        XCTAssertEqual(t.cwnd, 1000, "2-byte flights never limited by a 1000-byte cwnd")
+    }
+
     // MARK: Timestamps (RFC 7323)
 
     func testTimestampsFollowTheLogClockAndEchoTSRecent() throws {
