@@ -404,7 +404,7 @@ class Bench:
         except (ValueError, KeyError):
             return {}
         return {k: v for k, v in st.items() if k.startswith("tcp_") and
-                any(w in k for w in ("retrans", "timeout", "sack", "tlp", "rack", "delayed"))}
+                any(w in k for w in ("retrans", "timeout", "sack", "probe", "delayed"))}
 
     CLIENT_MIBS = ("TCPLossProbes", "TCPLossProbeRecovery", "TCPSACKRecovery", "TCPSackRecoveryFail", "TCPTimeouts",
                    "TCPSACKReorder", "TCPTSReorder", "TCPRenoReorder", "TCPFullUndo", "TCPPartialUndo",

@@ -208,6 +208,8 @@ public struct StackCounters: Equatable, Sendable {
     public var tcpLostRetransmits: UInt64 = 0
     /// Tail loss probes sent (RFC 8985 section 7).
     public var tcpLossProbes: UInt64 = 0
+    /// Holes declared lost when RACK's reordering window passed (RFC 8985 6.2).
+    public var tcpReorderTimeouts: UInt64 = 0
     /// ACKs sent by the delayed-ACK timer (RFC 1122 4.2.3.2).
     public var tcpDelayedAcks: UInt64 = 0
 
@@ -229,7 +231,7 @@ public struct StackCounters: Equatable, Sendable {
         ("tcp_refused", \.tcpConnectionsRefused), ("tcp_ooo_queued", \.tcpOutOfOrderQueued),
         ("tcp_ooo_dropped", \.tcpOutOfOrderDropped), ("tcp_sack_retransmits", \.tcpSACKRetransmits),
         ("tcp_lost_retransmits", \.tcpLostRetransmits), ("tcp_loss_probes", \.tcpLossProbes),
-        ("tcp_delayed_acks", \.tcpDelayedAcks),
+        ("tcp_reorder_timeouts", \.tcpReorderTimeouts), ("tcp_delayed_acks", \.tcpDelayedAcks),
     ]
 
     /// Name/value pairs in the order of `fields`.

@@ -195,11 +195,15 @@ extension Stack {
                 if t.sackOK { sackRecovery(t, now: now, out: &out) }
             } else if t.sackOK && !t.sacked.isEmpty {
                 // RFC 6675: with SACK, an ACK (with or without data) that
-                // reports new SACKed data is what drives loss detection.
-                if newSACK && t.outstanding > 0 { sackRecovery(t, now: now, out: &out) }
+                // reports SACKed data is what drives loss detection; one that
+                // repeats known blocks still answers a loss probe.
+                if (newSACK || t.tlpHigh != nil || t.inRecovery) && t.outstanding > 0 {
+                    sackRecovery(t, now: now, out: &out)
+                }
             } else if ack == t.sndUna, segLen == 0, peerWindow == t.sndWnd, t.outstanding > 0 {
                 duplicateAck(t, now: now, out: &out)
             }
+            if t.sackOK { armReorderTimer(t, now: now) }
             // Window update (SND.WL1/WL2 rule).
             if seqLT(t.sndWl1, seq) || (t.sndWl1 == seq && seqLE(t.sndWl2, ack)) {
                 let opened = peerWindow > t.sndWnd
@@ -530,6 +534,18 @@ extension Stack {
             s = end
         }
         return max(0, t.outstanding - t.sackedBytes - lostNotResent)
+    }
+
+    /// RACK's reordering window (RFC 8985 section 6.2), by sequence: a hole
+    /// below SACKed data that DupThresh has not declared lost (a short
+    /// flight has too few segments after it) is declared lost once the
+    /// window, SRTT / 4 but at least 1 ms, passes without it arriving. The
+    /// loss-probe timer carries it: earlier than the probe, never later.
+    func armReorderTimer(_ t: TCB, now: Nanos) {
+        guard !t.inRecovery, t.hasRTT, t.outstanding > 0, !t.sacked.isEmpty, nextHole(t, from: t.sndUna) != nil,
+              t.state != .synReceived else { return }
+        let d = now + max(t.srtt / 4, nsPerMs)
+        if t.tlpDeadline.map({ d < $0 }) ?? true { t.tlpDeadline = d }
     }
 
     /// Loss detection and retransmission from the scoreboard (RFC 6675

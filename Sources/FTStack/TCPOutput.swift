@@ -201,7 +201,10 @@ extension Stack {
             if t.state == .synReceived {
                 sendSynAck(t, out: &out)
             } else {
-                t.ssthresh = max(t.outstanding / 2, 2 * t.sendMSS)
+                // CUBIC's decrease of cwnd (Linux's tcp_enter_loss), not
+                // RFC 5681's FlightSize / 2: after the collapse to one
+                // segment, slow start climbs back to 0.7 of where it was.
+                t.ssthresh = max(min(t.cwnd, max(t.outstanding, 2 * t.sendMSS)) * 7 / 10, 2 * t.sendMSS)
                 t.cwnd = t.sendMSS
                 t.inRecovery = false
                 t.dupAcks = 0
@@ -223,7 +226,13 @@ extension Stack {
         if let d = t.tlpDeadline, d <= now {
             t.tlpDeadline = nil
             if t.outstanding > 0 && t.state != .synReceived {
-                if !t.inRecovery {
+                if !t.inRecovery && nextHole(t, from: t.sndUna) != nil {
+                    // The reordering window passed with a hole below SACKed
+                    // data: it is lost (RFC 8985 6.2), recovery starts.
+                    counters.tcpReorderTimeouts += 1
+                    t.tlpHigh = t.sndMax
+                    sackRecovery(t, now: now, out: &out)
+                } else if !t.inRecovery {
                     sendLossProbe(t, now: now, out: &out)
                 } else if !t.sacked.isEmpty {
                     // Retransmissions unanswered: send the holes again.

@@ -136,6 +136,44 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
     }
 
+    /// A short flight: too few segments after the hole for DupThresh, so
+    /// RACK's reordering window (SRTT / 4, at least 1 ms) declares it lost.
+    func testHoleInShortFlightIsLostAfterTheReorderingWindow() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        XCTAssertEqual(p.send(payload: Array(data[0..<300])).count, 3)
+        let u = p.una
+        XCTAssertTrue(p.send(ack: u, sack: [(u &+ 100, u &+ 300)]).isEmpty, "two segments SACKed: not yet lost")
+        XCTAssertEqual(h.stack.nextDeadline, h.now + 2_500_000, "SRTT / 4 = 2.5 ms")
+        let r = h.advance(by: 2_500_000).segs
+        XCTAssertEqual(r.map(\.seq), [u])
+        XCTAssertEqual(h.stack.counters.tcpReorderTimeouts, 1)
+        XCTAssertTrue(try XCTUnwrap(h.tcb(p.c)).inRecovery)
+        p.send(ack: u &+ 300)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+    }
+
+    /// A probe's answer that repeats known SACK blocks still starts recovery.
+    func testProbeAnsweredWithKnownSACKBlocksStartsRecovery() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        p.send(payload: Array(data[0..<300]))
+        let u = p.una
+        // The last segment arrived, the first did not; the probe (a resend of the last) is reported again.
+        p.send(ack: u, sack: [(u &+ 200, u &+ 300)])
+        // (Before the reordering window passes, the probe timer is not the one due.)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        t.tlpDeadline = nil
+        t.tlpHigh = t.sndMax
+        let r = p.send(ack: u, sack: [(u &+ 200, u &+ 300)])
+        XCTAssertEqual(r.map(\.seq), [u, u &+ 100])
+        XCTAssertTrue(t.inRecovery)
+    }
+
     /// After a timeout the go-back-N resend skips what the peer SACKed.
     func testTimeoutResendSkipsSACKedData() throws {
         let h = Harness()
