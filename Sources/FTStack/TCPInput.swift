@@ -542,8 +542,8 @@ extension Stack {
     /// window, SRTT / 4 but at least 1 ms, passes without it arriving. The
     /// loss-probe timer carries it: earlier than the probe, never later.
     func armReorderTimer(_ t: TCB, now: Nanos) {
-        guard !t.inRecovery, t.hasRTT, t.outstanding > 0, !t.sacked.isEmpty, nextHole(t, from: t.sndUna) != nil,
-              t.state != .synReceived else { return }
+        guard !t.inRecovery, t.hasRTT, t.outstanding > 0, !t.sacked.isEmpty, !seqLT(t.sndNxt, t.sndMax),
+              nextHole(t, from: t.sndUna) != nil, t.state != .synReceived else { return }
         let d = now + max(t.srtt / 4, nsPerMs)
         if t.tlpDeadline.map({ d < $0 }) ?? true { t.tlpDeadline = d }
     }
@@ -554,6 +554,11 @@ extension Stack {
     /// sends holes (then new data) while pipe < cwnd.
     func sackRecovery(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
         guard t.sackOK, !t.sacked.isEmpty, t.state != .synReceived else { return }
+        // After a timeout everything unSACKed is being resent from SND.NXT
+        // (go-back-N, skipping SACKed ranges) until SND.NXT is back at
+        // SND.MAX: no fast recovery meanwhile (Linux's Loss state). Its pipe
+        // would count the rewound segments as in flight and block sending.
+        if seqLT(t.sndNxt, t.sndMax) && !t.inRecovery { return }
         if seqLT(t.highRxt, t.sndUna) { t.highRxt = t.sndUna }
         if !t.inRecovery {
             guard isLost(t, t.sndUna) else { return }

@@ -188,6 +188,24 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(r2.map(\.seq), [u &+ 300, u &+ 400], "SACKed 100..<300 not resent")
     }
 
+    /// While the go-back-N resend after a timeout has not caught up with
+    /// SND.MAX, SACKs do not start fast recovery (whose pipe would count
+    /// the rewound segments as in flight and stop the resend).
+    func testNoFastRecoveryWhileResendingAfterTimeout() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        XCTAssertEqual(h.advance(by: sec).segs.map(\.seq), [u])
+        let r = p.send(ack: u &+ 100, sack: [(u &+ 500, u &+ 1000)])
+        let t = try XCTUnwrap(h.tcb(p.c))
+        XCTAssertFalse(t.inRecovery)
+        XCTAssertEqual(r.map(\.seq), [u &+ 100, u &+ 200], "slow start resends, two segments")
+        XCTAssertEqual(p.send(ack: u &+ 300, sack: [(u &+ 500, u &+ 1000)]).map(\.seq), [u &+ 300, u &+ 400],
+                       "then skips the SACKed 500..<1000")
+        p.send(ack: u &+ 1000)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 1)
+    }
+
     // MARK: Tail loss probe (RFC 8985 section 7)
 
     /// Gives the connection an RTT sample of 10 ms.
