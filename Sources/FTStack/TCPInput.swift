@@ -495,9 +495,13 @@ extension Stack {
     }
 
     /// RFC 6675 IsLost(seq): more than (DupThresh - 1) * SMSS bytes, or
-    /// DupThresh discontiguous ranges, SACKed above it. After a tail loss
-    /// probe was answered with SACKs, anything unSACKed below SACKed data
-    /// is lost: the probe was sent after all of it (RFC 8985 section 7.4).
+    /// DupThresh discontiguous ranges, SACKed above it. That decides when
+    /// recovery starts. Once in recovery, or after a tail loss probe was
+    /// answered with SACKs, anything unSACKed below SACKed data is lost: it
+    /// was sent before what was delivered, and a LAN does not reorder
+    /// (RACK, RFC 8985 6.2, with Linux's reordering window of about
+    /// nothing). In a short flight (two segments after the hole) DupThresh
+    /// alone would have left every later hole to the RTO.
     func isLost(_ t: TCB, _ seq: UInt32) -> Bool {
         var bytes = 0, ranges = 0
         for r in t.sacked.reversed() {
@@ -506,7 +510,7 @@ extension Stack {
             ranges += 1
         }
         if bytes == 0 { return false }
-        if t.tlpHigh != nil { return true }
+        if t.tlpHigh != nil || t.inRecovery { return true }
         return bytes > 2 * t.sendMSS || ranges >= 3
     }
 

@@ -118,6 +118,20 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(p.send(ack: u, sack: [(u &+ 100, u &+ 400)]).map(\.seq), [u])
     }
 
+    /// In recovery a hole with a single SACKed segment above it is lost
+    /// too (a partial ACK revealed it): no waiting for the RTO.
+    func testInRecoveryEveryHoleBelowSACKedDataIsLost() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let u = p.una
+        XCTAssertEqual(p.send(ack: u, sack: [(u &+ 100, u &+ 400), (u &+ 500, u &+ 600)]).map(\.seq), [u, u &+ 400],
+                       "u (lost by DupThresh), then 400 (in recovery)")
+        // A partial ACK: the next hole, 600..<700, has one segment SACKed above it.
+        let r = p.send(ack: u &+ 600, sack: [(u &+ 700, u &+ 800)])
+        XCTAssertEqual(r.map(\.seq), [u &+ 600])
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 0)
+    }
+
     /// A retransmission that is lost too: data sent after it is SACKed while
     /// the hole stays, so it is sent again (no RTO).
     func testLostRetransmissionIsDetectedAndResent() throws {
