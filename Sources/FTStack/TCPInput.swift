@@ -189,6 +189,7 @@ extension Stack {
                 return
             }
             let peerWindow = Int(seg.window) << Int(t.sndScale)
+            let sndUnaBefore = t.sndUna
             let newSACK = updateScoreboard(t, blocks: seg.sackBlocks, ack: ack)
             if seqGT(ack, t.sndUna) {
                 acknowledge(t, ack: ack, now: now, out: &out)
@@ -203,7 +204,11 @@ extension Stack {
             } else if ack == t.sndUna, segLen == 0, peerWindow == t.sndWnd, t.outstanding > 0 {
                 duplicateAck(t, now: now, out: &out)
             }
-            if t.sackOK { armReorderTimer(t, now: now) }
+            if t.sackOK {
+                armReorderTimer(t, now: now)
+                // In recovery every ACK that brings news restarts the recovery timer.
+                if t.inRecovery && (newSACK || seqGT(ack, sndUnaBefore)) { scheduleRecoveryTimer(t, now: now) }
+            }
             // Window update (SND.WL1/WL2 rule).
             if seqLT(t.sndWl1, seq) || (t.sndWl1 == seq && seqLE(t.sndWl2, ack)) {
                 let opened = peerWindow > t.sndWnd
@@ -556,7 +561,7 @@ extension Stack {
     /// sections 5 and 5.1), run on every ACK that moves SND.UNA or SACKs
     /// something new. Enters recovery when SND.UNA IsLost; in recovery
     /// sends holes (then new data) while pipe < cwnd.
-    func sackRecovery(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func sackRecovery(_ t: TCB, now: Nanos, fromTimer: Bool = false, out: inout [[UInt8]]) {
         guard t.sackOK, !t.sacked.isEmpty, t.state != .synReceived else { return }
         // After a timeout everything unSACKed is being resent from SND.NXT
         // (go-back-N, skipping SACKed ranges) until SND.NXT is back at
@@ -605,7 +610,10 @@ extension Stack {
             }
             break
         }
-        if sent > 0 {
+        if sent > 0 && !fromTimer {
+            // Only an ACK (progress) restarts the timers: resends by the
+            // recovery timer itself leave the RTO running, so a peer that
+            // went silent still meets the RTO, its backoff and the limit.
             t.rtoDeadline = now + t.rto
             scheduleRecoveryTimer(t, now: now)
         }

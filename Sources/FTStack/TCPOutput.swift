@@ -239,7 +239,12 @@ extension Stack {
                     counters.tcpLossProbes += 1
                     t.highRxt = t.sndUna
                     t.rxtSndMax = t.sndMax
-                    sackRecovery(t, now: now, out: &out)
+                    sackRecovery(t, now: now, fromTimer: true, out: &out)
+                } else {
+                    // Nothing SACKed: resend the first unacknowledged segment
+                    // (its ACK, or the lack of one, decides what follows).
+                    counters.tcpLossProbes += 1
+                    retransmitFirst(t, out: &out)
                 }
             }
         }

@@ -301,6 +301,26 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertFalse(try XCTUnwrap(h.tcb(p.c)).inRecovery)
     }
 
+    /// The recovery timer's resends do not restart the RTO: a peer gone
+    /// silent in recovery still meets the RTO backoff and the reset.
+    func testSilentPeerInRecoveryStillTimesOutAndIsReset() throws {
+        var cfg = applianceConfig()
+        cfg.maxRetransmits = 2
+        let h = Harness(cfg)
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        p.send(payload: data)
+        let u = p.una
+        p.send(ack: u, sack: [(u &+ 100, u &+ 1000)])
+        var steps = 0
+        while let d = h.stack.nextDeadline, steps < 100 { h.advance(to: d); steps += 1 }
+        XCTAssertEqual(h.stack.connectionCount, 0)
+        XCTAssertEqual(h.stack.counters.tcpTimeouts, 3)
+        XCTAssertEqual(h.stack.counters.tcpResetsSent, 1)
+        XCTAssertLessThanOrEqual(h.stack.counters.tcpLossProbes, 1, "one recovery-timer resend, then the RTO")
+    }
+
     // MARK: Receiver: SACK blocks, delayed ACKs
 
     func testSACKBlocksPutTheMostRecentSegmentFirst() throws {
