@@ -97,6 +97,13 @@ extension Stack {
         let avail = t.sendBuf.count - offset
         if avail > 0 {
             var len = min(t.segmentPayloadMax - sackOptionBytes(t), avail)
+            // Never past SND.MAX: bytes never sent are new data, for output()
+            // to send within the windows. Resending them here would let the
+            // peer ACK beyond SND.MAX, an ACK we must drop (RFC 9293 3.10.7.4),
+            // and a connection whose retransmission grew past SND.MAX while
+            // cwnd kept output() from catching up was stuck for good.
+            let sent = seqDiff(t.sndMax, t.sndUna)
+            if sent > 0 { len = min(len, sent) }
             if let r = t.sacked.first, seqGT(r.left, t.sndUna) { len = min(len, seqDiff(r.left, t.sndUna)) }
             emitSegment(t, seq: t.sndUna, flags: [.ack, .psh], payload: t.sendBuf.slice(from: offset, length: len), out: &out)
             return len

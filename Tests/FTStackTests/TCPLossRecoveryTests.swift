@@ -220,6 +220,27 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(h.stack.counters.tcpTimeouts, 1)
     }
 
+    /// A timeout with a short segment outstanding and more data waiting
+    /// (here for the peer's window) resends just that segment: resending
+    /// unsent bytes too let the peer ACK past SND.MAX, which is dropped,
+    /// and the connection hung (seen at 8 % loss).
+    func testTimeoutResendsOnlyWhatWasSent() throws {
+        let h = Harness()
+        let c = h.client(serverPort: echoPort)
+        let sa = try XCTUnwrap(c.connect(mss: 100))
+        let una = sa.seq &+ 1
+        let r = c.send([.ack], payload: [UInt8](repeating: 0x41, count: 300), window: 48)
+        XCTAssertEqual(r.map { $0.payload.count }, [48])
+        let rto = h.advance(by: sec).segs
+        XCTAssertEqual(rto.map { $0.payload.count }, [48])
+        XCTAssertEqual(rto.first?.seq, una)
+        // Its ACK (with the window open) is taken, and the rest flows.
+        c.rcvNxt = una &+ 48
+        let more = c.send([.ack], window: 1000)
+        XCTAssertEqual(h.info(c)?.sndUna, una &+ 48)
+        XCTAssertEqual(more.first?.seq, una &+ 48)
+    }
+
     // MARK: Tail loss probe (RFC 8985 section 7)
 
     /// Gives the connection an RTT sample of 10 ms.
