@@ -14,6 +14,8 @@ public struct StackConfig: Sendable, Equatable {
     /// RFC 6528 secret. Shared by both nodes through configuration.
     public var isnKey: (UInt64, UInt64) = (0x6674_6170_2d69_736e, 0x6b65_792d_6465_6674)
     public var maxConnections: Int = 4096
+    /// Embryonic (SYN-RECEIVED) connections kept; beyond them a SYN gets a
+    /// stateless SYN cookie (RFC 4987) instead of a connection.
     public var synBacklog: Int = 256
     public var sendBufferBytes: Int = 256 * 1024
     public var receiveBufferBytes: Int = 256 * 1024
@@ -210,6 +212,10 @@ public struct StackCounters: Equatable, Sendable {
     public var tcpLossProbes: UInt64 = 0
     /// Holes declared lost when RACK's reordering window passed (RFC 8985 6.2).
     public var tcpReorderTimeouts: UInt64 = 0
+    /// SYN-ACKs sent with a SYN cookie because the SYN backlog was full (RFC 4987).
+    public var tcpSynCookiesSent: UInt64 = 0
+    /// Connections created from a valid cookie ACK.
+    public var tcpSynCookiesAccepted: UInt64 = 0
     /// ACKs sent by the delayed-ACK timer (RFC 1122 4.2.3.2).
     public var tcpDelayedAcks: UInt64 = 0
 
@@ -232,6 +238,7 @@ public struct StackCounters: Equatable, Sendable {
         ("tcp_ooo_dropped", \.tcpOutOfOrderDropped), ("tcp_sack_retransmits", \.tcpSACKRetransmits),
         ("tcp_lost_retransmits", \.tcpLostRetransmits), ("tcp_loss_probes", \.tcpLossProbes),
         ("tcp_reorder_timeouts", \.tcpReorderTimeouts), ("tcp_delayed_acks", \.tcpDelayedAcks),
+        ("tcp_syncookies_sent", \.tcpSynCookiesSent), ("tcp_syncookies_accepted", \.tcpSynCookiesAccepted),
     ]
 
     /// Name/value pairs in the order of `fields`.

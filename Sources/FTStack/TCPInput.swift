@@ -33,6 +33,11 @@ extension Stack {
                      now: Nanos, out: inout [[UInt8]]) {
         if seg.flags.contains(.rst) { return }
         let segLen = UInt32(seg.payload.count) &+ (seg.flags.contains(.syn) ? 1 : 0) &+ (seg.flags.contains(.fin) ? 1 : 0)
+        if streamServices[seg.dstPort] != nil, seg.flags.contains(.ack), !seg.flags.contains(.syn),
+           let mss = validSynCookie(key: key, seg: seg, now: now) {
+            acceptCookie(f, seg: seg, key: key, mss: mss, srcMAC: srcMAC, now: now, out: &out)
+            return
+        }
         guard streamServices[seg.dstPort] != nil, !seg.flags.contains(.ack) else {
             // CLOSED (no listener), or an ACK in LISTEN: RST (RFC 9293 3.10.7.1, 3.10.7.2 second check).
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
@@ -46,9 +51,15 @@ extension Stack {
             live += 1
             if t.state == .synReceived { embryonic += 1 }
         }
-        if live >= config.maxConnections || embryonic >= config.synBacklog {
+        if live >= config.maxConnections {
             counters.tcpConnectionsRefused += 1
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
+            return
+        }
+        if embryonic >= config.synBacklog {
+            // SYN backlog full (a SYN flood, RFC 4987): answer statelessly
+            // with a SYN cookie instead of refusing.
+            sendSynCookie(key: key, seg: seg, srcMAC: srcMAC, now: now, out: &out)
             return
         }
         evictTimeWaitIfNeeded()
@@ -74,6 +85,81 @@ extension Stack {
         t.rtoDeadline = now + t.rto
         // Data on a SYN is not accepted before the handshake completes; the
         // peer will retransmit it.
+    }
+
+    // MARK: SYN cookies (RFC 4987 section 3.6)
+
+    /// MSS values a cookie can carry (3 bits), as Linux's msstab plus two.
+    static let cookieMSS: [UInt16] = [536, 1024, 1200, 1300, 1380, 1440, 1460, 8960]
+    /// A cookie's time slot: 64 s of log time. Cookies of the current and
+    /// the previous slot are accepted (64 to 128 s).
+    static let cookieSlot: Nanos = 64_000 * nsPerMs
+
+    /// ISS = slot (5 bits) | keyed hash (24 bits) | MSS index (3 bits). The
+    /// hash covers the config's ISN key (so only we can make one), the
+    /// connection, the peer's ISN and the slot; everything comes from the
+    /// log (the time is the SYN's log time), so every replica computes the
+    /// same cookie and none keeps state for it.
+    func synCookie(key: ConnKey, irs: UInt32, slot: UInt64, mssIndex: Int) -> UInt32 {
+        var h = SipHash24(k0: config.isnKey.0 ^ 0x7379_6e63_6f6f_6b69, k1: config.isnKey.1)
+        h.update(u32: config.ip.raw); h.update(u16: key.localPort)
+        h.update(u32: key.remote.ip.raw); h.update(u16: key.remote.port)
+        h.update(u32: irs); h.update(u32: UInt32(truncatingIfNeeded: slot)); h.update(u16: UInt16(mssIndex))
+        let mac = UInt32(truncatingIfNeeded: h.finalize()) & 0x00FF_FFFF
+        return (UInt32(truncatingIfNeeded: slot & 31) << 27) | (mac << 3) | UInt32(mssIndex)
+    }
+
+    func sendSynCookie(key: ConnKey, seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+        let peerMSS = seg.mss ?? 536
+        let want = min(Int(peerMSS), config.mss)
+        let idx = Self.cookieMSS.lastIndex { Int($0) <= want } ?? 0
+        let iss = synCookie(key: key, irs: seg.seq, slot: now / Self.cookieSlot, mssIndex: idx)
+        counters.tcpSynCookiesSent += 1
+        counters.tcpSegmentsOut += 1
+        // No window scale, SACK or timestamps: nothing to remember them in.
+        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: srcMAC, src: config.ip, dst: key.remote.ip,
+                                    srcPort: key.localPort, dstPort: key.remote.port, seq: iss, ack: seg.seq &+ 1,
+                                    flags: [.syn, .ack], window: UInt16(min(config.receiveBufferBytes, 65535)),
+                                    mss: UInt16(config.mss), ttl: config.ttl, ipID: nextIPID()))
+    }
+
+    /// The MSS a cookie ACK carries, if `ack - 1` is our cookie of this or
+    /// the previous slot for this connection and the peer's ISN (`seq - 1`).
+    func validSynCookie(key: ConnKey, seg: TCPHeader, now: Nanos) -> Int? {
+        let c = seg.ack &- 1
+        let idx = Int(c & 7)
+        let slotNow = now / Self.cookieSlot
+        for slot in [slotNow, slotNow &- 1] where slot <= slotNow && UInt32(truncatingIfNeeded: slot & 31) == c >> 27 {
+            if synCookie(key: key, irs: seg.seq &- 1, slot: slot, mssIndex: idx) == c {
+                return min(Int(Self.cookieMSS[idx]), config.mss)
+            }
+        }
+        return nil
+    }
+
+    /// A valid cookie ACK: the connection is created as if its SYN had been
+    /// kept, and the ACK (with any data) is processed as in SYN-RECEIVED.
+    func acceptCookie(_ f: [UInt8], seg: TCPHeader, key: ConnKey, mss: Int, srcMAC: MACAddress, now: Nanos,
+                      out: inout [[UInt8]]) {
+        var live = 0
+        for t in conns.values where t.state != .timeWait { live += 1 }
+        guard live < config.maxConnections else {
+            counters.tcpConnectionsRefused += 1
+            sendReset(to: key, mac: srcMAC, seg: seg, segLen: UInt32(seg.payload.count), out: &out)
+            return
+        }
+        evictTimeWaitIfNeeded()
+        counters.tcpSynCookiesAccepted += 1
+        let t = TCB(id: nextConnID, key: key, peerMAC: srcMAC, iss: seg.ack &- 1, irs: seg.seq &- 1,
+                    sendMSS: max(64, mss), rto: config.rtoInitial)
+        nextConnID += 1
+        t.sndWnd = Int(seg.window)
+        t.maxSndWnd = t.sndWnd
+        t.sndWl1 = seg.seq &- 1
+        t.lastAckSent = t.rcvNxt
+        t.rcvAdvEdge = t.rcvNxt &+ UInt32(min(config.receiveBufferBytes, 65535))
+        conns[key] = t
+        segmentArrives(t, f, seg, srcMAC: srcMAC, now: now, out: &out)
     }
 
     /// Keeps TIME-WAIT connections bounded: beyond `maxConnections` of them,
