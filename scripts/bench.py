@@ -395,10 +395,16 @@ class Bench:
         out = self.sh(["nft", "list", "table", "bridge", "ftaploss"], ns=self.topo.switch, check=False)
         return sum(int(x) for x in re.findall(r"counter packets (\d+)", out))
 
-    def solo_tcp_counters(self) -> dict:
-        """The solo node's TCP recovery counters (its /status stack counters)."""
-        out = self.sh(["curl", "-s", "--max-time", "3", "http://127.0.0.1:7411/status"], ns=self.topo.node_b,
-                      check=False)
+    def server_tcp_counters(self, ip: str) -> dict:
+        """The ftap node's TCP recovery counters (its /status stack counters):
+        the solo node, or the pair's primary."""
+        if ip == SOLO_IP:
+            ns, port = self.topo.node_b, 7411
+        elif ip == PAIR_IP and self.pair:
+            ns, port = self.topo.node_a, 7410
+        else:
+            return {}
+        out = self.sh(["curl", "-s", "--max-time", "3", f"http://127.0.0.1:{port}/status"], ns=ns, check=False)
         try:
             st = json.loads(out)["stack"]
         except (ValueError, KeyError):
@@ -424,7 +430,7 @@ class Bench:
     def loss_transfer(self, ip: str, pct: int, direction: str) -> dict:
         self.loss_set(pct, direction)
         m0 = self.client_mibs()
-        c0 = self.solo_tcp_counters() if ip == SOLO_IP else {}
+        c0 = self.server_tcp_counters(ip)
         try:
             r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "lossclient.py"), ip, PORT_ECHO,
                               self.p["loss_bytes"], "echo", self.p["loss_timeout_s"]],
@@ -435,14 +441,15 @@ class Bench:
         r["dropped_frames"] = r_drop
         m1 = self.client_mibs()
         r["client_mib"] = {k: m1[k] - m0.get(k, 0) for k in m1 if m1[k] != m0.get(k, 0)}
-        if ip == SOLO_IP:
-            c1 = self.solo_tcp_counters()
-            r["server"] = {k: int(c1[k] - c0.get(k, 0)) for k in c1}
+        if c0:
+            c1 = self.server_tcp_counters(ip)
+            r["server"] = {k: int(c1[k] - c0.get(k, 0)) for k in c1 if c1[k] != c0.get(k, 0)}
         return r
 
     def loss_phase(self) -> dict:
-        """1 MB echo through a lossy switch port: kernel TCP and ftap solo at
-        each loss rate, alternating, offloads off so a frame is a packet."""
+        """1 MB echo through a lossy switch port: kernel TCP, ftap solo and (if
+        running) the replicated pair at each loss rate, in turn, offloads off
+        so a frame is a packet."""
         log(f"loss: {self.p['loss_bytes']} B echo at {self.p['loss_rates']} % loss "
             f"({self.p['loss_direction']}), {self.p['loss_reps']} runs each")
         self.offloads(False)
@@ -450,7 +457,10 @@ class Bench:
         try:
             for pct in self.p["loss_rates"]:
                 for i in range(self.p["loss_reps"]):
-                    for who, ip in (("kernel", KERNEL_IP), ("solo", SOLO_IP)):
+                    targets = [("kernel", KERNEL_IP), ("solo", SOLO_IP)]
+                    if self.pair:
+                        targets.append(("pair", PAIR_IP))
+                    for who, ip in targets:
                         r = self.loss_transfer(ip, pct, self.p["loss_direction"])
                         res.setdefault(f"{who}_{pct}", []).append(r)
                         log(f"  {pct}% {who:6s} run {i + 1}: {r['mbit_s']:10.3f} Mbit/s  {r['seconds']:8.2f} s  "
@@ -638,9 +648,12 @@ class Bench:
         log("kernel reference servers on 10.0.0.200 (ns b)")
         self.start_kernel_servers()
         if self.args.loss == "only":
-            log("ftap solo (10.0.0.101, ns b)")
+            log("ftap solo (10.0.0.101, ns b)" + ("" if self.args.loss_no_pair else " and replicated pair (10.0.0.100)"))
             self.start_solo()
+            if not self.args.loss_no_pair:
+                self.start_pair("loss")
             result["loss"] = self.loss_phase()
+            result["pair_exit"] = self.stop_pair()
             result["solo_exit"] = self.stop(self.solo_pid)
             result["elapsed_s"] = round(time.monotonic() - t_start, 1)
             return result
@@ -853,19 +866,22 @@ def targets(s: dict) -> list[dict]:
 
 
 def loss_summary(res: dict) -> list[dict]:
-    """Per loss rate: median Mbit/s of kernel and ftap solo, and their ratio."""
+    """Per loss rate and ftap mode (solo, pair): median Mbit/s of kernel and
+    ftap in the same run, and their ratio."""
     rows = []
     for pct in res["parameters"]["loss_rates"]:
         k = res["loss"].get(f"kernel_{pct}", [])
-        f = res["loss"].get(f"solo_{pct}", [])
-        if not k or not f:
-            continue
-        km, fm = med([r["mbit_s"] for r in k]), med([r["mbit_s"] for r in f])
-        rows.append({"loss_pct": pct, "kernel_mbit_s": km, "ftap_mbit_s": fm,
-                     "ratio": round(fm / km, 3) if km else None,
-                     "kernel_seconds": med([r["seconds"] for r in k]), "ftap_seconds": med([r["seconds"] for r in f]),
-                     "ftap_failed": sum(1 for r in f if r["result"] != "ok"),
-                     "kernel_failed": sum(1 for r in k if r["result"] != "ok"), "runs": len(f)})
+        for who in ("solo", "pair"):
+            f = res["loss"].get(f"{who}_{pct}", [])
+            if not k or not f:
+                continue
+            km, fm = med([r["mbit_s"] for r in k]), med([r["mbit_s"] for r in f])
+            rows.append({"loss_pct": pct, "ftap": who, "kernel_mbit_s": km, "ftap_mbit_s": fm,
+                         "ratio": round(fm / km, 3) if km else None,
+                         "kernel_seconds": med([r["seconds"] for r in k]),
+                         "ftap_seconds": med([r["seconds"] for r in f]),
+                         "ftap_failed": sum(1 for r in f if r["result"] != "ok"),
+                         "kernel_failed": sum(1 for r in k if r["result"] != "ok"), "runs": len(f)})
     return rows
 
 
@@ -873,12 +889,12 @@ def fmt_loss(res: dict) -> str:
     p = res["parameters"]
     L = [f"Loss (issue 13): {p['loss_bytes']} B echo, random loss on the client's switch port "
          f"({p['loss_direction']}), offloads off; median of {p['loss_reps']}",
-         f"  {'loss':>5s} {'kernel Mbit/s':>14s} {'ftap solo Mbit/s':>17s} {'ftap/kernel':>12s} "
+         f"  {'loss':>5s} {'ftap':>5s} {'kernel Mbit/s':>14s} {'ftap Mbit/s':>12s} {'ftap/kernel':>12s} "
          f"{'kernel s':>9s} {'ftap s':>8s}"]
     for r in loss_summary(res):
         fail = f"  ({r['ftap_failed']} ftap / {r['kernel_failed']} kernel runs incomplete)" \
             if r["ftap_failed"] or r["kernel_failed"] else ""
-        L.append(f"  {r['loss_pct']:>4d}% {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>17.2f} "
+        L.append(f"  {r['loss_pct']:>4d}% {r['ftap']:>5s} {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>12.2f} "
                  f"{r['ratio'] if r['ratio'] is not None else 'n/a':>12} {r['kernel_seconds']:>9.3f} "
                  f"{r['ftap_seconds']:>8.3f}{fail}")
     return "\n".join(L)
@@ -1077,6 +1093,7 @@ def main():
                     help="the loss section (issue 13): with the rest, skipped, or alone")
     ap.add_argument("--loss-rates", default="1,3,8", help="loss percentages, comma-separated")
     ap.add_argument("--loss-timeout", type=float, default=300, help="give up on one transfer after this many seconds")
+    ap.add_argument("--loss-no-pair", action="store_true", help="loss section: ftap solo only, no replicated pair")
     ap.add_argument("--loss-reps", type=int, default=0, help="runs per loss rate and server (default 3, quick 1)")
     ap.add_argument("--loss-direction", choices=["both", "up", "down"], default="both",
                     help="which way frames are dropped: both, up (client to server) or down")
