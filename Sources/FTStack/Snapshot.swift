@@ -135,6 +135,7 @@ extension TCB {
         if C.isDecoding { sacked = Array(repeating: SeqRange(left: 0, right: 0), count: m) }
         for i in 0..<m { try c.field(&sacked[i].left); try c.field(&sacked[i].right) }
         try c.field(&highRxt); try c.field(&rxtSndMax); try c.field(&tlpDeadline); try c.field(&tlpHigh)
+        try c.field(&recoveryResends)
         try c.field(&tsOK); try c.field(&tsRecent); try c.field(&lastAckSent)
         try c.field(&unackedSegments); try c.field(&quickAcks); try c.field(&delAckDeadline); try c.field(&lastOOOSeq)
     }

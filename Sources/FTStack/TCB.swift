@@ -107,6 +107,8 @@ final class TCB {
     var rxtSndMax: UInt32 = 0
     /// Tail loss probe (RFC 8985 section 7) deadline.
     var tlpDeadline: Nanos? = nil
+    /// Recovery-timer resends since the last ACK that brought news.
+    var recoveryResends = 0
     /// SND.MAX when a tail loss probe went out and has not been answered by
     /// a cumulative ACK (RFC 8985 TLPRxtOut/TLPHighRxt, simplified).
     var tlpHigh: UInt32? = nil

@@ -339,7 +339,27 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(h.stack.connectionCount, 0)
         XCTAssertEqual(h.stack.counters.tcpTimeouts, 3)
         XCTAssertEqual(h.stack.counters.tcpResetsSent, 1)
-        XCTAssertLessThanOrEqual(h.stack.counters.tcpLossProbes, 1, "one recovery-timer resend, then the RTO")
+        XCTAssertLessThanOrEqual(h.stack.counters.tcpLossProbes, 1 + 3, "a few recovery-timer resends, then the RTO")
+    }
+
+    /// Without an ACK the recovery timer resends at most three times, the
+    /// interval doubling (22, 44, 88 ms here), and the RTO still fires on time.
+    func testRecoveryTimerResendsBackOffAndStop() throws {
+        let h = Harness()
+        let p = Peer(h.client(serverPort: echoPort))
+        try p.connect(mss: 100)
+        sampleRTT(h, p)
+        p.send(payload: data)
+        let u = p.una
+        p.send(ack: u, sack: [(u &+ 100, u &+ 1000)])
+        let t0 = h.now
+        var resends: [Nanos] = []
+        while let d = h.stack.nextDeadline, h.stack.counters.tcpTimeouts == 0 {
+            let r = h.advance(to: d).segs
+            if h.stack.counters.tcpTimeouts == 0 { XCTAssertEqual(r.map(\.seq), [u]); resends.append((d - t0) / ms) }
+        }
+        XCTAssertEqual(resends, [22, 66, 154], "22, then +44, +88")
+        XCTAssertEqual(h.now - t0, 200 * ms, "the RTO, not pushed back by the resends")
     }
 
     // MARK: Receiver: SACK blocks, delayed ACKs
