@@ -80,6 +80,11 @@ class Bench:
             "failover_before_s": 1.0,
             "failover_after_s": 1.5 if q else 2.0,
             "memory_connections": 1000,
+            "loss_rates": [int(x) for x in args.loss_rates.split(",")],
+            "loss_reps": args.loss_reps or (1 if q else 3),
+            "loss_bytes": 1_000_000,
+            "loss_timeout_s": args.loss_timeout,
+            "loss_direction": args.loss_direction,
         }
         self.solo_pid = None
         self.pair = None  # dict(primary=pid, backup=pid, arb=dir)
@@ -363,6 +368,109 @@ class Bench:
                     self.sh(["ethtool", "-K", dev] + args, ns=ns, check=False)
             self.offload_saved = []
 
+    # --- loss (issue 13) -------------------------------------------------------------
+
+    def loss_set(self, pct: int, direction: str = "both"):
+        """Random loss of pct % of the IPv4 frames the switch forwards to (down)
+        and/or from (up) the client port, with nftables on br0 (no netem here)."""
+        ns = self.topo.switch
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "bridge", "ftaploss"],
+                       capture_output=True)
+        if pct <= 0:
+            return
+        rules = ["add table bridge ftaploss",
+                 "add chain bridge ftaploss lossy { type filter hook forward priority 0; policy accept; }"]
+        if direction in ("both", "up"):
+            rules.append(f'add rule bridge ftaploss lossy iifname "sw-c" ether type ip '
+                         f'numgen random mod 100 < {pct} counter drop')
+        if direction in ("both", "down"):
+            rules.append(f'add rule bridge ftaploss lossy oifname "sw-c" ether type ip '
+                         f'numgen random mod 100 < {pct} counter drop')
+        cp = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(rules) + "\n",
+                            capture_output=True, text=True)
+        if cp.returncode != 0:
+            raise RuntimeError(f"nft: {cp.stderr.strip()}")
+
+    def loss_dropped(self) -> int:
+        out = self.sh(["nft", "list", "table", "bridge", "ftaploss"], ns=self.topo.switch, check=False)
+        return sum(int(x) for x in re.findall(r"counter packets (\d+)", out))
+
+    def server_tcp_counters(self, ip: str) -> dict:
+        """The ftap node's TCP recovery counters (its /status stack counters):
+        the solo node, or the pair's primary."""
+        if ip == SOLO_IP:
+            ns, port = self.topo.node_b, 7411
+        elif ip == PAIR_IP and self.pair:
+            ns, port = self.topo.node_a, 7410
+        else:
+            return {}
+        out = self.sh(["curl", "-s", "--max-time", "3", f"http://127.0.0.1:{port}/status"], ns=ns, check=False)
+        try:
+            st = json.loads(out)["stack"]
+        except (ValueError, KeyError):
+            return {}
+        return {k: v for k, v in st.items() if k.startswith("tcp_") and
+                any(w in k for w in ("retrans", "timeout", "sack", "probe", "delayed"))}
+
+    CLIENT_MIBS = ("TCPLossProbes", "TCPLossProbeRecovery", "TCPSACKRecovery", "TCPSackRecoveryFail", "TCPTimeouts",
+                   "TCPSACKReorder", "TCPTSReorder", "TCPRenoReorder", "TCPFullUndo", "TCPPartialUndo",
+                   "TCPDSACKUndo", "TCPLossUndo", "TCPSpuriousRTOs", "TCPDSACKRecv", "TCPFastRetrans",
+                   "TCPLostRetransmit", "TCPDelivered")
+
+    def client_mibs(self) -> dict:
+        """The client namespace's TCP extended MIB (/proc/net/netstat)."""
+        text = self.sh(["cat", "/proc/net/netstat"], ns=self.topo.client, check=False).splitlines()
+        out = {}
+        for i in range(0, len(text) - 1, 2):
+            names, values = text[i].split(), text[i + 1].split()
+            if names and names[0] == "TcpExt:":
+                out.update({k: int(v) for k, v in zip(names[1:], values[1:]) if k in self.CLIENT_MIBS})
+        return out
+
+    def loss_transfer(self, ip: str, pct: int, direction: str) -> dict:
+        self.loss_set(pct, direction)
+        m0 = self.client_mibs()
+        c0 = self.server_tcp_counters(ip)
+        try:
+            r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "lossclient.py"), ip, PORT_ECHO,
+                              self.p["loss_bytes"], "echo", self.p["loss_timeout_s"]],
+                             ns=self.topo.client, timeout=self.p["loss_timeout_s"] + 30)
+        finally:
+            r_drop = self.loss_dropped()
+            self.loss_set(0)
+        r["dropped_frames"] = r_drop
+        m1 = self.client_mibs()
+        r["client_mib"] = {k: m1[k] - m0.get(k, 0) for k in m1 if m1[k] != m0.get(k, 0)}
+        if c0:
+            c1 = self.server_tcp_counters(ip)
+            r["server"] = {k: int(c1[k] - c0.get(k, 0)) for k in c1 if c1[k] != c0.get(k, 0)}
+        return r
+
+    def loss_phase(self) -> dict:
+        """1 MB echo through a lossy switch port: kernel TCP, ftap solo and (if
+        running) the replicated pair at each loss rate, in turn, offloads off
+        so a frame is a packet."""
+        log(f"loss: {self.p['loss_bytes']} B echo at {self.p['loss_rates']} % loss "
+            f"({self.p['loss_direction']}), {self.p['loss_reps']} runs each")
+        self.offloads(False)
+        res = {}
+        try:
+            for pct in self.p["loss_rates"]:
+                for i in range(self.p["loss_reps"]):
+                    targets = [("kernel", KERNEL_IP), ("solo", SOLO_IP)]
+                    if self.pair:
+                        targets.append(("pair", PAIR_IP))
+                    for who, ip in targets:
+                        r = self.loss_transfer(ip, pct, self.p["loss_direction"])
+                        res.setdefault(f"{who}_{pct}", []).append(r)
+                        log(f"  {pct}% {who:6s} run {i + 1}: {r['mbit_s']:10.3f} Mbit/s  {r['seconds']:8.2f} s  "
+                            f"{r['result']}  dropped {r['dropped_frames']}  client retrans "
+                            f"{r.get('client_total_retrans')}  server {r.get('server', '')}  "
+                            f"client {r.get('client_mib')} reordering {r.get('client_reordering')}")
+        finally:
+            self.offloads(True)
+        return res
+
     # --- phases -----------------------------------------------------------------------
 
     def memory_phase(self) -> dict:
@@ -539,6 +647,16 @@ class Bench:
         result = {"quick": self.quick, "parameters": self.p}
         log("kernel reference servers on 10.0.0.200 (ns b)")
         self.start_kernel_servers()
+        if self.args.loss == "only":
+            log("ftap solo (10.0.0.101, ns b)" + ("" if self.args.loss_no_pair else " and replicated pair (10.0.0.100)"))
+            self.start_solo()
+            if not self.args.loss_no_pair:
+                self.start_pair("loss")
+            result["loss"] = self.loss_phase()
+            result["pair_exit"] = self.stop_pair()
+            result["solo_exit"] = self.stop(self.solo_pid)
+            result["elapsed_s"] = round(time.monotonic() - t_start, 1)
+            return result
         log("ftap solo (10.0.0.101, ns b) and replicated pair (10.0.0.100, primary ns a, backup ns b)")
         self.start_solo()
         self.start_pair("main")
@@ -551,6 +669,8 @@ class Bench:
         for i in range(self.p["reps"]):
             self.rep(i, reps)
         result["runs"] = reps
+        if self.args.loss == "on":
+            result["loss"] = self.loss_phase()
         mem = result["memory"]
         mem["solo_after_bench"] = self.rss_kib(self.solo_pid)
         mem["primary_after_bench"] = self.rss_kib(self.pair["primary"])
@@ -745,6 +865,41 @@ def targets(s: dict) -> list[dict]:
     return t
 
 
+def loss_summary(res: dict) -> list[dict]:
+    """Per loss rate and ftap mode (solo, pair): median Mbit/s of kernel and
+    ftap in the same run, and their ratio."""
+    rows = []
+    for pct in res["parameters"]["loss_rates"]:
+        k = res["loss"].get(f"kernel_{pct}", [])
+        for who in ("solo", "pair"):
+            f = res["loss"].get(f"{who}_{pct}", [])
+            if not k or not f:
+                continue
+            km, fm = med([r["mbit_s"] for r in k]), med([r["mbit_s"] for r in f])
+            rows.append({"loss_pct": pct, "ftap": who, "kernel_mbit_s": km, "ftap_mbit_s": fm,
+                         "ratio": round(fm / km, 3) if km else None,
+                         "kernel_seconds": med([r["seconds"] for r in k]),
+                         "ftap_seconds": med([r["seconds"] for r in f]),
+                         "ftap_failed": sum(1 for r in f if r["result"] != "ok"),
+                         "kernel_failed": sum(1 for r in k if r["result"] != "ok"), "runs": len(f)})
+    return rows
+
+
+def fmt_loss(res: dict) -> str:
+    p = res["parameters"]
+    L = [f"Loss (issue 13): {p['loss_bytes']} B echo, random loss on the client's switch port "
+         f"({p['loss_direction']}), offloads off; median of {p['loss_reps']}",
+         f"  {'loss':>5s} {'ftap':>5s} {'kernel Mbit/s':>14s} {'ftap Mbit/s':>12s} {'ftap/kernel':>12s} "
+         f"{'kernel s':>9s} {'ftap s':>8s}"]
+    for r in loss_summary(res):
+        fail = f"  ({r['ftap_failed']} ftap / {r['kernel_failed']} kernel runs incomplete)" \
+            if r["ftap_failed"] or r["kernel_failed"] else ""
+        L.append(f"  {r['loss_pct']:>4d}% {r['ftap']:>5s} {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>12.2f} "
+                 f"{r['ratio'] if r['ratio'] is not None else 'n/a':>12} {r['kernel_seconds']:>9.3f} "
+                 f"{r['ftap_seconds']:>8.3f}{fail}")
+    return "\n".join(L)
+
+
 def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
     p = res["parameters"]
     m = res["machine"]
@@ -850,6 +1005,9 @@ def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
         L.append(f"  {who:13s} {mib(who + '_idle'):>10s} {mib(f'{who}_{n}_conns'):>11s} "
                  f"{mib(who + '_after_bench'):>12s}")
     L.append("")
+    if res.get("loss"):
+        L.append(fmt_loss(res))
+        L.append("")
     L.append("Targets (issue 6)")
     for t in tg:
         L.append(f"  {'MET    ' if t['met'] else 'NOT MET'}  {t['target']:40s} {str(t['value']):>10s}  "
@@ -931,6 +1089,14 @@ def main():
                     help="rewrite the marked block of BENCHMARKS.md with this run's table")
     ap.add_argument("--ftap-arg", action="append", default=[],
                     help="extra flag for every `ftap run` (repeat; recorded in the JSON)")
+    ap.add_argument("--loss", choices=["on", "off", "only"], default="on",
+                    help="the loss section (issue 13): with the rest, skipped, or alone")
+    ap.add_argument("--loss-rates", default="1,3,8", help="loss percentages, comma-separated")
+    ap.add_argument("--loss-timeout", type=float, default=300, help="give up on one transfer after this many seconds")
+    ap.add_argument("--loss-no-pair", action="store_true", help="loss section: ftap solo only, no replicated pair")
+    ap.add_argument("--loss-reps", type=int, default=0, help="runs per loss rate and server (default 3, quick 1)")
+    ap.add_argument("--loss-direction", choices=["both", "up", "down"], default="both",
+                    help="which way frames are dropped: both, up (client to server) or down")
     args = ap.parse_args()
     b = Bench(args)
     info = machine_info(args.ftap)
@@ -959,6 +1125,18 @@ def main():
     res["machine"] = info
     res["command"] = args.command
     res["ftap_extra_args"] = args.ftap_arg
+    if args.loss == "only":
+        res["loss_summary"] = loss_summary(res)
+        table = fmt_loss(res)
+        with open(os.path.join(args.out, "bench-loss.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        with open(os.path.join(args.out, "bench-loss.txt"), "w") as f:
+            f.write(table + "\n")
+        print()
+        print(table)
+        return
+    if res.get("loss"):
+        res["loss_summary"] = loss_summary(res)
     res["summary"] = summarise(res)
     res["targets"] = targets(res["summary"])
     table = fmt_table(res, res["summary"], res["targets"])

@@ -5,7 +5,7 @@ import FTWire
 /// The encoding feeds the state digest and the snapshot a joining backup
 /// restores, so any change to it changes `Stack.stateFormat`.
 ///
-/// Format "FTS2" (after the tag, all big-endian):
+/// Format "FTS3" (after the tag, all big-endian):
 ///   every counter of `StackCounters.fields` (u64, in that order),
 ///   next connection id (u64), IPv4 identification (u16),
 ///   connection count (i64), connections in `ConnKey` order (`TCB.schema`),
@@ -14,7 +14,9 @@ import FTWire
 ///
 /// History: "FTS1" lacked the SACK-permitted flag at the end of a
 /// connection (it was added without a new tag; "FTS2" also reorders the
-/// connection fields into `TCB.schema`).
+/// connection fields into `TCB.schema`). "FTS3" adds the four loss-recovery
+/// counters and, at the end of a connection, the SACK scoreboard, HighRxt,
+/// the loss-probe state, timestamps and delayed-ACK state.
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)
@@ -127,6 +129,15 @@ extension TCB {
         try c.field(&cwnd); try c.field(&ssthresh); try c.field(&dupAcks); try c.field(&inRecovery); try c.field(&recover)
         try c.field(&persistDeadline); try c.field(&persistBackoff); try c.field(&persistUnanswered)
         try c.field(&timeWaitDeadline); try c.field(&finWait2Deadline)
+        // FTS3: SACK scoreboard and loss recovery (RFC 6675, 8985), timestamps (RFC 7323), delayed ACK.
+        var m = sacked.count
+        try c.count(&m, max: TCB.maxScoreboardRanges, what: "scoreboard range count")
+        if C.isDecoding { sacked = Array(repeating: SeqRange(left: 0, right: 0), count: m) }
+        for i in 0..<m { try c.field(&sacked[i].left); try c.field(&sacked[i].right) }
+        try c.field(&highRxt); try c.field(&rxtSndMax); try c.field(&tlpDeadline); try c.field(&tlpHigh)
+        try c.field(&recoveryResends)
+        try c.field(&tsOK); try c.field(&tsRecent); try c.field(&lastAckSent)
+        try c.field(&unackedSegments); try c.field(&quickAcks); try c.field(&delAckDeadline); try c.field(&lastOOOSeq)
     }
 
     func encode(into w: inout ByteWriter) {
@@ -142,8 +153,8 @@ extension TCB {
 }
 
 extension Stack {
-    /// "FTS2": the tag that starts `encodeState`. Change it with the encoding.
-    public static let stateFormat: UInt32 = 0x4654_5332
+    /// "FTS3": the tag that starts `encodeState`. Change it with the encoding.
+    public static let stateFormat: UInt32 = 0x4654_5333
 
     /// Appends the complete replicated state in a canonical order: no
     /// Dictionary order reaches it (connections and services are sorted).

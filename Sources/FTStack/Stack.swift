@@ -19,6 +19,13 @@ public final class Stack {
     var ipID: UInt16 = 0
     var streamServices: [UInt16: any StreamService] = [:]
     var datagramServices: [UInt16: any DatagramService] = [:]
+    /// The log time of the input being processed (a frame, a tick, a
+    /// takeover): what TSvals are made of. Set at the start of every input,
+    /// so it is not state: nothing reads it between inputs.
+    var clock: Nanos = 0
+    /// The TSecr of the segment being processed, if it carries timestamps
+    /// and ACK (set by `segmentArrives`, read while it runs).
+    var inputTSEcr: UInt32? = nil
 
     public init(config: StackConfig) {
         self.config = config
@@ -53,6 +60,7 @@ public final class Stack {
     /// Processes one inbound Ethernet frame at log time `now`; appends frames to emit to `out`.
     public func handleFrame(_ f: [UInt8], now: Nanos, out: inout [[UInt8]]) {
         counters.framesIn += 1
+        clock = now
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         guard let eth = try? EthernetHeader.parse(f) else { counters.malformed += 1; return }
@@ -66,6 +74,7 @@ public final class Stack {
 
     /// Fires every timer due at or before `now`.
     public func advanceTime(to now: Nanos, out: inout [[UInt8]]) {
+        clock = now
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         var due: [TCB] = []
@@ -85,6 +94,7 @@ public final class Stack {
     /// connection and resets its backoff. Used by a replica going live after a
     /// takeover, so clients do not wait for a backed-off RTO.
     public func retransmitAll(now: Nanos, out: inout [[UInt8]]) {
+        clock = now
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         for key in conns.keys.sorted() {

@@ -64,6 +64,15 @@ struct OOOSegment {
     var end: UInt32 { seq &+ UInt32(data.count) &+ (fin ? 1 : 0) }
 }
 
+/// A range of sequence space the peer reported holding (a SACK block, RFC
+/// 2018) above SND.UNA: the sender's scoreboard (RFC 6675) is a sorted,
+/// non-overlapping list of these.
+struct SeqRange: Equatable {
+    var left: UInt32
+    var right: UInt32
+    var count: Int { seqDiff(right, left) }
+}
+
 /// Transmission control block (RFC 9293 3.3.1) plus RFC 6298 / 5681 state.
 final class TCB {
     let id: ConnectionID
@@ -83,8 +92,43 @@ final class TCB {
     var sndScale: UInt8 = 0
     var rcvScale: UInt8 = 0
     /// The peer offered SACK (RFC 2018): our ACKs carry SACK blocks for the
-    /// out-of-order queue. We do not use the peer's SACK blocks as a sender.
+    /// out-of-order queue, and the peer's SACK blocks fill `sacked`.
     var sackOK = false
+    /// RFC 6675 scoreboard: what the peer SACKed above SND.UNA, sorted by
+    /// sequence, non-overlapping, at most `maxScoreboardRanges` entries.
+    var sacked: [SeqRange] = []
+    /// RFC 6675 HighRxt: the highest sequence number retransmitted in this
+    /// recovery (holes below it were retransmitted once already).
+    var highRxt: UInt32 = 0
+    /// Lost-retransmission detection: SND.MAX when the last hole was
+    /// retransmitted. Data above it, SACKed while holes below `highRxt` are
+    /// still missing, was sent after those retransmissions and overtook
+    /// them: they were lost too (the RACK idea, RFC 8985, by sequence).
+    var rxtSndMax: UInt32 = 0
+    /// Tail loss probe (RFC 8985 section 7) deadline.
+    var tlpDeadline: Nanos? = nil
+    /// Recovery-timer resends since the last ACK that brought news.
+    var recoveryResends = 0
+    /// SND.MAX when a tail loss probe went out and has not been answered by
+    /// a cumulative ACK (RFC 8985 TLPRxtOut/TLPHighRxt, simplified).
+    var tlpHigh: UInt32? = nil
+    static let maxScoreboardRanges = 64
+    /// The peer offered timestamps (RFC 7323): every segment carries them.
+    var tsOK = false
+    /// TS.Recent: the TSval we echo.
+    var tsRecent: UInt32 = 0
+    /// The acknowledgement number of our last segment (Last.ACK.sent).
+    var lastAckSent: UInt32 = 0
+    /// In-order segments received and not yet acknowledged (delayed ACK).
+    var unackedSegments = 0
+    /// In-order data segments still to be acknowledged at once (quick-ACK
+    /// mode at the start of a connection) before delayed ACKs begin.
+    var quickAcks = 16
+    /// Delayed-ACK deadline (RFC 1122 4.2.3.2, RFC 5681 4.2).
+    var delAckDeadline: Nanos? = nil
+    /// The start of the out-of-order run most recently added to: its block
+    /// goes first in our SACK option (RFC 2018 section 4).
+    var lastOOOSeq: UInt32? = nil
     var sendMSS: Int
     var sendBuf = ByteQueue()
     var bufSeq: UInt32
@@ -138,7 +182,7 @@ final class TCB {
 
     var deadline: Nanos? {
         var d: Nanos? = nil
-        for x in [rtoDeadline, persistDeadline, timeWaitDeadline, finWait2Deadline] {
+        for x in [rtoDeadline, persistDeadline, timeWaitDeadline, finWait2Deadline, tlpDeadline, delAckDeadline] {
             if let x { d = d.map { min($0, x) } ?? x }
         }
         return d
@@ -147,6 +191,14 @@ final class TCB {
     var finSeq: UInt32? { finQueued ? bufSeq &+ UInt32(sendBuf.count) : nil }
     var finAcked: Bool { if let f = finSeq { return seqGT(sndUna, f) }; return false }
     var outstanding: Int { seqDiff(sndMax, sndUna) }
+    /// Bytes the scoreboard says the peer holds above SND.UNA.
+    var sackedBytes: Int { sacked.reduce(0) { $0 + $1.count } }
+    /// Option bytes on a data segment: timestamps (12) and, while we hold
+    /// out-of-order data, the SACK blocks (4 + 8n).
+    var dataOptionBytes: Int { tsOK ? 12 : 0 }
+    /// Payload bytes that fit a segment of SMSS with our options (RFC 6691:
+    /// the MSS does not count options, so they come out of the payload).
+    var segmentPayloadMax: Int { max(1, sendMSS - dataOptionBytes) }
     var unsentBytes: Int { sendBuf.count - max(0, seqDiff(sndNxt, bufSeq)) }
 }
 

@@ -33,6 +33,11 @@ extension Stack {
                      now: Nanos, out: inout [[UInt8]]) {
         if seg.flags.contains(.rst) { return }
         let segLen = UInt32(seg.payload.count) &+ (seg.flags.contains(.syn) ? 1 : 0) &+ (seg.flags.contains(.fin) ? 1 : 0)
+        if streamServices[seg.dstPort] != nil, seg.flags.contains(.ack), !seg.flags.contains(.syn),
+           let mss = validSynCookie(key: key, seg: seg, now: now) {
+            acceptCookie(f, seg: seg, key: key, mss: mss, srcMAC: srcMAC, now: now, out: &out)
+            return
+        }
         guard streamServices[seg.dstPort] != nil, !seg.flags.contains(.ack) else {
             // CLOSED (no listener), or an ACK in LISTEN: RST (RFC 9293 3.10.7.1, 3.10.7.2 second check).
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
@@ -46,9 +51,15 @@ extension Stack {
             live += 1
             if t.state == .synReceived { embryonic += 1 }
         }
-        if live >= config.maxConnections || embryonic >= config.synBacklog {
+        if live >= config.maxConnections {
             counters.tcpConnectionsRefused += 1
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
+            return
+        }
+        if embryonic >= config.synBacklog {
+            // SYN backlog full (a SYN flood, RFC 4987): answer statelessly
+            // with a SYN cookie instead of refusing.
+            sendSynCookie(key: key, seg: seg, srcMAC: srcMAC, now: now, out: &out)
             return
         }
         evictTimeWaitIfNeeded()
@@ -61,6 +72,11 @@ extension Stack {
             t.rcvScale = config.windowScale
         }
         t.sackOK = seg.sackPermitted
+        if let ts = seg.timestamps {
+            // RFC 7323 section 3.2: the SYN offered timestamps; we answer with ours.
+            t.tsOK = true
+            t.tsRecent = ts.value
+        }
         t.sndWnd = Int(seg.window)  // the window in a SYN is never scaled
         t.maxSndWnd = t.sndWnd
         t.sndWl1 = seg.seq; t.sndWl2 = 0
@@ -69,6 +85,81 @@ extension Stack {
         t.rtoDeadline = now + t.rto
         // Data on a SYN is not accepted before the handshake completes; the
         // peer will retransmit it.
+    }
+
+    // MARK: SYN cookies (RFC 4987 section 3.6)
+
+    /// MSS values a cookie can carry (3 bits), as Linux's msstab plus two.
+    static let cookieMSS: [UInt16] = [536, 1024, 1200, 1300, 1380, 1440, 1460, 8960]
+    /// A cookie's time slot: 64 s of log time. Cookies of the current and
+    /// the previous slot are accepted (64 to 128 s).
+    static let cookieSlot: Nanos = 64_000 * nsPerMs
+
+    /// ISS = slot (5 bits) | keyed hash (24 bits) | MSS index (3 bits). The
+    /// hash covers the config's ISN key (so only we can make one), the
+    /// connection, the peer's ISN and the slot; everything comes from the
+    /// log (the time is the SYN's log time), so every replica computes the
+    /// same cookie and none keeps state for it.
+    func synCookie(key: ConnKey, irs: UInt32, slot: UInt64, mssIndex: Int) -> UInt32 {
+        var h = SipHash24(k0: config.isnKey.0 ^ 0x7379_6e63_6f6f_6b69, k1: config.isnKey.1)
+        h.update(u32: config.ip.raw); h.update(u16: key.localPort)
+        h.update(u32: key.remote.ip.raw); h.update(u16: key.remote.port)
+        h.update(u32: irs); h.update(u32: UInt32(truncatingIfNeeded: slot)); h.update(u16: UInt16(mssIndex))
+        let mac = UInt32(truncatingIfNeeded: h.finalize()) & 0x00FF_FFFF
+        return (UInt32(truncatingIfNeeded: slot & 31) << 27) | (mac << 3) | UInt32(mssIndex)
+    }
+
+    func sendSynCookie(key: ConnKey, seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+        let peerMSS = seg.mss ?? 536
+        let want = min(Int(peerMSS), config.mss)
+        let idx = Self.cookieMSS.lastIndex { Int($0) <= want } ?? 0
+        let iss = synCookie(key: key, irs: seg.seq, slot: now / Self.cookieSlot, mssIndex: idx)
+        counters.tcpSynCookiesSent += 1
+        counters.tcpSegmentsOut += 1
+        // No window scale, SACK or timestamps: nothing to remember them in.
+        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: srcMAC, src: config.ip, dst: key.remote.ip,
+                                    srcPort: key.localPort, dstPort: key.remote.port, seq: iss, ack: seg.seq &+ 1,
+                                    flags: [.syn, .ack], window: UInt16(min(config.receiveBufferBytes, 65535)),
+                                    mss: UInt16(config.mss), ttl: config.ttl, ipID: nextIPID()))
+    }
+
+    /// The MSS a cookie ACK carries, if `ack - 1` is our cookie of this or
+    /// the previous slot for this connection and the peer's ISN (`seq - 1`).
+    func validSynCookie(key: ConnKey, seg: TCPHeader, now: Nanos) -> Int? {
+        let c = seg.ack &- 1
+        let idx = Int(c & 7)
+        let slotNow = now / Self.cookieSlot
+        for slot in [slotNow, slotNow &- 1] where slot <= slotNow && UInt32(truncatingIfNeeded: slot & 31) == c >> 27 {
+            if synCookie(key: key, irs: seg.seq &- 1, slot: slot, mssIndex: idx) == c {
+                return min(Int(Self.cookieMSS[idx]), config.mss)
+            }
+        }
+        return nil
+    }
+
+    /// A valid cookie ACK: the connection is created as if its SYN had been
+    /// kept, and the ACK (with any data) is processed as in SYN-RECEIVED.
+    func acceptCookie(_ f: [UInt8], seg: TCPHeader, key: ConnKey, mss: Int, srcMAC: MACAddress, now: Nanos,
+                      out: inout [[UInt8]]) {
+        var live = 0
+        for t in conns.values where t.state != .timeWait { live += 1 }
+        guard live < config.maxConnections else {
+            counters.tcpConnectionsRefused += 1
+            sendReset(to: key, mac: srcMAC, seg: seg, segLen: UInt32(seg.payload.count), out: &out)
+            return
+        }
+        evictTimeWaitIfNeeded()
+        counters.tcpSynCookiesAccepted += 1
+        let t = TCB(id: nextConnID, key: key, peerMAC: srcMAC, iss: seg.ack &- 1, irs: seg.seq &- 1,
+                    sendMSS: max(64, mss), rto: config.rtoInitial)
+        nextConnID += 1
+        t.sndWnd = Int(seg.window)
+        t.maxSndWnd = t.sndWnd
+        t.sndWl1 = seg.seq &- 1
+        t.lastAckSent = t.rcvNxt
+        t.rcvAdvEdge = t.rcvNxt &+ UInt32(min(config.receiveBufferBytes, 65535))
+        conns[key] = t
+        segmentArrives(t, f, seg, srcMAC: srcMAC, now: now, out: &out)
     }
 
     /// Keeps TIME-WAIT connections bounded: beyond `maxConnections` of them,
@@ -89,6 +180,7 @@ extension Stack {
         var fin = seg.flags.contains(.fin)
         let syn = seg.flags.contains(.syn)
         let segLen = payload.count + (syn ? 1 : 0) + (fin ? 1 : 0)
+        inputTSEcr = seg.flags.contains(.ack) ? seg.timestamps?.echo : nil
 
         // A retransmitted SYN while we are in SYN-RECEIVED: repeat the SYN-ACK.
         if t.state == .synReceived, syn, !seg.flags.contains(.ack), seg.seq == t.irs {
@@ -115,6 +207,12 @@ extension Stack {
                 }
                 return
             }
+        }
+
+        // RFC 7323 section 4.3 (3): remember the TSval to echo when the
+        // segment covers Last.ACK.sent (the one our next ACK acknowledges).
+        if t.tsOK, let ts = seg.timestamps, seqLE(seq, t.lastAckSent), !seg.flags.contains(.rst) {
+            if seqGE(ts.value, t.tsRecent) || t.state == .synReceived { t.tsRecent = ts.value }
         }
 
         // 2. RST (RFC 5961 section 3): exact match resets, in-window gets a challenge ACK.
@@ -177,10 +275,25 @@ extension Stack {
                 return
             }
             let peerWindow = Int(seg.window) << Int(t.sndScale)
+            let sndUnaBefore = t.sndUna
+            let newSACK = updateScoreboard(t, blocks: seg.sackBlocks, ack: ack)
             if seqGT(ack, t.sndUna) {
                 acknowledge(t, ack: ack, now: now, out: &out)
+                if t.sackOK { sackRecovery(t, now: now, out: &out) }
+            } else if t.sackOK && !t.sacked.isEmpty {
+                // RFC 6675: with SACK, an ACK (with or without data) that
+                // reports SACKed data is what drives loss detection; one that
+                // repeats known blocks still answers a loss probe.
+                if (newSACK || t.tlpHigh != nil || t.inRecovery) && t.outstanding > 0 {
+                    sackRecovery(t, now: now, out: &out)
+                }
             } else if ack == t.sndUna, segLen == 0, peerWindow == t.sndWnd, t.outstanding > 0 {
                 duplicateAck(t, now: now, out: &out)
+            }
+            if t.sackOK {
+                armReorderTimer(t, now: now)
+                // In recovery every ACK that brings news restarts the recovery timer.
+                if t.inRecovery && (newSACK || seqGT(ack, sndUnaBefore)) { scheduleRecoveryTimer(t, now: now) }
             }
             // Window update (SND.WL1/WL2 rule).
             if seqLT(t.sndWl1, seq) || (t.sndWl1 == seq && seqLE(t.sndWl2, ack)) {
@@ -235,16 +348,42 @@ extension Stack {
             switch t.state {
             case .established, .finWait1, .finWait2:
                 if seq == t.rcvNxt {
+                    let hadOOO = !t.ooo.isEmpty
                     if !payload.isEmpty {
                         t.rcvBuf.append(contentsOf: f[payload])
                         t.rcvNxt = t.rcvNxt &+ UInt32(payload.count)
                     }
                     if fin { receiveFin(t, now: now) }
                     drainOutOfOrder(t, now: now)
-                } else if !payload.isEmpty || fin {
-                    queueOutOfOrder(t, seq: seq, data: Array(f[payload]), fin: fin)
+                    if payload.isEmpty || fin || hadOOO || t.peerFin {
+                        // A duplicate, a FIN, or a segment that fills (part of) a
+                        // gap: acknowledge at once (RFC 5681 section 4.2).
+                        t.ackNeeded = true
+                    } else {
+                        // In-order data: delayed ACK (RFC 1122 4.2.3.2, RFC 5681
+                        // 4.2): at least every second segment, else within
+                        // `StackConfig.delayedAck`, on a logged tick. Anything
+                        // we send meanwhile carries the ACK.
+                        t.unackedSegments += 1
+                        if t.quickAcks > 0 {
+                            // Quick-ACK mode at the start of a connection, as
+                            // Linux (TCP_MAX_QUICKACKS, 16): the peer's slow
+                            // start and first RTT samples need every ACK.
+                            t.quickAcks -= 1
+                            t.ackNeeded = true
+                        } else if t.unackedSegments >= 2 {
+                            t.ackNeeded = true
+                        } else if t.delAckDeadline == nil {
+                            t.delAckDeadline = now + StackConfig.delayedAck
+                        }
+                    }
+                } else {
+                    if !payload.isEmpty || fin {
+                        queueOutOfOrder(t, seq: seq, data: Array(f[payload]), fin: fin)
+                    }
+                    // Out of order: an immediate ACK with SACK blocks (RFC 5681 4.2, RFC 2018 4).
+                    t.ackNeeded = true
                 }
-                t.ackNeeded = true
             case .synReceived, .closeWait, .closing, .lastAck, .timeWait:
                 // Text after the peer's FIN, or before the handshake completed: ignored.
                 break
@@ -296,6 +435,7 @@ extension Stack {
         let s = OOOSegment(seq: seq, data: data, fin: fin)
         if let i = t.ooo.firstIndex(where: { $0.seq == seq }) {
             if t.ooo[i].end != s.end && seqGT(s.end, t.ooo[i].end) { t.ooo[i] = s }
+            t.lastOOOSeq = seq
             return
         }
         if t.ooo.count >= config.maxOutOfOrderSegments {
@@ -306,7 +446,17 @@ extension Stack {
         }
         let i = t.ooo.firstIndex(where: { seqGT($0.seq, seq) }) ?? t.ooo.count
         t.ooo.insert(s, at: i)
+        t.lastOOOSeq = seq
         counters.tcpOutOfOrderQueued += 1
+        // Bounded in bytes too: overlapping segments could otherwise hold
+        // many copies of the window. Beyond the receive buffer, the segments
+        // furthest from RCV.NXT go.
+        var bytes = t.ooo.reduce(0) { $0 + $1.data.count }
+        while bytes > config.receiveBufferBytes, let last = t.ooo.last {
+            bytes -= last.data.count
+            t.ooo.removeLast()
+            counters.tcpOutOfOrderDropped += 1
+        }
     }
 
     func drainOutOfOrder(_ t: TCB, now: Nanos) {
@@ -336,31 +486,225 @@ extension Stack {
 
     func acknowledge(_ t: TCB, ack: UInt32, now: Nanos, out: inout [[UInt8]]) {
         let acked = seqDiff(ack, t.sndUna)
+        // Congestion window validation (RFC 7661, as Linux's
+        // tcp_is_cwnd_limited): cwnd grows only while it limits the flight,
+        // so that an application-limited phase (an echo waiting for its
+        // client's data) does not inflate it, and a loss can then take 0.7
+        // of cwnd itself as Linux does.
+        let flightBefore = t.outstanding
+        let cwndLimited = t.cwnd < t.ssthresh ? 2 * flightBefore >= t.cwnd : flightBefore + 3 * t.sendMSS >= t.cwnd
         // Release acknowledged bytes (the FIN occupies one sequence number past the data).
         let dataAcked = min(max(0, seqDiff(ack, t.bufSeq)), t.sendBuf.count)
         t.sendBuf.drop(dataAcked)
         t.bufSeq = t.bufSeq &+ UInt32(dataAcked)
-        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart); t.rttSeq = nil }
+        if let rs = t.rttSeq, seqGE(ack, rs) {
+            rttSample(t, now - t.rttStart); t.rttSeq = nil
+        } else if t.retries > 0, let e = tsEchoSample(t, now: now) {
+            // Karn's algorithm leaves no sample after a timeout; the echoed
+            // timestamp is one (RFC 7323 section 4.1), and it ends the backoff.
+            rttSample(t, e)
+        }
         t.sndUna = ack
         if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
+        trimScoreboard(t)
         t.retries = 0
         t.dupAcks = 0
+        // The probe episode ends when everything sent up to the probe is acknowledged.
+        if let hi = t.tlpHigh, seqGE(ack, hi) { t.tlpHigh = nil }
         if t.inRecovery {
             if seqGE(ack, t.recover) {
                 t.inRecovery = false
                 t.cwnd = t.ssthresh
+                t.sacked.removeAll()
+            } else if t.sackOK && !t.sacked.isEmpty {
+                // RFC 6675: the scoreboard (sackRecovery, run by the caller)
+                // picks what to retransmit; cwnd stays at ssthresh.
             } else {
                 // NewReno partial ACK: retransmit the next hole, deflate (RFC 6582 3.2).
                 retransmitFirst(t, out: &out)
                 t.cwnd = max(t.sendMSS, t.cwnd - acked + t.sendMSS)
             }
+        } else if !cwndLimited {
+            // Application-limited: keep cwnd.
         } else if t.cwnd < t.ssthresh {
-            t.cwnd += min(acked, t.sendMSS)
+            // Slow start with appropriate byte counting, L = 2 * SMSS (RFC
+            // 3465, allowed by RFC 5681 3.1): an ACK for two segments (a
+            // delayed ACK) grows cwnd by two, as Linux's tcp_slow_start does.
+            t.cwnd += min(acked, 2 * t.sendMSS)
         } else {
             t.cwnd += max(1, t.sendMSS * t.sendMSS / max(1, t.cwnd))
         }
         t.cwnd = min(t.cwnd, 64 * 1024 * 1024)
         t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
+        scheduleTLP(t, now: now)
+    }
+
+    /// The RTT sample an echoed timestamp gives (RFC 7323 section 4.1), if any.
+    func tsEchoSample(_ t: TCB, now: Nanos) -> Nanos? {
+        guard t.tsOK, let e = inputTSEcr, e != 0 else { return nil }
+        let d = Int32(bitPattern: tsValue(t, now: now) &- e)
+        guard d >= 0 else { return nil }
+        return Nanos(d) * nsPerMs
+    }
+
+    // MARK: SACK-based loss recovery (RFC 6675) with RACK-style lost-retransmission detection
+
+    /// Merges the peer's SACK blocks into the scoreboard (RFC 6675 Update()).
+    /// Blocks outside (ack, SND.MAX] are ignored (D-SACKs, RFC 2883, and
+    /// bogus ones). Returns whether anything was newly SACKed.
+    @discardableResult
+    func updateScoreboard(_ t: TCB, blocks: [SACKBlock], ack: UInt32) -> Bool {
+        guard t.sackOK, !blocks.isEmpty else { return false }
+        let floor = seqGT(ack, t.sndUna) && seqLE(ack, t.sndMax) ? ack : t.sndUna
+        let before = t.sackedBytes
+        var ranges = t.sacked
+        for b in blocks {
+            guard seqLT(b.left, b.right), seqGT(b.right, floor), seqLE(b.right, t.sndMax) else { continue }
+            ranges.append(SeqRange(left: seqLT(b.left, floor) ? floor : b.left, right: b.right))
+        }
+        ranges.sort { seqLT($0.left, $1.left) || ($0.left == $1.left && seqLT($0.right, $1.right)) }
+        var merged: [SeqRange] = []
+        for r in ranges {
+            if var last = merged.last, seqLE(r.left, last.right) {
+                if seqGT(r.right, last.right) { last.right = r.right; merged[merged.count - 1] = last }
+            } else {
+                merged.append(r)
+            }
+        }
+        // Bounded: the ranges nearest SND.UNA matter first for recovery.
+        if merged.count > TCB.maxScoreboardRanges { merged.removeLast(merged.count - TCB.maxScoreboardRanges) }
+        t.sacked = merged
+        return t.sackedBytes > before
+    }
+
+    /// Drops what the cumulative ACK now covers.
+    func trimScoreboard(_ t: TCB) {
+        guard !t.sacked.isEmpty else { return }
+        t.sacked.removeAll { seqLE($0.right, t.sndUna) }
+        if let f = t.sacked.first, seqLT(f.left, t.sndUna) { t.sacked[0].left = t.sndUna }
+        if seqLT(t.highRxt, t.sndUna) { t.highRxt = t.sndUna }
+    }
+
+    /// RFC 6675 IsLost(seq): more than (DupThresh - 1) * SMSS bytes, or
+    /// DupThresh discontiguous ranges, SACKed above it. That decides when
+    /// recovery starts. Once in recovery, or after a tail loss probe was
+    /// answered with SACKs, anything unSACKed below SACKed data is lost: it
+    /// was sent before what was delivered, and a LAN does not reorder
+    /// (RACK, RFC 8985 6.2, with Linux's reordering window of about
+    /// nothing). In a short flight (two segments after the hole) DupThresh
+    /// alone would have left every later hole to the RTO.
+    func isLost(_ t: TCB, _ seq: UInt32) -> Bool {
+        var bytes = 0, ranges = 0
+        for r in t.sacked.reversed() {
+            guard seqGT(r.right, seq) else { break }
+            bytes += seqDiff(r.right, seqGT(r.left, seq) ? r.left : seq)
+            ranges += 1
+        }
+        if bytes == 0 { return false }
+        if t.tlpHigh != nil || t.inRecovery { return true }
+        return bytes > 2 * t.sendMSS || ranges >= 3
+    }
+
+    /// The first hole at or above `from` (start, length up to one segment):
+    /// unSACKed sequence space below the highest SACKed byte.
+    func nextHole(_ t: TCB, from: UInt32) -> (UInt32, Int)? {
+        var s = seqLT(from, t.sndUna) ? t.sndUna : from
+        for r in t.sacked {
+            if seqLE(r.right, s) { continue }
+            if seqLT(s, r.left) { return (s, min(seqDiff(r.left, s), t.segmentPayloadMax)) }
+            s = r.right
+        }
+        return nil
+    }
+
+    /// RFC 6675 pipe: bytes in flight = outstanding - SACKed - lost and not
+    /// yet retransmitted (holes below the highest SACK, above HighRxt, that IsLost).
+    func pipe(_ t: TCB) -> Int {
+        var lostNotResent = 0
+        var s = seqLT(t.highRxt, t.sndUna) ? t.sndUna : t.highRxt
+        while let (h, _) = nextHole(t, from: s) {
+            guard isLost(t, h) else { break }
+            let end = t.sacked.first { seqGT($0.left, h) }!.left
+            lostNotResent += seqDiff(end, h)
+            s = end
+        }
+        return max(0, t.outstanding - t.sackedBytes - lostNotResent)
+    }
+
+    /// RACK's reordering window (RFC 8985 section 6.2), by sequence: a hole
+    /// below SACKed data that DupThresh has not declared lost (a short
+    /// flight has too few segments after it) is declared lost once the
+    /// window, SRTT / 4 but at least 1 ms, passes without it arriving. The
+    /// loss-probe timer carries it: earlier than the probe, never later.
+    func armReorderTimer(_ t: TCB, now: Nanos) {
+        guard !t.inRecovery, t.hasRTT, t.outstanding > 0, !t.sacked.isEmpty, !seqLT(t.sndNxt, t.sndMax),
+              nextHole(t, from: t.sndUna) != nil, t.state != .synReceived else { return }
+        let d = now + max(t.srtt / 4, nsPerMs)
+        if t.tlpDeadline.map({ d < $0 }) ?? true { t.tlpDeadline = d }
+    }
+
+    /// Loss detection and retransmission from the scoreboard (RFC 6675
+    /// sections 5 and 5.1), run on every ACK that moves SND.UNA or SACKs
+    /// something new. Enters recovery when SND.UNA IsLost; in recovery
+    /// sends holes (then new data) while pipe < cwnd.
+    func sackRecovery(_ t: TCB, now: Nanos, fromTimer: Bool = false, out: inout [[UInt8]]) {
+        guard t.sackOK, !t.sacked.isEmpty, t.state != .synReceived else { return }
+        // After a timeout everything unSACKed is being resent from SND.NXT
+        // (go-back-N, skipping SACKed ranges) until SND.NXT is back at
+        // SND.MAX: no fast recovery meanwhile (Linux's Loss state). Its pipe
+        // would count the rewound segments as in flight and block sending.
+        if seqLT(t.sndNxt, t.sndMax) && !t.inRecovery { return }
+        if seqLT(t.highRxt, t.sndUna) { t.highRxt = t.sndUna }
+        if !t.inRecovery {
+            guard isLost(t, t.sndUna) else { return }
+            // Enter recovery: multiplicative decrease, once per window of data.
+            t.inRecovery = true
+            t.recover = t.sndMax
+            // Multiplicative decrease by CUBIC's beta, 0.7, of cwnd (which
+            // only grows while it limits the flight): Linux's default.
+            t.ssthresh = max(t.cwnd * 7 / 10, 2 * t.sendMSS)
+            t.cwnd = t.ssthresh
+            t.highRxt = t.sndUna
+            t.rxtSndMax = t.sndMax
+            t.rttSeq = nil
+            t.tlpDeadline = nil
+            counters.tcpFastRetransmits += 1
+        } else if seqGT(t.highRxt, t.sndUna), let top = t.sacked.last, seqGT(top.right, t.rxtSndMax),
+                  let (h, _) = nextHole(t, from: t.sndUna), seqLT(h, t.highRxt) {
+            // Lost retransmission: data sent after our retransmissions was
+            // SACKed while a retransmitted hole is still missing (RFC 8985's
+            // rule, by sequence: we keep no per-segment send times). Resend.
+            t.highRxt = t.sndUna
+            t.rxtSndMax = t.sndMax
+            counters.tcpLostRetransmits += 1
+        }
+        defer { t.tlpHigh = nil }
+        var sent = 0
+        // On entry the first lost segment goes out whatever pipe says (RFC 6675 section 5, step 4.3).
+        var force = t.highRxt == t.sndUna && t.rxtSndMax == t.sndMax
+        while force || t.cwnd - pipe(t) >= t.segmentPayloadMax {
+            force = false
+            // (1) a lost hole above HighRxt; new data is output()'s (rule 2).
+            if let (h, len) = nextHole(t, from: t.highRxt), isLost(t, h) {
+                emitData(t, seq: h, length: len, out: &out)
+                counters.tcpRetransmits += 1
+                counters.tcpSACKRetransmits += 1
+                t.highRxt = h &+ UInt32(len)
+                t.rxtSndMax = t.sndMax
+                sent += 1
+                continue
+            }
+            break
+        }
+        if sent > 0 && !fromTimer {
+            // Only an ACK (progress) restarts the timers: resends by the
+            // recovery timer itself leave the RTO running, so a peer that
+            // went silent still meets the RTO, its backoff and the limit.
+            t.rtoDeadline = now + t.rto
+            scheduleRecoveryTimer(t, now: now)
+        }
+        // New data, limited by cwnd - pipe rather than cwnd - outstanding.
+        output(t, now: now, out: &out)
     }
 
     /// RFC 6298 section 2 and 3.

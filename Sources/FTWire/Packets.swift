@@ -224,10 +224,11 @@ public enum FrameBuilder {
     public static func tcp(ethSrc: MACAddress, ethDst: MACAddress, src: IPv4Address, dst: IPv4Address,
                            srcPort: UInt16, dstPort: UInt16, seq: UInt32, ack: UInt32, flags: TCPFlags,
                            window: UInt16, mss: UInt16? = nil, windowScale: UInt8? = nil,
-                           sackPermitted: Bool = false, sackBlocks: [(UInt32, UInt32)] = [],
+                           sackPermitted: Bool = false, timestamps: TCPTimestamps? = nil,
+                           sackBlocks: [(UInt32, UInt32)] = [],
                            payload: ArraySlice<UInt8> = [], ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
         let h = TCPHeader(srcPort: srcPort, dstPort: dstPort, seq: seq, ack: ack, flags: flags, window: window,
-                          mss: mss, windowScale: windowScale, sackPermitted: sackPermitted,
+                          mss: mss, windowScale: windowScale, sackPermitted: sackPermitted, timestamps: timestamps,
                           sackBlocks: sackBlocks.map { SACKBlock(left: $0.0, right: $0.1) }, payload: 0..<0)
         let tcpLen = h.headerLength + payload.count
         var b: [UInt8] = []

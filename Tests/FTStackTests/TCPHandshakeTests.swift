@@ -198,7 +198,9 @@ final class TCPHandshakeTests: XCTestCase {
         XCTAssertEqual(h.stack.connectionCount, 2)
     }
 
-    func testSynBacklogRefusesWithRSTAndFreesOnEstablish() throws {
+    /// A full SYN backlog answers with a stateless SYN cookie (RFC 4987),
+    /// not a connection; completing a handshake frees a backlog slot.
+    func testSynBacklogFullAnswersWithCookieAndFreesOnEstablish() throws {
         var cfg = applianceConfig()
         cfg.synBacklog = 2
         let h = Harness(cfg)
@@ -206,14 +208,69 @@ final class TCPHandshakeTests: XCTestCase {
         let saA = a.sendRaw(a.frame([.syn], mss: 1460))
         XCTAssertEqual(saA.first?.flags, [.syn, .ack])
         XCTAssertEqual(b.sendRaw(b.frame([.syn], mss: 1460)).first?.flags, [.syn, .ack])
-        XCTAssertEqual(c.sendRaw(c.frame([.syn], mss: 1460)).first?.flags, [.rst, .ack])
-        XCTAssertEqual(h.stack.counters.tcpConnectionsRefused, 1)
+        XCTAssertEqual(c.sendRaw(c.frame([.syn], mss: 1460)).first?.flags, [.syn, .ack], "a cookie")
+        XCTAssertEqual(h.stack.counters.tcpSynCookiesSent, 1)
+        XCTAssertEqual(h.stack.connectionCount, 2, "no state for the cookie")
+        XCTAssertEqual(h.stack.counters.tcpConnectionsRefused, 0)
         // Completing A's handshake frees a backlog slot.
         a.sndNxt = a.isn &+ 1; a.rcvNxt = saA[0].seq &+ 1
         a.send([.ack])
         XCTAssertEqual(h.info(a)?.state, .established)
         XCTAssertEqual(c.sendRaw(c.frame([.syn], mss: 1460)).first?.flags, [.syn, .ack])
         XCTAssertEqual(h.stack.connectionCount, 3)
+    }
+
+    func testSYNCookieACKEstablishesTheConnection() throws {
+        var cfg = applianceConfig()
+        cfg.synBacklog = 0
+        let h = Harness(cfg)
+        let c = h.client(port: 1003, serverPort: 7)
+        let sa = try XCTUnwrap(c.sendRaw(c.frame([.syn], mss: 1400)).first)
+        XCTAssertEqual(sa.flags, [.syn, .ack])
+        XCTAssertNil(sa.tcp.windowScale); XCTAssertFalse(sa.tcp.sackPermitted); XCTAssertNil(sa.tcp.timestamps)
+        XCTAssertEqual(h.stack.connectionCount, 0)
+        // The same SYN again gets the same cookie (no state, same log slot).
+        XCTAssertEqual(c.sendRaw(c.frame([.syn], mss: 1400)).first?.seq, sa.seq)
+        // Its ACK, carrying data, creates the connection with the MSS the cookie kept.
+        h.now += 30 * sec
+        c.sndNxt = c.isn &+ 1; c.rcvNxt = sa.seq &+ 1
+        let r = c.send("hello")
+        XCTAssertEqual(r.map(\.text), ["hello"])
+        XCTAssertEqual(h.info(c)?.state, .established)
+        XCTAssertEqual(h.tcb(c)?.sendMSS, 1380, "1400 rounded down to the cookie's table")
+        XCTAssertEqual(h.stack.counters.tcpSynCookiesAccepted, 1)
+        XCTAssertEqual(h.stack.counters.tcpConnectionsAccepted, 1)
+    }
+
+    func testForgedOrExpiredSYNCookieGetsRST() throws {
+        var cfg = applianceConfig()
+        cfg.synBacklog = 0
+        let h = Harness(cfg)
+        let c = h.client(port: 1003, serverPort: 7)
+        let sa = try XCTUnwrap(c.sendRaw(c.frame([.syn], mss: 1460)).first)
+        // A wrong cookie (ISN + 8 keeps the slot and MSS bits).
+        let forged = c.sendRaw(c.frame([.ack], seq: c.isn &+ 1, ack: sa.seq &+ 9))
+        XCTAssertEqual(forged.map(\.flags), [[.rst]])
+        // The right cookie, three slots (over 128 s) later.
+        h.now += 3 * 64 * sec
+        let late = c.sendRaw(c.frame([.ack], seq: c.isn &+ 1, ack: sa.seq &+ 1))
+        XCTAssertEqual(late.map(\.flags), [[.rst]])
+        XCTAssertEqual(h.stack.connectionCount, 0)
+        XCTAssertEqual(h.stack.counters.tcpSynCookiesAccepted, 0)
+    }
+
+    /// Cookies depend on the ISN key and log time only: two stacks agree.
+    func testSYNCookiesAreDeterministic() throws {
+        var cfg = applianceConfig()
+        cfg.synBacklog = 0
+        let h1 = Harness(cfg), h2 = Harness(cfg)
+        let s1 = h1.client(port: 1003).sendRaw(h1.client(port: 1003).frame([.syn], mss: 1460))
+        let s2 = h2.client(port: 1003).sendRaw(h2.client(port: 1003).frame([.syn], mss: 1460))
+        XCTAssertEqual(s1.map(\.frame), s2.map(\.frame))
+        cfg.isnKey = (7, 8)
+        let h3 = Harness(cfg)
+        let s3 = h3.client(port: 1003).sendRaw(h3.client(port: 1003).frame([.syn], mss: 1460))
+        XCTAssertNotEqual(s1.first?.seq, s3.first?.seq, "keyed")
     }
 
     func testTimeWaitDoesNotCountAgainstMaxConnections() throws {

@@ -238,7 +238,7 @@ final class TCPRecoveryTests: XCTestCase {
         let r = h.advance(by: sec).segs
         XCTAssertEqual(r.map(\.seq), [una])
         XCTAssertEqual(h.tcb(c)?.cwnd, 100)
-        XCTAssertEqual(h.tcb(c)?.ssthresh, 250)
+        XCTAssertEqual(h.tcb(c)?.ssthresh, 350, "0.7 of min(cwnd 1000, flight 500), as Linux's CUBIC")
         // Its ACK grows cwnd to two segments: the next two are resent.
         let r2 = c.send([.ack], ack: una &+ 100)
         XCTAssertEqual(r2.map(\.seq), [una &+ 100, una &+ 200])
