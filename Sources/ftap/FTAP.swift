@@ -108,7 +108,7 @@ struct Run: ParsableCommand {
     var isnKeyFile: String?
     @Option(help: "Maximum open TCP connections; SYNs beyond it get RST.")
     var maxConnections: Int = 4096
-    @Option(help: "Maximum half-open (SYN-RECEIVED) connections; SYNs beyond it get RST.")
+    @Option(help: "Maximum half-open (SYN-RECEIVED) connections; beyond it SYNs are answered with SYN cookies (no state kept).")
     var synBacklog: Int = 256
     @Option(help: "Per-connection send buffer in KiB.")
     var sendBufferKb: Int = 256

@@ -19,11 +19,8 @@ private enum Golden {
     ]
     /// `Replica.snapshot()` ("FTSN") of `schemaFixture()` after three ticks.
     static let snapshot: [(version: UInt32, hash: UInt64)] = [
-        // Version 2 was 0x978c_ce90_c697_5737 with "FTS2" inside. The stack
-        // state inside is now "FTS3", which an FTS2 reader refuses by its
-        // tag; Replica.snapshotVersion (FTReplication, not the TCP branch)
-        // should still go to 3 when this merges: then move this hash there.
-        (2, 0xc03e_e80d_bc68_00f8),
+        (2, 0x978c_ce90_c697_5737),  // "FTS2" inside
+        (3, 0xa94b_1a4c_9209_4cc3),  // "FTS3" inside: SACK scoreboard, loss probe, timestamps, delayed ACK
     ]
 }
 
@@ -189,7 +186,7 @@ final class SnapshotSchemaTests: XCTestCase {
         var bytes = Replica(stack: schemaFixture()).snapshot()
         bytes.writeBE32(1, at: 4)
         XCTAssertThrowsError(try Replica(stack: makeStack()).restore(bytes)) { e in
-            XCTAssertTrue("\(e)".contains("version 1; this ftap reads version 2"), "\(e)")
+            XCTAssertTrue("\(e)".contains("version 1; this ftap reads version \(Replica.snapshotVersion)"), "\(e)")
         }
     }
 
