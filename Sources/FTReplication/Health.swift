@@ -99,6 +99,15 @@ extension ReplicationCore {
             return
         }
         claimRetryAt = nil
+        if !healthy && handoverClaim && peerConnected {
+            // Handed the primary role while unhealthy: hand the service back
+            // at once. Closing the channel lets the old primary (in sync,
+            // healthy) take over; this node claims later and, losing, stops.
+            handoverClaim = false
+            a.append(.log(.warning, "received a handover while unhealthy (\(healthReason)); closing the channel so the old primary takes the service back"))
+            a.append(.closePeer(reason: "unhealthy: cannot take the handover"))
+            peerConnected = false
+        }
         if !healthy {
             if !claimDeferred {
                 a.append(.log(.warning, "not claiming epoch \(e): this node is unhealthy (\(healthReason)); it claims when healthy again"))

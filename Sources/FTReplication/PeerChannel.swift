@@ -88,6 +88,7 @@ extension ReplicationCore {
                 state = .protected
                 a.append(.log(.notice, "backup \(h.node) joined at epoch \(epoch): protected, serving"))
                 startGARP(now: now, &a)
+                evaluateHealth(now: now, &a)
             } else if mode == .alone {
                 startStateTransfer(to: h.node, now: now, &a)
                 announceHealth(now: now, &a)

@@ -57,6 +57,7 @@ extension ReplicationCore {
         send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
         garp.until = min(garp.until, now + config.failoverTimeout - config.failoverTimeout / 64)
         a.append(.log(.notice, "backup caught up at log index \(ackedIndex): protected again (epoch \(epoch))"))
+        evaluateHealth(now: now, &a)
     }
 
     func dropJoiningBackup(_ why: String, _ a: inout [Action]) {

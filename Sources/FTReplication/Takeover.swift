@@ -21,6 +21,9 @@ extension ReplicationCore {
     var watchesPeer: Bool {
         switch mode {
         case .protected, .backup, .syncing, .handingOver, .joining: return true
+        // Taking a handover: the old primary follows on the channel and must
+        // keep hearing from us while the arbiter answers, or it takes over.
+        case .claiming: return handoverClaim
         default: return false
         }
     }
@@ -112,6 +115,8 @@ extension ReplicationCore {
             switchovers += 1
             a.append(.log(.notice, "PRIMARY in epoch \(epoch) at log index \(replica.appliedIndex) by planned switchover; protected"))
             startGARP(now: now, &a)
+            // Health may have changed while the claim was in flight.
+            evaluateHealth(now: now, &a)
         } else if role == .backup {
             // Takeover: first entry of the new epoch retransmits unacknowledged data at once.
             role = .primary

@@ -127,4 +127,58 @@ final class HealthTests: XCTestCase {
         p.now += 100 * ms; p.tick("B")
         XCTAssertEqual(p.emitted["B"]!.count, n, "a superseded node emits nothing")
     }
+
+    /// While the new primary waits for the arbiter after a handover, the old
+    /// one keeps hearing from it and does not take over.
+    func testHandoverClaimKeepsTheOldPrimaryQuiet() {
+        let p = Pair()
+        p.call("A") { core, a in XCTAssertNil(core.requestSwitchover(now: p.now, &a)) }
+        p.deliver()
+        XCTAssertEqual(p.claims(by: "B"), [2])
+        p.answerClaim(of: "B", .unavailable("EROFS"))
+        for _ in 0..<20 { p.advance(by: 50 * ms) }  // 1 s, twice the failover timeout
+        XCTAssertEqual(p.primary.mode, .backup, "the old primary still follows")
+        XCTAssertTrue(p.claims(by: "A") == [1], "the old primary did not claim")
+        XCTAssertEqual(p.claims(by: "B").count, 2, "retried after the backoff; the retry is in flight")
+        p.answerClaim(of: "B")
+        p.deliver()
+        XCTAssertEqual(p.backup.mode, .protected)
+        XCTAssertEqual(p.primary.mode, .backup)
+        XCTAssertTrue(p.exits.isEmpty)
+    }
+
+    /// A node that becomes unhealthy while its handover claim is in flight
+    /// hands the role back as soon as it is primary.
+    func testUnhealthyDuringHandoverClaimHandsBack() {
+        let p = Pair()
+        p.call("A") { core, a in XCTAssertNil(core.requestSwitchover(now: p.now, &a)) }
+        p.deliver()
+        XCTAssertEqual(p.claims(by: "B"), [2])
+        p.setHealth("B", false)
+        p.deliver()
+        p.answerClaim(of: "B")
+        p.deliver()
+        XCTAssertEqual(p.claims(by: "A"), [1, 3], "A claims the next epoch after B handed back")
+        p.answerClaim(of: "A")
+        p.deliver()
+        XCTAssertEqual(p.primary.role, .primary)
+        XCTAssertEqual(p.primary.mode, .protected)
+        XCTAssertEqual(p.backup.mode, .backup)
+    }
+
+    /// A handover that reaches a node already unhealthy: it closes the
+    /// channel instead of claiming, and the old primary takes the service back.
+    func testHandoverReceivedWhileUnhealthyIsGivenBack() {
+        let p = Pair()
+        p.call("A") { core, a in XCTAssertNil(core.requestSwitchover(now: p.now, &a)) }
+        p.setHealth("B", false)  // before B applies the handover entry
+        p.deliverToBackup()
+        XCTAssertTrue(p.claims(by: "B").isEmpty)
+        XCTAssertEqual(p.closes.last?.node, "B")
+        p.toPrimary = []
+        p.call("A") { $0.peerDown(reason: "peer closed the connection", peerClosed: true, now: p.now, &$1) }
+        XCTAssertEqual(p.claims(by: "A"), [1, 2])
+        p.answerClaim(of: "A")
+        XCTAssertTrue(p.primary.isLive)
+    }
 }
