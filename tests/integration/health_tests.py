@@ -23,6 +23,9 @@ Tests:
   s5_arbiter_unwritable      arbiter directory immutable, SIGKILL A: B retries
                              (arbiter_unavailable grows), never exits, takes over once writable
   s6_unhealthy_backup_waits  upB down, SIGKILL A: B does not claim; upB up: B claims and serves
+  s8_alone_links_back_garp   B serving alone loses upB and gets it back: stays live, then GARPs again
+  s9_track_interface_and_script  --no-track-bridge, --track-interface (a veth link), --track-script:
+                             each makes A hand over; healthy again when it passes
   s7_different_arbiters      A and B with different arbiter directories must be refused at
                              hello: NOT BUILT YET, marked XFAIL
   trials_cable_pull          FTAP_HEALTH_TRIALS (default 2) trials of each kind: uplink only
@@ -530,6 +533,136 @@ def s6_unhealthy_backup_waits(ctx):
             load.close()
         restore_all_links(topo)
         pair.close()
+
+
+# --- 8. serving alone: links come back, GARP again ------------------------------------
+
+@test("s8_alone_links_back_garp", timeout=120)
+def s8_alone_links_back_garp(ctx):
+    """B serving alone (A SIGKILLed) loses its uplink: it stays live (nobody
+    to hand over to); when upB comes back it reports healthy and sends
+    gratuitous ARP again (seen arriving from sw-b), and the client's
+    connection continues."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load, cap = None, None
+    try:
+        a, b = healthy_pair(pair)
+        load = start_load(req_timeout=30)
+        a.send_signal(signal.SIGKILL)
+        a.wait_exit(5)
+        b.wait_status("B alone in epoch 2", 10, role="primary", live=True, mode="alone", epoch=2)
+        load.wait_progress_after(time.monotonic(), 100, 20)
+        cap = Capture(topo.switch, "sw-b", os.path.join(ctx.out_dir, "sw-b-in.pcap"), bpf="arp",
+                      direction="in").start()
+        t0 = time.monotonic()
+        links(topo.node_b, "upB down")
+        sb, _ = b.wait_status("B unhealthy", 5, healthy=False)
+        time.sleep(1.0)
+        sb = b.status()
+        check(b.alive() and sb["live"] and sb["mode"] == "alone",
+              f"B alone and unhealthy: {PL.brief(sb)}, want it still live and alone")
+        w_up = time.time()
+        t1 = time.monotonic()
+        links(topo.node_b, "upB up")
+        _, th = b.wait_status("B healthy again", 10, healthy=True)
+        load.wait_progress_after(th, 100, 30)
+        time.sleep(0.5)
+        cap.stop()
+        from frames import is_garp, parse_frame
+        garps = [ts for ts, f in cap.frames()
+                 if is_garp(f, PL.APPLIANCE_IP) and parse_frame(f)["eth_src"] == AMAC and ts >= w_up]
+        check(garps, f"no gratuitous ARP from B (sw-b) after upB came back ({cap.path}, {cap.stats})")
+        check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapB"}, "arbiter claims")
+        check_fdb(topo, "sw-b", "after upB came back")
+        r = finish_load(ctx, load, t0, "B alone loses and regains its uplink", after=5)
+        ctx.note(f"B healthy {ms(th - t1)} after upB up; {len(garps)} GARPs from sw-b after it, first "
+                 f"{ms(garps[0] - w_up)} after")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, garps=len(garps),
+                         first_garp_ms=(garps[0] - w_up) * 1000)
+    finally:
+        if cap:
+            cap.stop()
+        if load:
+            load.close()
+        restore_all_links(topo)
+        pair.close()
+
+
+# --- 9. --track-interface, --no-track-bridge, --track-script -----------------------------
+
+@test("s9_track_interface_and_script", timeout=150)
+def s9_track_interface_and_script(ctx):
+    """A runs with --no-track-bridge --track-interface trkA (a veth link)
+    --track-script 'test ! -e FILE' (100 ms, fall 2, rise 2). upA down: A
+    stays healthy (the bridge is not tracked) and primary. trkA down: A
+    unhealthy, hands over to B; trkA up: healthy; switchover back to A.
+    FILE created: A unhealthy by its script, hands over again; removed:
+    healthy. The client's connection continues through all of it."""
+    topo = ctx.topo
+    flag = os.path.join(ctx.out_dir, "A-unhealthy")
+    if os.path.exists(flag):
+        os.unlink(flag)
+    # A veth pair inside A's namespace (this kernel has no dummy driver).
+    L.run(["ip", "link", "add", "trkA", "type", "veth", "peer", "name", "trkA-peer"], ns=topo.node_a)
+    links(topo.node_a, "trkA up", "trkA-peer up")
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load = None
+    try:
+        a, b = pair.start(primary_extra=["--no-track-bridge", "--track-interface", "trkA",
+                                         "--track-script", f"test ! -e {flag}", "--track-interval-ms", "100",
+                                         "--track-fall", "2", "--track-rise", "2"])
+        a.wait_status("A healthy", 5, healthy=True, peer_healthy=True)
+        load = start_load(req_timeout=30)
+        t0 = time.monotonic()
+        # 1. The untracked uplink.
+        links(topo.node_a, "upA down")
+        time.sleep(1.0)
+        sa = a.status()
+        check(sa["healthy"] and sa["role"] == "primary" and sa["epoch"] == 1,
+              f"A with an untracked uplink down: {PL.brief(sa)}, healthy {sa['healthy']} "
+              f"({sa['health_reason']!r}); want a healthy primary (--no-track-bridge)")
+        links(topo.node_a, "upA up")
+        load.wait_progress_after(time.monotonic(), 50, 20)
+        # 2. The tracked interface.
+        t1 = time.monotonic()
+        links(topo.node_a, "trkA down")
+        sa, ta = a.wait_status("A unhealthy (trkA down)", 5, healthy=False)
+        check("trkA" in sa["health_reason"], f"health_reason {sa['health_reason']!r} does not name trkA")
+        _, tb = b.wait_status("B primary by handover", 10, role="primary", live=True, epoch=2)
+        a.wait_status("A backup", 10, role="backup", mode="backup", in_sync=True)
+        links(topo.node_a, "trkA up")
+        a.wait_status("A healthy again", 5, healthy=True)
+        b.wait_status("B sees A healthy", 5, peer_healthy=True)
+        out = b.switchover()
+        check("switchover started" in out, f"switchover back to A: {out!r}")
+        a.wait_status("A primary again", 10, role="primary", live=True, epoch=3)
+        b.wait_status("B backup again", 10, role="backup", mode="backup", in_sync=True)
+        load.wait_progress_after(time.monotonic(), 50, 20)
+        # 3. The script.
+        t2 = time.monotonic()
+        open(flag, "w").close()
+        sa, ts = a.wait_status("A unhealthy (track script)", 5, healthy=False)
+        check("script" in sa["health_reason"], f"health_reason {sa['health_reason']!r} does not name the script")
+        _, tb2 = b.wait_status("B primary by handover", 10, role="primary", live=True, epoch=4)
+        os.unlink(flag)
+        t3 = time.monotonic()
+        _, tr = a.wait_status("A healthy again (script passes)", 5, healthy=True)
+        load.wait_progress_after(time.monotonic(), 50, 20)
+        check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapB", 3: "tapA", 4: "tapB"}, "arbiter claims")
+        r = finish_load(ctx, load, t0, "track interface and script", after=30)
+        ctx.note(f"trkA down: A unhealthy {ms(ta - t1)}, B primary {ms(tb - t1)}; script failing: A unhealthy "
+                 f"{ms(ts - t2)} (100 ms x fall 2), B primary {ms(tb2 - t2)}; script passing again: healthy "
+                 f"{ms(tr - t3)} (rise 2)")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, script_unhealthy_ms=(ts - t2) * 1000)
+    finally:
+        if load:
+            load.close()
+        if os.path.exists(flag):
+            os.unlink(flag)
+        restore_all_links(topo)
+        pair.close()
+        L.run(["ip", "link", "del", "trkA"], ns=topo.node_a, check=False)
 
 
 # --- 7. different arbiters (not built yet) -------------------------------------------
