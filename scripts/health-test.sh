@@ -17,8 +17,11 @@
 #   s4_uplink_restored_switchover upB down then up: B healthy again, switchover to B works
 #   s5_arbiter_unwritable         arbiter dir immutable, SIGKILL A: B retries, never exits, then serves
 #   s6_unhealthy_backup_waits     upB down, SIGKILL A: B waits; upB up: B claims and serves
+#   s8_alone_links_back_garp      B serving alone loses upB: stays live; upB back: GARP again
+#   s9_track_interface_and_script --no-track-bridge, --track-interface, --track-script: each hands over
 #   s7_different_arbiters         different arbiter dirs refused at hello: not built, XFAIL
-#   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind, per-trial stall
+#   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind: B serves, per-trial stall
+#   trials_stall_bound            the same; every stall <= failover timeout + 100 ms (issue 11's "done when")
 #
 # Environment: FTAP_BIN, FTAP_SCRATCH_PATH, FTAP_BUILD_CONFIG (see scripts/lib.sh);
 # FTAP_NS; FTAP_REPEAT; FTAP_OUT (artifacts, default out/health: r<rep>/<test>/
@@ -57,7 +60,7 @@ while [ $# -gt 0 ]; do
         --repeat) REPEAT=$2; shift 2 ;;
         --repeat=*) REPEAT=${1#--repeat=}; shift ;;
         --list) LIST=1; shift ;;
-        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
 done
