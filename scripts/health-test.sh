@@ -19,6 +19,9 @@
 #   s6_unhealthy_backup_waits     upB down, SIGKILL A: B waits; upB up: B claims and serves
 #   s8_alone_links_back_garp      B serving alone loses upB: stays live; upB back: GARP again
 #   s9_track_interface_and_script --no-track-bridge, --track-interface, --track-script: each hands over
+#   s10_both_unhealthy            both uplinks down: the primary stays; upB back: A hands over
+#   s11_alternating_uplink_failures  six uplink failures in turn: six handovers, one TCP connection
+#   s12_alone_superseded          B alone, an epoch-3 file appears: B exits 2 within ~T/2
 #   s7_different_arbiters         different arbiter dirs refused at hello: not built, XFAIL
 #   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind: B serves, per-trial stall
 #   trials_stall_bound            the same; every stall <= failover timeout + 100 ms (issue 11's "done when")

@@ -26,6 +26,9 @@ Tests:
   s8_alone_links_back_garp   B serving alone loses upB and gets it back: stays live, then GARPs again
   s9_track_interface_and_script  --no-track-bridge, --track-interface (a veth link), --track-script:
                              each makes A hand over; healthy again when it passes
+  s10_both_unhealthy         both uplinks down: the primary stays; upB back: A hands over at once
+  s11_alternating_uplink_failures  the primary's uplink fails six times in turn: six handovers
+  s12_alone_superseded       B alone, epoch-3 appears in the arbiter dir: B exits 2 within ~T/2
   s7_different_arbiters      A and B with different arbiter directories must be refused at
                              hello: NOT BUILT YET, marked XFAIL
   trials_cable_pull          FTAP_HEALTH_TRIALS (default 2) trials of each kind: uplink only
@@ -665,6 +668,151 @@ def s9_track_interface_and_script(ctx):
         restore_all_links(topo)
         pair.close()
         L.run(["ip", "link", "del", "trkA"], ns=topo.node_a, check=False)
+
+
+# --- 10. both unhealthy -------------------------------------------------------------------
+
+@test("s10_both_unhealthy", timeout=120)
+def s10_both_unhealthy(ctx):
+    """upB down (B unhealthy), then upA down: both unhealthy, the primary
+    stays (no handover, no takeover). upB back: A is unhealthy and its backup
+    healthy again, so A hands over to B at once."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load = None
+    try:
+        a, b = healthy_pair(pair)
+        load = start_load(req_timeout=30)
+        links(topo.node_b, "upB down")
+        b.wait_status("B unhealthy", 5, healthy=False)
+        a.wait_status("A sees B unhealthy", 5, peer_healthy=False)
+        t0 = time.monotonic()
+        links(topo.node_a, "upA down")
+        a.wait_status("A unhealthy", 5, healthy=False)
+        time.sleep(3 * T_MS / 1000)
+        sa, sb = a.status(), b.status()
+        check(sa["role"] == "primary" and sa["mode"] == "protected" and sa["epoch"] == 1,
+              f"both unhealthy: A {PL.brief(sa)}, want it still the protected primary in epoch 1")
+        check(sb["role"] == "backup" and not sb["live"], f"both unhealthy: B {PL.brief(sb)}")
+        check_eq(pair.arbiter_claims(), {1: "tapA"}, "arbiter claims while both are unhealthy")
+        t1 = time.monotonic()
+        links(topo.node_b, "upB up")
+        b.wait_status("B healthy", 5, healthy=True)
+        _, tb = b.wait_status("B primary by handover", 10, role="primary", live=True, epoch=2)
+        a.wait_status("A its backup", 10, role="backup", mode="backup")
+        check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapB"}, "arbiter claims")
+        load.wait_progress_after(tb, 100, 30)
+        r = finish_load(ctx, load, t0, "both unhealthy, then B healthy", after=5)
+        ctx.note(f"both unhealthy for {3 * T_MS} ms: A stayed primary; B primary by handover {ms(tb - t1)} "
+                 f"after upB up")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, handover_after_up_ms=(tb - t1) * 1000)
+    finally:
+        if load:
+            load.close()
+        restore_all_links(topo)
+        pair.close()
+
+
+# --- 11. alternating uplink failures ------------------------------------------------------
+
+@test("s11_alternating_uplink_failures", timeout=150)
+def s11_alternating_uplink_failures(ctx):
+    """The primary's uplink fails, is repaired, then the new primary's fails,
+    six times: each failure hands the appliance to the other node (epochs 2..7,
+    alternating owners), no failback when a link is repaired, one TCP
+    connection throughout with every value exactly once."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load = None
+    N = 6
+    try:
+        a, b = healthy_pair(pair)
+        load = start_load(req_timeout=30)
+        nodes = {"A": (a, topo.node_a, "upA"), "B": (b, topo.node_b, "upB")}
+        prim, back = "A", "B"
+        stalls, t_first = [], time.monotonic()
+        for i in range(N):
+            pd, pns, pup = nodes[prim]
+            bd, _, _ = nodes[back]
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            links(pns, f"{pup} down")
+            _, tb = bd.wait_status(f"#{i + 1}: {back} primary by handover", 10, role="primary", live=True,
+                                   epoch=i + 2)
+            pd.wait_status(f"#{i + 1}: {prim} backup", 10, role="backup", mode="backup")
+            links(pns, f"{pup} up")
+            pd.wait_status(f"#{i + 1}: {prim} healthy again", 5, healthy=True)
+            bd.wait_status(f"#{i + 1}: {back} sees it", 5, peer_healthy=True)
+            load.wait_progress_after(time.monotonic(), 50, 20)
+            stalls.append(load.stall_around(t0, 0.05, 1.0)[0])
+            time.sleep(0.5)
+            s_new = bd.status()
+            check(s_new["role"] == "primary" and s_new["epoch"] == i + 2,
+                  f"#{i + 1}: {back} after {prim}'s link came back: {PL.brief(s_new)} (no failback expected)")
+            prim, back = back, prim
+        claims = pair.arbiter_claims()
+        want = {1: "tapA"}
+        for e in range(2, N + 2):
+            want[e] = "tapB" if e % 2 == 0 else "tapA"
+        check_eq(claims, want, "arbiter claims")
+        finish_load(ctx, load, t_first, "alternating uplink failures", after=60)
+        ctx.note(f"{N} health-driven handovers; client stall per handover: "
+                 + ", ".join(f"{x * 1000:.0f}" for x in stalls) + " ms")
+        PL.write_measure(ctx.out_dir, stall_max_ms=max(stalls) * 1000,
+                         stall_median_ms=statistics.median(stalls) * 1000)
+    finally:
+        if load:
+            load.close()
+        restore_all_links(topo)
+        pair.close()
+
+
+# --- 12. serving alone: a higher epoch appears ---------------------------------------------
+
+@test("s12_alone_superseded", timeout=90)
+def s12_alone_superseded(ctx):
+    """B serving alone in epoch 2 (A SIGKILLed): an epoch-3 file appears in the
+    arbiter directory (another node claimed it). B re-checks every half
+    failover timeout, so it must exit 2 within about that, and emit nothing
+    afterwards; its log says why."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    cap = None
+    try:
+        a, b = healthy_pair(pair)
+        a.send_signal(signal.SIGKILL)
+        a.wait_exit(5)
+        b.wait_status("B alone in epoch 2", 10, role="primary", live=True, mode="alone", epoch=2)
+        cap = Capture(topo.switch, "sw-b", os.path.join(ctx.out_dir, "sw-b-in.pcap"), bpf=f"ether src {AMAC}",
+                      direction="in", snaplen=96).start()
+        c = L.LineClient(port=PL.PORT_COUNTER, timeout=5)
+        c.incr()
+        t0, w0 = time.monotonic(), time.time()
+        with open(os.path.join(pair.arb, "epoch-3"), "x") as f:
+            f.write("intruder\n")
+        rc = b.wait_exit(5)
+        t_exit = time.monotonic()
+        check_eq(rc, 2, f"B's exit status after epoch 3 appeared (log:\n{b.tail()})")
+        # About logging: the operator must read why it stopped.
+        check(b.search(r"epoch 3 was claimed"), f"B's log does not say epoch 3 was claimed:\n{b.tail()}")
+        # Nothing from the appliance's MAC after B stopped.
+        try:
+            c.send_line("INCR")
+        except OSError:
+            pass
+        time.sleep(0.5)
+        c.close()
+        cap.stop()
+        after = [ts for ts, _ in cap.frames() if ts > w0 + (t_exit - t0) + 0.01]
+        check(not after, f"{len(after)} frames from the appliance MAC on sw-b after B exited")
+        ctx.note(f"B exited 2 {ms(t_exit - t0)} after epoch-3 appeared (re-check every {T_MS // 2} ms)")
+        check(t_exit - t0 <= T_MS / 1000 / 2 + 0.2, f"B took {ms(t_exit - t0)} to notice epoch 3, want about "
+                                                    f"{T_MS // 2} ms (half the failover timeout)")
+        PL.write_measure(ctx.out_dir, superseded_exit_ms=(t_exit - t0) * 1000)
+    finally:
+        if cap:
+            cap.stop()
+        pair.close()
 
 
 # --- 7. different arbiters (not built yet) -------------------------------------------
