@@ -16,6 +16,8 @@
 #   s3_uplink_down_backup         upB down: no takeover, the primary stays, switchover refused
 #   s4_uplink_restored_switchover upB down then up: B healthy again, switchover to B works
 #   s5_arbiter_unwritable         arbiter dir immutable, SIGKILL A: B retries, never exits, then serves
+#   s5b_arbiter_unwritable_handover  the same during a health handover (upA down)
+#   s5c_arbiter_unwritable_switchover  switchover during an arbiter outage: the pair survives
 #   s6_unhealthy_backup_waits     upB down, SIGKILL A: B waits; upB up: B claims and serves
 #   s8_alone_links_back_garp      B serving alone loses upB: stays live; upB back: GARP again
 #   s9_track_interface_and_script --no-track-bridge, --track-interface, --track-script: each hands over

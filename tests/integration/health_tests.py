@@ -22,6 +22,8 @@ Tests:
   s4_uplink_restored_switchover  upB down then up: B healthy again, switchover to B succeeds
   s5_arbiter_unwritable      arbiter directory immutable, SIGKILL A: B retries
                              (arbiter_unavailable grows), never exits, takes over once writable
+  s5b_arbiter_unwritable_handover  the same during a health handover (upA down)
+  s5c_arbiter_unwritable_switchover  operator switchover during an arbiter outage: the pair survives
   s6_unhealthy_backup_waits  upB down, SIGKILL A: B does not claim; upB up: B claims and serves
   s8_alone_links_back_garp   B serving alone loses upB and gets it back: stays live, then GARPs again
   s9_track_interface_and_script  --no-track-bridge, --track-interface (a veth link), --track-script:
@@ -493,6 +495,114 @@ def s5_arbiter_unwritable(ctx):
                  f"writable (retry backoff is capped at the failover timeout, {T_MS} ms)")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_writable_ms=(t3 - t_w) * 1000,
                          arbiter_unavailable=s3["arbiter_unavailable"])
+    finally:
+        if ro:
+            ro.release()
+        if load:
+            load.close()
+        pair.close()
+
+
+@test("s5b_arbiter_unwritable_handover", timeout=120)
+def s5b_arbiter_unwritable_handover(ctx):
+    """The arbiter directory refuses new files, then upA goes down: A hands
+    over, B cannot claim epoch 2 and retries without exiting (nobody emits
+    meanwhile); once writable, B serves and the client's connection continues."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load, ro = None, None
+    HOLD = 3.0
+    try:
+        a, b = healthy_pair(pair)
+        load = start_load(req_timeout=30)
+        ro = ReadOnlyDir(pair.arb, b.pid).__enter__()
+        t0 = time.monotonic()
+        links(topo.node_a, "upA down")
+        a.wait_status("A unhealthy", 5, healthy=False)
+        s1, _ = b.wait_status("B's claim of epoch 2 unavailable at least twice", 10,
+                              cond=lambda s: s["arbiter_unavailable"] >= 2)
+        time.sleep(HOLD)
+        sa, sb = a.status(), b.status()
+        check(a.alive() and b.alive(), f"a node exited: A {pair.describe_exit(a)}, B {pair.describe_exit(b)}")
+        check(not sb["live"], f"B live without the arbiter: {PL.brief(sb)}")
+        check(sb["arbiter_unavailable"] > s1["arbiter_unavailable"], f"arbiter_unavailable did not grow: "
+              f"{s1['arbiter_unavailable']} then {sb['arbiter_unavailable']}")
+        check_eq(pair.arbiter_claims(), {1: "tapA"}, "arbiter claims while unwritable")
+        t_w = time.monotonic()
+        ro.release()
+        _, tb = b.wait_status("B live in epoch 2", 5 + 2 * T_MS / 1000, role="primary", live=True, epoch=2)
+        check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapB"}, "arbiter claims")
+        load.wait_progress_after(tb, 100, 30)
+        sa = a.status()
+        r = finish_load(ctx, load, t0, "arbiter unavailable during a handover", after=HOLD + 5)
+        ctx.note(f"while unwritable: A {PL.brief(sa)}; B {PL.brief(sb)}, arbiter_unavailable "
+                 f"{sb['arbiter_unavailable']}; B live {ms(tb - t_w)} after the directory became writable")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_writable_ms=(tb - t_w) * 1000)
+    finally:
+        if ro:
+            ro.release()
+        if load:
+            load.close()
+        restore_all_links(topo)
+        pair.close()
+
+
+@test("s5c_arbiter_unwritable_switchover", timeout=120)
+def s5c_arbiter_unwritable_switchover(ctx):
+    """Both healthy, the arbiter directory refuses new files, the operator
+    asks for a switchover: B cannot claim epoch 2 and retries. The pair must
+    survive it: once the directory is writable B serves in epoch 2 with A as
+    its backup (protected), neither node exits, and A claims nothing."""
+    topo = ctx.topo
+    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
+    load, ro = None, None
+    HOLD = 3.0
+    try:
+        a, b = healthy_pair(pair)
+        load = start_load(req_timeout=30)
+        ro = ReadOnlyDir(pair.arb, b.pid).__enter__()
+        t0 = time.monotonic()
+        out = a.switchover()
+        check("switchover started" in out, f"switchover: {out!r}")
+        s1, _ = b.wait_status("B's claim of epoch 2 unavailable at least twice", 10,
+                              cond=lambda s: s["arbiter_unavailable"] >= 2)
+        time.sleep(HOLD)
+        sa, sb = a.status(), b.status()
+        check(a.alive() and b.alive(), f"a node exited: A {pair.describe_exit(a)}, B {pair.describe_exit(b)}")
+        check(not sb["live"] and not sa["live"], f"a node is live without the arbiter: A {PL.brief(sa)}, "
+                                                 f"B {PL.brief(sb)}")
+        ctx.note(f"while unwritable ({HOLD:.0f} s): A {PL.brief(sa)}, peer_connected {sa['peer_connected']}; "
+                 f"B {PL.brief(sb)}, peer_connected {sb['peer_connected']}, arbiter_unavailable "
+                 f"{sb['arbiter_unavailable']}")
+        ro.release()
+        dl = L.Deadline(5 + 2 * T_MS / 1000)
+        while not dl.expired() and a.alive() and b.alive():
+            try:
+                if b.status()["live"]:
+                    break
+            except TestFailure:
+                pass
+            time.sleep(0.02)
+        time.sleep(1.0)
+        claims = pair.arbiter_claims()
+        fate = {d.node: (PL.brief(d.status()) if d.alive() else pair.describe_exit(d)) for d in (a, b)}
+        ctx.note(f"after the directory became writable: A {fate['A']}; B {fate['B']}; claims {claims}")
+        # The bug this guards against: B, claiming epoch 2 after the handover,
+        # sends nothing to A, so A declares it failed after the failover
+        # timeout, closes the channel and claims epoch 2 too; whichever retry
+        # reaches the arbiter first wins and the other node exits 2.
+        said = "; ".join(m.group(0) for m in (a.search(r"peer failed: [^\n]*"),
+                                               a.search(r"claiming epoch 2[^\n]*")) if m)
+        check(a.alive() and b.alive(),
+              f"the pair broke up after a switchover during an arbiter outage: A {fate['A']}, B {fate['B']}, "
+              f"claims {claims}; A's log says: {said}")
+        sa2, sb2 = a.status(), b.status()
+        check(sb2["role"] == "primary" and sb2["live"] and sb2["epoch"] == 2 and sb2["mode"] == "protected"
+              and sa2["role"] == "backup", f"want B the protected primary in epoch 2 and A its backup: "
+                                          f"A {PL.brief(sa2)}, B {PL.brief(sb2)}")
+        check_eq(claims, {1: "tapA", 2: "tapB"}, "arbiter claims")
+        load.wait_progress_after(time.monotonic(), 100, 30)
+        finish_load(ctx, load, t0, "switchover during an arbiter outage", after=HOLD + 5)
     finally:
         if ro:
             ro.release()
