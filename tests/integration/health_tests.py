@@ -535,8 +535,15 @@ def s5b_arbiter_unwritable_handover(ctx):
         load.wait_progress_after(tb, 100, 30)
         sa = a.status()
         r = finish_load(ctx, load, t0, "arbiter unavailable during a handover", after=HOLD + 5)
-        ctx.note(f"while unwritable: A {PL.brief(sa)}; B {PL.brief(sb)}, arbiter_unavailable "
-                 f"{sb['arbiter_unavailable']}; B live {ms(tb - t_w)} after the directory became writable")
+        # What becomes of A once its uplink is back (recorded, not checked: with
+        # the channel closed during the outage A claims epoch 2 and loses,
+        # the bug s5c checks).
+        links(topo.node_a, "upA up")
+        time.sleep(1.0 + T_MS / 1000)
+        a_fate = PL.brief(a.status()) if a.alive() else pair.describe_exit(a)
+        ctx.note(f"while unwritable: A {PL.brief(sa)}, peer_connected {sa['peer_connected']}; B {PL.brief(sb)}, "
+                 f"arbiter_unavailable {sb['arbiter_unavailable']}; B live {ms(tb - t_w)} after the directory "
+                 f"became writable; A once upA is back: {a_fate}")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_writable_ms=(tb - t_w) * 1000)
     finally:
         if ro:
