@@ -27,13 +27,15 @@
 #   s7_different_arbiters         different arbiter dirs refused at hello: not built, XFAIL
 #   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind: B serves, per-trial stall
 #   trials_stall_bound            the same; every stall <= failover timeout + 100 ms (issue 11's "done when")
+#   k1_keepalived_comparison      only with FTAP_HEALTH_KEEPALIVED=1 (needs keepalived): a VRRP pair
+#                                 with the same pulls, for comparison (recorded, not checked)
 #
 # Environment: FTAP_BIN, FTAP_SCRATCH_PATH, FTAP_BUILD_CONFIG (see scripts/lib.sh);
 # FTAP_NS; FTAP_REPEAT; FTAP_OUT (artifacts, default out/health: r<rep>/<test>/
 # with A1.log, B1.log, arbiter/, measure.json, trials.json); FTAP_TEST_TIMEOUT
 # (seconds per test run, default 300); FTAP_LOG_LEVEL; FTAP_KEEP=1 keeps
 # captures of passing runs; FTAP_HEALTH_TRIALS, FTAP_HEALTH_FAILOVER_MS (500),
-# FTAP_HEALTH_STALL_SLACK_MS (100) (see health_tests.py).
+# FTAP_HEALTH_STALL_SLACK_MS (100), FTAP_HEALTH_KEEPALIVED=1 (see health_tests.py).
 #
 # Output: "PASS name[rN] (secs)" / "FAIL name[rN] (secs)" / "XFAIL name[rN]"
 # (expected failure: a feature not built yet; counted apart, not as a pass)

@@ -39,11 +39,14 @@ Tests:
                              the healthy node serves every time, the client sees every value once
   trials_stall_bound         the same trials; every stall <= failover timeout + 100 ms (the
                              issue's "done when")
+  k1_keepalived_comparison   only with FTAP_HEALTH_KEEPALIVED=1: keepalived (VRRP through the switch,
+                             and over the log link) with the same pulls, recorded for comparison
 
 Environment: FTAP_RUN_BIN, FTAP_PIDFILE, FTAP_LOG_LEVEL (see pairlib);
 FTAP_HEALTH_TRIALS (trials per kind, default 2); FTAP_HEALTH_FAILOVER_MS
 (--failover-timeout-ms, default 500); FTAP_HEALTH_STALL_SLACK_MS (allowed
-stall above the failover timeout in the trials, default 100).
+stall above the failover timeout in the trials, default 100); FTAP_HEALTH_KEEPALIVED=1
+adds k1_keepalived_comparison.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -1040,6 +1044,218 @@ def trials_stall_bound(ctx):
     every one stays within the failover timeout + 100 ms
     (FTAP_HEALTH_STALL_SLACK_MS)."""
     run_trials(ctx, enforce_stall=True)
+
+
+# --- comparison: keepalived (optional) ---------------------------------------------------
+
+KEEPALIVED_CONF = """global_defs {{
+    router_id {name}
+    vrrp_garp_master_repeat 3
+    vrrp_garp_master_refresh 0
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface {log}
+    unicast_src_ip {me}
+    unicast_peer {{
+        {peer}
+    }}
+    virtual_router_id 51
+    version 3
+    priority {prio}
+    advert_int {advert}
+    track_interface {{
+        {up}
+    }}
+    virtual_ipaddress {{
+        {vip}/24 dev {br}
+    }}
+}}
+"""
+
+# A line-protocol counter like ftap's, but each node keeps its own (keepalived
+# moves an address, not state). Its replies carry the node's name.
+COUNTER_SERVER = r"""
+import socketserver, sys, threading
+name, lock, n = sys.argv[1], threading.Lock(), [0]
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            with lock:
+                n[0] += 1
+                v = n[0]
+            self.wfile.write(f"{v} {name}\n".encode())
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(("0.0.0.0", 7000), H).serve_forever()
+"""
+
+
+class ReconnectingClient:
+    """INCR on one TCP connection; on reset/EOF it reconnects at once (what a
+    client of a keepalived pair must do). Records (time, node) of replies and
+    every reset."""
+
+    def __init__(self, ip: str):
+        import socket as _s
+        import threading as _t
+        self.ip, self._s = ip, _s
+        self.replies: list[tuple[float, str]] = []
+        self.resets: list[tuple[float, str]] = []
+        self.stop_flag = _t.Event()
+        self.thread = _t.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _run(self):
+        conn, buf = None, b""
+        while not self.stop_flag.is_set():
+            try:
+                if conn is None:
+                    conn = self._s.create_connection((self.ip, PL.PORT_COUNTER), timeout=1.0)
+                    conn.settimeout(10.0)
+                    buf = b""
+                conn.sendall(b"INCR\n")
+                while b"\n" not in buf:
+                    d = conn.recv(4096)
+                    if not d:
+                        raise ConnectionError("EOF")
+                    buf += d
+                line, _, buf = buf.partition(b"\n")
+                self.replies.append((time.monotonic(), line.decode().split()[1]))
+                time.sleep(0.001)
+            except OSError as e:
+                self.resets.append((time.monotonic(), f"{type(e).__name__}: {e}"))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+    def stall_after(self, t: float) -> float:
+        """From the last reply by A to the first by B after t (the gap the
+        client saw while the address moved)."""
+        first_b = next((x for x, n in self.replies if x > t and n == "B"), None)
+        last_a = max((x for x, n in self.replies if n == "A" and (first_b is None or x < first_b)), default=None)
+        if first_b is None or last_a is None:
+            return float("inf")
+        return first_b - last_a
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(15)
+
+
+def keepalived_trial(ctx, kind: str, advert: float, vrrp_on: str) -> dict:
+    """vrrp_on "service": VRRP between brA and brB through the switch (the
+    usual deployment); "log": VRRP over the log link (logA/logB)."""
+    topo = ctx.topo
+    d = os.path.join(ctx.out_dir, f"keepalived-{vrrp_on}-{kind}-{len(os.listdir(ctx.out_dir))}")
+    os.makedirs(d, exist_ok=True)
+    if vrrp_on == "service":
+        nodes = {"A": (topo.node_a, "brA", "brA", "upA", "10.0.0.11", "10.0.0.11", "10.0.0.12", 150),
+                 "B": (topo.node_b, "brB", "brB", "upB", "10.0.0.12", "10.0.0.12", "10.0.0.11", 100)}
+    else:
+        nodes = {"A": (topo.node_a, "brA", "logA", "upA", "10.0.0.11", L.LOG_IP_A, L.LOG_IP_B, 150),
+                 "B": (topo.node_b, "brB", "logB", "upB", "10.0.0.12", L.LOG_IP_B, L.LOG_IP_A, 100)}
+    procs = []
+    try:
+        for name, (ns, br, log, up, addr, me, peer, prio) in nodes.items():
+            L.run(["ip", "addr", "replace", f"{addr}/24", "dev", br], ns=ns)
+            conf = os.path.join(d, f"{name}.conf")
+            with open(conf, "w") as f:
+                f.write(KEEPALIVED_CONF.format(name=name, log=log, me=me, peer=peer, prio=prio, advert=advert,
+                                               up=up, vip=PL.APPLIANCE_IP, br=br))
+            logf = open(os.path.join(d, f"{name}.log"), "wb")
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-P", "-f", conf,
+                 "-p", os.path.join(d, f"{name}.pid"), "-r", os.path.join(d, f"{name}.vrrp.pid")],
+                stdout=logf, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", COUNTER_SERVER, name],
+                                          stdout=logf, stderr=subprocess.STDOUT))
+        for p in procs:
+            PL.record_pid(p.pid, "keepalived-comparison")
+
+        def has_vip(ns, br):
+            return f"{PL.APPLIANCE_IP}/" in L.run(["ip", "-o", "addr", "show", "dev", br], ns=ns).stdout
+
+        dl = L.Deadline(15)
+        while not (has_vip(topo.node_a, "brA") and not has_vip(topo.node_b, "brB")):
+            dl.check("keepalived: A never became master with the VIP")
+            time.sleep(0.05)
+        time.sleep(1.0)
+        client = ReconnectingClient(PL.APPLIANCE_IP).start()
+        dl = L.Deadline(10)
+        while len(client.replies) < 50:
+            dl.check("keepalived: the client got no replies from A")
+            time.sleep(0.01)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        if kind == "uplink":
+            links(topo.node_a, "upA down")
+        else:
+            links(topo.node_a, "logA down", "upA down")
+        dl = L.Deadline(5)
+        while not has_vip(topo.node_b, "brB") and not dl.expired():
+            time.sleep(0.005)
+        t_vip = time.monotonic() if has_vip(topo.node_b, "brB") else None
+        dl = L.Deadline(10 if t_vip else 0.5)
+        while not any(x > t0 and n == "B" for x, n in client.replies) and not dl.expired():
+            time.sleep(0.01)
+        time.sleep(0.3)
+        client.stop()
+        stall = client.stall_after(t0)
+        resets = [r for r in client.resets if r[0] > t0]
+        with open(os.path.join(d, "B.log"), errors="replace") as f:
+            b_state = [x.split(": ", 1)[1].strip() for x in f if "Entering" in x][-1:]
+        return {"kind": kind, "vrrp_on": vrrp_on, "stall": stall,
+                "vip_ms": (t_vip - t0) * 1000 if t_vip else None, "resets": len(resets),
+                "reset_what": resets[0][1] if resets else "", "b_state": b_state[0] if b_state else "?"}
+    finally:
+        for p in procs:
+            L.stop_process(p, signal.SIGTERM, 5)
+        PL.kill_leftovers(topo)
+        restore_all_links(topo)
+        for name, (ns, br, *_rest) in nodes.items():
+            L.run(["ip", "addr", "flush", "dev", br], ns=ns, check=False)
+
+
+if os.environ.get("FTAP_HEALTH_KEEPALIVED") == "1":
+    @test("k1_keepalived_comparison", timeout=60 + 40 * TRIALS)
+    def k1_keepalived_comparison(ctx):
+        """Not ftap: a keepalived VRRP pair (VRRPv3, unicast, advert_int 0.15 s
+        so the master-down interval is about ftap's 500 ms failover timeout;
+        track_interface upA/upB; the VIP on brA/brB), VRRP either through the
+        switch (usual) or over the log link, with the same pulls. Does the
+        healthy node take the VIP, and what does a client (reconnecting on
+        reset; state is not replicated) see? Recorded, not checked."""
+        check(shutil.which("keepalived"), "keepalived is not installed (apt-get install keepalived)")
+        rows = []
+        for vrrp_on in ("service", "log"):
+            for kind in ("uplink", "cable"):
+                for i in range(TRIALS):
+                    r = keepalived_trial(ctx, kind, 0.15, vrrp_on)
+                    rows.append(r)
+                    took = f"B has the VIP {r['vip_ms']:.0f} ms after the pull" if r["vip_ms"] is not None \
+                        else f"B never took the VIP (B: {r['b_state']})"
+                    print(f"    keepalived (VRRP on the {vrrp_on} link) {kind} #{i + 1}: {took}; client stall "
+                          f"{ms(r['stall'])}; resets {r['resets']} {r['reset_what']}", flush=True)
+        for vrrp_on in ("service", "log"):
+            for kind in ("uplink", "cable"):
+                sel = [r for r in rows if r["kind"] == kind and r["vrrp_on"] == vrrp_on]
+                ok = [r for r in sel if r["vip_ms"] is not None]
+                st = [r["stall"] * 1000 for r in ok]
+                rs = sum(r["resets"] for r in sel)
+                ctx.note(f"keepalived, VRRP on the {vrrp_on} link, {kind} pull: B took the VIP in {len(ok)} of "
+                         f"{len(sel)}" + (f" (median {statistics.median([r['vip_ms'] for r in ok]):.0f} ms); client "
+                                          f"stall median {statistics.median(st):.0f} ms, max {max(st):.0f} ms"
+                                          if ok else "") +
+                         f"; connection resets {rs} (no shared state: the counter restarts on B)")
+        with open(os.path.join(ctx.out_dir, "keepalived.json"), "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":
