@@ -604,6 +604,13 @@ def s5c_arbiter_unwritable_switchover(ctx):
                 pass
             time.sleep(0.02)
         time.sleep(1.0)
+        # What the client saw, whoever serves now (checked after the pair).
+        client_err = None
+        try:
+            load.wait_progress_after(time.monotonic(), 100, 20)
+            finish_load(ctx, load, t0, "switchover during an arbiter outage", after=HOLD + 5)
+        except TestFailure as e:
+            client_err = e
         claims = pair.arbiter_claims()
         fate = {d.node: (PL.brief(d.status()) if d.alive() else pair.describe_exit(d)) for d in (a, b)}
         ctx.note(f"after the directory became writable: A {fate['A']}; B {fate['B']}; claims {claims}")
@@ -621,8 +628,8 @@ def s5c_arbiter_unwritable_switchover(ctx):
               and sa2["role"] == "backup", f"want B the protected primary in epoch 2 and A its backup: "
                                           f"A {PL.brief(sa2)}, B {PL.brief(sb2)}")
         check_eq(claims, {1: "tapA", 2: "tapB"}, "arbiter claims")
-        load.wait_progress_after(time.monotonic(), 100, 30)
-        finish_load(ctx, load, t0, "switchover during an arbiter outage", after=HOLD + 5)
+        if client_err:
+            raise client_err
     finally:
         if ro:
             ro.release()
