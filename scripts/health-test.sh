@@ -24,6 +24,7 @@
 #   s10_both_unhealthy            both uplinks down: the primary stays; upB back: A hands over
 #   s11_alternating_uplink_failures  six uplink failures in turn: six handovers, one TCP connection
 #   s12_alone_superseded          B alone, an epoch-3 file appears: B exits 2 within ~T/2
+#   s13_unhealthy_during_switchover  upB down racing a switchover: the healthy A serves within 1 s
 #   s7_different_arbiters         different arbiter dirs refused at hello: not built, XFAIL
 #   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind: B serves, per-trial stall
 #   trials_stall_bound            the same; every stall <= failover timeout + 100 ms (issue 11's "done when")

@@ -31,6 +31,8 @@ Tests:
   s10_both_unhealthy         both uplinks down: the primary stays; upB back: A hands over at once
   s11_alternating_uplink_failures  the primary's uplink fails six times in turn: six handovers
   s12_alone_superseded       B alone, epoch-3 appears in the arbiter dir: B exits 2 within ~T/2
+  s13_unhealthy_during_switchover  upB down racing a switchover (FTAP_HEALTH_RACE_ATTEMPTS, 8):
+                             the healthy A must serve within 1 s whatever the interleaving
   s7_different_arbiters      A and B with different arbiter directories must be refused at
                              hello: NOT BUILT YET, marked XFAIL
   trials_cable_pull          FTAP_HEALTH_TRIALS (default 2) trials of each kind: uplink only
@@ -950,6 +952,57 @@ def s12_alone_superseded(ctx):
         if cap:
             cap.stop()
         pair.close()
+
+
+# --- 13. the backup's uplink fails during a switchover ----------------------------------
+
+RACE_ATTEMPTS = int(os.environ.get("FTAP_HEALTH_RACE_ATTEMPTS", "8") or 8)
+
+
+@test("s13_unhealthy_during_switchover", timeout=60 + 10 * RACE_ATTEMPTS)
+def s13_unhealthy_during_switchover(ctx):
+    """upB goes down while the operator's switchover is under way (the `ip`
+    command started, then POST /switchover at once), FTAP_HEALTH_RACE_ATTEMPTS
+    times on fresh pairs. Whatever the interleaving, within a second the
+    appliance must be served by the healthy node A: the switchover refused,
+    or B handing straight back (an unhealthy protected primary with a healthy
+    backup hands over), or A taking over. Checked from /status; the client's
+    values must stay consecutive."""
+    topo = ctx.topo
+    outcomes, bad = [], []
+    for i in range(RACE_ATTEMPTS):
+        pair = Pair(topo, os.path.join(ctx.out_dir, f"attempt-{i + 1}"), failover_timeout_ms=T_MS)
+        load = None
+        try:
+            a, b = healthy_pair(pair)
+            load = start_load(req_timeout=30)
+            p = subprocess.Popen(["ip", "-n", topo.node_b, "link", "set", "upB", "down"])
+            code, body = a.admin_request("POST", "/switchover")
+            p.wait(10)
+            time.sleep(1.0)
+            sa = a.status() if a.alive() else None
+            sb = b.status() if b.alive() else None
+            served_by_a = sa is not None and sa["live"] and sa["role"] == "primary"
+            what = (f"#{i + 1}: switchover HTTP {code}; 1 s later A "
+                    f"{PL.brief(sa) if sa else pair.describe_exit(a)}, B {PL.brief(sb) if sb else pair.describe_exit(b)}"
+                    f" healthy {sb['healthy'] if sb else '-'}")
+            print(f"    {what}", flush=True)
+            outcomes.append(code)
+            if not served_by_a:
+                bad.append(what)
+            links(topo.node_b, "upB up")
+            load.wait_progress_after(time.monotonic(), 50, 30)
+            finish_load(ctx, load, time.monotonic(), f"attempt {i + 1}", after=1)
+        finally:
+            if load:
+                load.close()
+            pair.close()
+            restore_all_links(topo)
+    ctx.notes = [n for n in ctx.notes if not n.startswith("client (")]
+    ctx.note(f"{RACE_ATTEMPTS} attempts: switchover accepted {outcomes.count(200)}, refused {outcomes.count(409)}; "
+             f"the unhealthy B left serving (A healthy) in {len(bad)}")
+    check(not bad, f"{len(bad)} of {RACE_ATTEMPTS} attempts left the appliance on the unhealthy B "
+                   f"(its uplink down) although A was healthy:\n" + "\n".join(bad))
 
 
 # --- 7. different arbiters (not built yet) -------------------------------------------
