@@ -812,11 +812,17 @@ class RawSocket:
 # --- test runner ------------------------------------------------------------
 
 _TESTS: list[tuple[str, float, callable]] = []
+# Tests expected to fail (a feature not built yet): name -> why. A failure
+# prints "XFAIL name" and counts as neither passed nor failed; a pass prints
+# "XPASS name" and counts as failed, so the mark is removed once it works.
+_XFAIL: dict[str, str] = {}
 
 
-def test(name: str, timeout: float = 60.0):
+def test(name: str, timeout: float = 60.0, xfail: str | None = None):
     def deco(fn):
         _TESTS.append((name, timeout, fn))
+        if xfail:
+            _XFAIL[name] = xfail
         return fn
     return deco
 
@@ -883,7 +889,7 @@ def main(description: str):
 
     os.makedirs(args.out_dir, exist_ok=True)
     ctx = Context(args)
-    passed = failed = 0
+    passed = failed = xfailed = 0
     daemon_dead = False
 
     def on_signal(signum, frame):
@@ -909,7 +915,17 @@ def main(description: str):
                     ok, err = False, f"the daemon (pid {ctx.daemon_pid}) died during this test"
                 else:
                     err = f"{err}\nthe daemon (pid {ctx.daemon_pid}) died during this test"
-            if ok:
+            if name in _XFAIL:
+                if ok:
+                    failed += 1
+                    print(f"XPASS {name} ({dt:.2f}s)\n    expected to fail ({_XFAIL[name]}) but passed: "
+                          f"remove its xfail mark", flush=True)
+                else:
+                    xfailed += 1
+                    print(f"XFAIL {name} ({dt:.2f}s)\n    expected failure: {_XFAIL[name]}", flush=True)
+                    for line in (err or "").splitlines():
+                        print(f"    {line}", flush=True)
+            elif ok:
                 passed += 1
                 print(f"PASS {name} ({dt:.2f}s)", flush=True)
             else:
@@ -926,7 +942,8 @@ def main(description: str):
         with open(args.results, "w") as f:
             f.write(f"{passed} {failed}\n")
     if not args.no_summary:
-        print(f"{passed} passed, {failed} failed", flush=True)
+        print(f"{passed} passed, {failed} failed" + (f", {xfailed} expected failures (XFAIL)" if xfailed else ""),
+              flush=True)
     return 0 if failed == 0 else 1
 
 
