@@ -134,6 +134,7 @@ extension Simulation {
         case .snapshotChunk(let off, let data, _): return "snapshot-chunk(\(off), \(data.count) bytes)"
         case .snapshotEnd: return "snapshot-end"
         case .forward(let f): return "forward(\(f.count) bytes)"
+        case .diverged(let i): return "diverged(\(i))"
         }
     }
 

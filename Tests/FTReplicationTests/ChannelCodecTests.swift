@@ -29,6 +29,7 @@ private let everyMessage: [ChannelMessage] = [
     .snapshotEnd,
     .forward(frame: [UInt8](repeating: 0xAB, count: 60)),
     .forward(frame: []),
+    .diverged(index: 12345),
 ]
 
 private func encode(_ m: ChannelMessage) -> [UInt8] {
@@ -55,6 +56,8 @@ final class ChannelCodecTests: XCTestCase {
     func testEncodingMatchesGoldenForItsVersion() {
         let golden: [(version: UInt8, hash: UInt64)] = [
             (1, 0xdf7d_d3d0_6e9e_bd16),
+            // Authenticated and encrypted channel (SecureChannel); `diverged`.
+            (2, 0xd62a_c547_7c64_fdd9),
         ]
         let bytes = everyMessage.flatMap(encode)
         let h = SipHash24.hash(k0: 5, k1: 6, bytes)
@@ -134,13 +137,13 @@ final class ChannelCodecTests: XCTestCase {
         var b = encode(.heartbeat)
         b[0] = 0x47
         XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badMagic(0x4754)) }
-        b = encode(.heartbeat); b[2] = 2
+        b = encode(.heartbeat); b[2] = 1
         XCTAssertThrowsError(try decodeAll(b)) { e in
-            XCTAssertEqual(e as? ChannelCodec.ProtocolError, .badVersion(2))
-            XCTAssertTrue("\(e)".contains("this ftap speaks version 1"), "\(e)")
+            XCTAssertEqual(e as? ChannelCodec.ProtocolError, .badVersion(1))
+            XCTAssertTrue("\(e)".contains("this ftap speaks version 2"), "\(e)")
         }
         b = encode(.heartbeat); b[3] = UInt8(ChannelMessage.typeCount + 1)
-        XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badType(12)) }
+        XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badType(13)) }
         b = encode(.heartbeat); b.writeBE32(UInt32(ChannelCodec.maxPayload + 1), at: 4)
         XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .tooLarge(ChannelCodec.maxPayload + 1)) }
         // An entry count larger than the payload could hold.

@@ -37,10 +37,10 @@ final class ReplicationTests: XCTestCase {
         v.feed([0x46, 0x54, 9, 6, 0, 0, 0, 0])
         XCTAssertThrowsError(try v.next()) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badVersion(9)) }
         var big = ChannelDecoder()
-        big.feed([0x46, 0x54, 1, 4, 0x7f, 0xff, 0xff, 0xff])
+        big.feed([0x46, 0x54, ChannelCodec.version, 4, 0x7f, 0xff, 0xff, 0xff])
         XCTAssertThrowsError(try big.next()) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .tooLarge(0x7fff_ffff)) }
         var bad = ChannelDecoder()
-        bad.feed([0x46, 0x54, 1, 5, 0, 0, 0, 3, 1, 2, 3])  // ack with 3 bytes instead of 8
+        bad.feed([0x46, 0x54, ChannelCodec.version, 5, 0, 0, 0, 3, 1, 2, 3])  // ack with 3 bytes instead of 8
         XCTAssertThrowsError(try bad.next())
     }
 
