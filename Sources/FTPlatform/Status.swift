@@ -19,6 +19,9 @@ extension Node {
             ("lag_bytes", "\(core.lagBytes)"),
             ("held_frames", "\(core.heldFrames)"),
             ("peer_connected", core.isPeerConnected ? "true" : "false"),
+            // A protected primary whose backup reported a divergence is not protected.
+            ("protected", core.mode == .protected && !core.backupDiverged ? "true" : "false"),
+            ("backup_diverged", core.backupDiverged ? "true" : "false"),
             ("uptime_seconds", "\(Double(monotonicNanos() - startedAt) / 1e9)"),
             ("tcp_connections", "\(s.connectionCount)"),
             ("failovers", "\(core.takeovers)"),
