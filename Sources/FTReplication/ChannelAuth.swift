@@ -168,7 +168,6 @@ extension NodeDriver {
         if done {
             let who = secure!.peer.map { "\($0.node) (\($0.role))" } ?? "?"
             io.log(.info, "connected to the peer \(who), authenticated")
-            lastRefusal = nil
             flushChannel(io)
             core.peerUp(now: iterNow, &pending)
         }
@@ -183,14 +182,22 @@ extension NodeDriver {
         io.didHandleChannelBytes(plain[...], actions: pending[before...])
     }
 
-    /// Logs a refused or failed connection at warning level, the same reason
-    /// again within 10 s at debug level (a stranger retrying must not flood the log).
+    /// Logs a refused or failed connection at warning level: at most five
+    /// per 10 s, the rest at debug level and counted (a stranger retrying
+    /// must not flood the log).
     func noteRefusal(_ reason: String, _ io: NodeIO) {
-        if let l = lastRefusal, l.reason == reason, iterNow < l.at + 10_000 * nsPerMs {
-            io.log(.debug, reason)
-            return
+        if iterNow >= refusals.since + 10_000 * nsPerMs {
+            if refusals.quiet > 0 {
+                io.log(.warning, "\(refusals.quiet) more log-channel connections refused in the last 10 s (logged at debug level)")
+            }
+            refusals = (iterNow, 0, 0)
         }
-        lastRefusal = (reason, iterNow)
-        io.log(.warning, reason)
+        refusals.logged += 1
+        if refusals.logged > 5 {
+            refusals.quiet += 1
+            io.log(.debug, reason)
+        } else {
+            io.log(.warning, reason)
+        }
     }
 }

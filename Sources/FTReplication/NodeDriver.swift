@@ -252,8 +252,8 @@ public final class NodeDriver {
     var channelDeadline: Nanos = 0
     /// Accepted connections still authenticating, oldest first.
     var pendingPeers: [PendingPeer] = []
-    /// The last refusal logged at warning level, and when (repeats go to debug).
-    var lastRefusal: (reason: String, at: Nanos)? = nil
+    /// Refusals logged at warning level since `since`, and those kept quiet.
+    var refusals: (since: Nanos, logged: Int, quiet: Int) = (0, 0, 0)
 
     /// `keys`: derived from the pair's shared secret; the channel is
     /// authenticated and encrypted with them.

@@ -186,7 +186,8 @@ class Node:
         return cp.stdout
 
     def switchover(self) -> str:
-        cp = L.run([self.cluster.bin, "switchover", "--admin", ADMIN], ns=self.ns, timeout=10, check=False)
+        cp = L.run([self.cluster.bin, "switchover", "--admin", ADMIN, "--admin-token-file", self.cluster.token],
+                   ns=self.ns, timeout=10, check=False)
         if cp.returncode != 0:
             raise TestFailure(f"{self.label}: ftap switchover failed (exit {cp.returncode}): "
                               f"{(cp.stdout + cp.stderr).strip()[-400:]}")
@@ -216,6 +217,12 @@ class Cluster:
         for f in os.listdir(self.arb):
             os.unlink(os.path.join(self.arb, f))
         self.bin = PL.ftap_bin()
+        # POST /switchover needs the token of --admin-token-file (a 0600 file).
+        self.token = os.path.join(self.dir, "admin-token")
+        fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, b"rejoin-tests-admin-token-0123456789\n")
+        os.close(fd)
+        os.chmod(self.token, 0o600)
         self.incarnations = {"A": 0, "B": 0}
         self.nodes: list[Node] = []
         kill_leftovers(self.topo)
@@ -226,6 +233,7 @@ class Cluster:
                 "--service", f"counter:{PORT_COUNTER}", "--service", "echo:7",
                 "--service", f"udp-counter:{PORT_UDP_COUNTER}",
                 "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}", "--admin", ADMIN,
+                "--admin-token-file", self.token,
                 "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
 
     def argv(self, name: str, role: str, extra: list[str]) -> list[str]:
