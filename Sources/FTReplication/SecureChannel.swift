@@ -78,6 +78,7 @@ public struct SecureChannel {
     var received: UInt64 = 0
     var buffer: [UInt8] = []
     var head = 0
+    var nonceBytes = [UInt8](repeating: 0, count: 12)
 
     /// `nonce`: 32 fresh random bytes (from `NodeIO.randomBytes`).
     public init(side: Side, keys: ChannelKeys, local: PeerIdentity, nonce: [UInt8]) {
@@ -120,12 +121,14 @@ public struct SecureChannel {
     /// Seals one run of log protocol messages into a record.
     public mutating func seal(_ plaintext: [UInt8], into out: inout [UInt8]) {
         precondition(phase == .established, "seal before the handshake completed")
-        let header = SecureChannel.header(SecureChannel.recordType, plaintext.count + SecureChannel.tagBytes)
-        let box = try! ChaChaPoly.seal(plaintext, using: sendKey!, nonce: SecureChannel.nonce(sent), authenticating: header)
+        let start = out.count
+        out.appendBE16(ChannelCodec.magic); out.append(ChannelCodec.version); out.append(SecureChannel.recordType)
+        out.appendBE32(UInt32(plaintext.count + SecureChannel.tagBytes))
+        let box = try! ChaChaPoly.seal(plaintext, using: sendKey!, nonce: nonce(sent), authenticating: out[start...])
         sent += 1
-        out.append(contentsOf: header)
-        out.append(contentsOf: box.ciphertext)
-        out.append(contentsOf: box.tag)
+        // Copied as raw bytes (appending a Data element by element is slow).
+        box.ciphertext.withUnsafeBytes { out.append(contentsOf: $0) }
+        box.tag.withUnsafeBytes { out.append(contentsOf: $0) }
     }
 
     // MARK: - Frames
@@ -140,10 +143,11 @@ public struct SecureChannel {
 
     static func frame(_ type: UInt8, _ payload: [UInt8]) -> [UInt8] { header(type, payload.count) + payload }
 
-    static func nonce(_ counter: UInt64) -> ChaChaPoly.Nonce {
-        var n: [UInt8] = [0, 0, 0, 0]
-        n.appendBE64(counter)
-        return try! ChaChaPoly.Nonce(data: n)
+    /// The record nonce: 4 zero bytes, then the record's number in its direction.
+    mutating func nonce(_ counter: UInt64) -> ChaChaPoly.Nonce {
+        nonceBytes.writeBE32(UInt32(truncatingIfNeeded: counter >> 32), at: 4)
+        nonceBytes.writeBE32(UInt32(truncatingIfNeeded: counter), at: 8)
+        return try! ChaChaPoly.Nonce(data: nonceBytes)
     }
 
     /// The next complete frame (type, payload range), nil if more bytes are needed.
@@ -267,17 +271,15 @@ public struct SecureChannel {
     mutating func open(_ start: Int, _ end: Int, into plain: inout [UInt8]) throws {
         guard end - start >= SecureChannel.tagBytes else { throw fail("a record from the peer is too short") }
         let header = buffer[(start - ChannelCodec.headerSize)..<start]
-        let plaintext: [UInt8]
         do {
-            let box = try ChaChaPoly.SealedBox(nonce: SecureChannel.nonce(received),
+            let box = try ChaChaPoly.SealedBox(nonce: nonce(received),
                                                ciphertext: buffer[start..<(end - SecureChannel.tagBytes)],
                                                tag: buffer[(end - SecureChannel.tagBytes)..<end])
-            plaintext = Array(try ChaChaPoly.open(box, using: receiveKey!, authenticating: header))
+            try ChaChaPoly.open(box, using: receiveKey!, authenticating: header).withUnsafeBytes { plain.append(contentsOf: $0) }
         } catch {
             throw fail("record \(received) from the peer failed authentication (forged, replayed, reordered or corrupted)")
         }
         received += 1
-        plain.append(contentsOf: plaintext)
     }
 
     /// A peer's string, safe for one log line.
