@@ -18,12 +18,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // HKDF, HMAC and ChaChaPoly for the authenticated, encrypted log channel.
+        // Deterministic given keys and nonces, so the pure FTReplication may use it.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .target(name: "FTWire"),
         .target(name: "FTStack", dependencies: ["FTWire"]),
         .target(name: "FTServices", dependencies: ["FTWire", "FTStack"]),
-        .target(name: "FTReplication", dependencies: ["FTWire", "FTStack", "FTServices"]),
+        .target(name: "FTReplication", dependencies: [
+            "FTWire", "FTStack", "FTServices", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .systemLibrary(name: "CNetlink", path: "CShims/CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CPcap", path: "CShims/CPcap", pkgConfig: "libpcap",

@@ -108,8 +108,9 @@ final class AdminServer {
             + clients.map { pollfd(fd: $0.fd, events: $0.response.isEmpty ? Int16(POLLIN) : Int16(POLLOUT), revents: 0) }
     }
 
-    /// Handles readiness; `respond` maps a path to (status, content type, body).
-    func service(_ fds: ArraySlice<pollfd>, now: UInt64, respond: (String) -> (Int, String, [UInt8])) {
+    /// Handles readiness; `respond` maps "METHOD PATH" and the request's bearer
+    /// token (`Authorization: Bearer T`), if any, to (status, content type, body).
+    func service(_ fds: ArraySlice<pollfd>, now: UInt64, respond: (String, [UInt8]?) -> (Int, String, [UInt8])) {
         let ready = Array(fds)
         if let l = ready.first, l.revents & Int16(POLLIN) != 0 {
             while clients.count < 16 {
@@ -129,12 +130,13 @@ final class AdminServer {
                 else if n > 0 {
                     c.buffer += buf[0..<n]
                     if let end = findHeaderEnd(c.buffer) {
-                        let line = String(decoding: c.buffer[0..<end], as: UTF8.self).split(separator: "\r\n").first ?? ""
-                        let parts = line.split(separator: " ")
+                        let lines = String(decoding: c.buffer[0..<end], as: UTF8.self).split(separator: "\r\n")
+                        let parts = (lines.first ?? "").split(separator: " ")
+                        let token = lines.dropFirst().lazy.compactMap(AdminServer.bearerToken).first
                         let (status, type, body): (Int, String, [UInt8])
-                        if parts.count >= 2 && (parts[0] == "GET" || parts[0] == "POST") { (status, type, body) = respond(String(parts[0]) + " " + String(parts[1])) }
+                        if parts.count >= 2 && (parts[0] == "GET" || parts[0] == "POST") { (status, type, body) = respond(String(parts[0]) + " " + String(parts[1]), token) }
                         else { (status, type, body) = (405, "text/plain", Array("only GET and POST\n".utf8)) }
-                        let reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 409 ? "Conflict" : "Method Not Allowed"
+                        let reason = [200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"][status] ?? "Method Not Allowed"
                         c.response = Array("HTTP/1.0 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
                     } else if c.buffer.count > 8192 { done = true }
                 }
@@ -150,6 +152,14 @@ final class AdminServer {
         clients = keep
     }
 
+    /// The token of an `Authorization: Bearer TOKEN` header line.
+    static func bearerToken(_ line: Substring) -> [UInt8]? {
+        guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == "authorization" else { return nil }
+        let value = line[line.index(after: colon)...].drop(while: { $0 == " " })
+        guard value.lowercased().hasPrefix("bearer ") else { return nil }
+        return Array(value.dropFirst(7).utf8)
+    }
+
     func findHeaderEnd(_ b: [UInt8]) -> Int? {
         guard b.count >= 4 else { return nil }
         for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
@@ -160,6 +170,14 @@ final class AdminServer {
         for c in clients { Glibc.close(c.fd) }
         Glibc.close(fd)
     }
+}
+
+/// Compares a presented token with the configured one in time that does not
+/// depend on where they differ.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var d: UInt8 = a.count == b.count ? 0 : 1
+    for i in 0..<max(a.count, b.count) { d |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
+    return d == 0
 }
 
 func jsonString(_ s: String) -> String {

@@ -24,6 +24,9 @@ final class PcapFile {
     }
 
     func open() throws {
+        // Captures hold the clients' traffic: owner only (pcap_dump_open's
+        // fopen would create it 0666 less the umask; it keeps this mode).
+        try createPrivate(path)
         guard let d = pcap_dump_open(dead, path) else {
             throw SystemError("pcap: open \(path)", detail: String(cString: pcap_geterr(dead)))
         }
@@ -80,8 +83,9 @@ final class RawFile {
     var failed = false
     init(path: String) throws {
         self.path = path
-        fd = Glibc.open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
+        fd = Glibc.open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
+        fchmod(fd, 0o600)  // an existing file keeps its mode otherwise
     }
     func write(_ bytes: [UInt8]) -> String? {
         guard !failed else { return nil }
@@ -250,4 +254,13 @@ public final class Recorder {
     }
 
     var dropped: UInt64 { writer.dropped }
+}
+
+/// Creates `path` (or takes an existing file) with mode 0600: recordings and
+/// captures hold the clients' traffic and the appliance's configuration.
+func createPrivate(_ path: String) throws {
+    let fd = Glibc.open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
+    fchmod(fd, 0o600)
+    Glibc.close(fd)
 }

@@ -23,6 +23,11 @@ public struct NodeOptions {
     public var admin: SocketAddress?
     /// Health tracking (links, check script).
     public var health = HealthOptions()
+    /// `--admin-token-file`: what mutating admin requests (and, on a
+    /// non-loopback --admin, every request) must present as a bearer token.
+    public var adminToken: [UInt8]?
+    /// Derived from the pair's shared secret: the log channel's keys.
+    public var channelKeys = ChannelKeys(secret: [])
     public init(tap: String) { self.tap = tap }
 }
 
@@ -66,7 +71,7 @@ public final class Node: NodeIO {
         lc.connectRetry = options.connectRetry
         lc.canConnect = options.peer != nil
         lc.readBuffer = readBuf.count
-        driver = NodeDriver(core: core, config: lc)
+        driver = NodeDriver(core: core, config: lc, keys: options.channelKeys)
     }
 
     /// Runs until SIGTERM/SIGINT or a fatal protocol event. Returns the exit code.
@@ -111,6 +116,9 @@ public final class Node: NodeIO {
             fds.append(pollfd(fd: plan.probe ? probeFD : -1, events: probeConnected ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
             fds.append(pollfd(fd: arbiterWorker?.fd ?? -1, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: health?.fd ?? -1, events: Int16(POLLIN), revents: 0))
+            let pendingStart = fds.count
+            for c in plan.pending { fds.append(pollfd(fd: Int32(c), events: Int16(POLLIN), revents: 0)) }
+            let adminStart = fds.count
             if let admin = adminServer { fds += admin.pollFDs }
             let r = poll(&fds, nfds_t(fds.count), Int32(plan.timeoutMs))
             if r < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
@@ -126,12 +134,13 @@ public final class Node: NodeIO {
             health?.tickScript(now: loopNow)
             reportHealth()
             if driver.exitCode != nil || failure != nil { break }
-            adminFDs = fds[7...]
+            adminFDs = fds[adminStart...]
+            let pendingReady = fds[pendingStart..<adminStart].contains { $0.revents != 0 }
             let ready = Readiness(listen: listenFD >= 0 && fds[2].revents & Int16(POLLIN) != 0,
                                   channel: peerFD >= 0 && peerRevents != 0,
                                   channelWritable: peerRevents & Int16(POLLOUT) != 0,
                                   tap: fds[1].revents & Int16(POLLIN) != 0,
-                                  probe: probeRevents != 0 || probeRefusedAtOnce)
+                                  probe: probeRevents != 0 || probeRefusedAtOnce, pending: pendingReady)
             _ = driver.iterate(now: loopNow, ready: ready, self)
         }
         shutdown()
@@ -245,8 +254,22 @@ public final class Node: NodeIO {
         Sockets.setNoDelayNonBlocking(peerFD)
     }
 
-    public func readChannel(max: Int) -> ChannelRead {
-        let n = readBuf.withUnsafeMutableBytes { read(peerFD, $0.baseAddress, Swift.min(max, $0.count)) }
+    public func readChannel(max: Int) -> ChannelRead { readSocket(peerFD, max: max) }
+
+    public func readPending(_ connection: Int, max: Int) -> ChannelRead { readSocket(Int32(connection), max: max) }
+
+    public func writePending(_ connection: Int, _ bytes: ArraySlice<UInt8>) -> Int {
+        let n = bytes.withUnsafeBytes { write(Int32(connection), $0.baseAddress, $0.count) }
+        return n > 0 ? n : 0
+    }
+
+    public func randomBytes(_ count: Int) -> [UInt8] {
+        var g = SystemRandomNumberGenerator()  // getrandom(2)
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &g) }
+    }
+
+    func readSocket(_ fd: Int32, max: Int) -> ChannelRead {
+        let n = readBuf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, Swift.min(max, $0.count)) }
         if n > 0 { return .data(readBuf[0..<n]) }
         if n == 0 { return .ended(.eof) }
         let err = errno
@@ -347,18 +370,29 @@ public final class Node: NodeIO {
     }
 
     public func serviceOperator(_ driver: NodeDriver, now: Nanos) {
-        adminServer?.service(adminFDs, now: now, respond: adminResponse)
+        adminServer?.service(adminFDs, now: now, respond: { self.adminResponse($0, token: $1) })
         adminFDs = []
     }
 
     // MARK: Admin
 
-    func adminResponse(_ request: String) -> (Int, String, [UInt8]) {
+    func adminResponse(_ request: String, token: [UInt8]?) -> (Int, String, [UInt8]) {
         let parts = request.split(separator: " ")
         let method = parts.first.map(String.init) ?? "GET"
         let path = parts.count > 1 ? String(parts[1]) : "/"
+        let authorized = options.adminToken.map { t in token.map { constantTimeEqual($0, t) } ?? false } ?? false
+        if options.admin?.isLoopback != true && !authorized {
+            return (401, "text/plain", Array("this admin endpoint needs the token of --admin-token-file (Authorization: Bearer)\n".utf8))
+        }
         if path == "/switchover" {
             guard method == "POST" else { return (405, "text/plain", Array("POST /switchover\n".utf8)) }
+            guard options.adminToken != nil else {
+                return (403, "text/plain", Array("this node runs without --admin-token-file: requests that change anything are refused\n".utf8))
+            }
+            guard authorized else {
+                log.warning("admin: POST /switchover without the right token refused")
+                return (401, "text/plain", Array("POST /switchover needs the token of --admin-token-file (ftap switchover --admin-token-file FILE)\n".utf8))
+            }
             if let err = driver.requestSwitchover(now: loopNow) {
                 return (409, "text/plain", Array("\(err)\n".utf8))
             }

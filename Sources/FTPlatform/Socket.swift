@@ -13,6 +13,8 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         self.ip = ip; self.port = port
     }
     public var description: String { "\(ip):\(port)" }
+    /// 127.0.0.0/8: reachable from this host (this network namespace) only.
+    public var isLoopback: Bool { ip.raw >> 24 == 127 }
 
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var sin = sockaddr_in()

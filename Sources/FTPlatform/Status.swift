@@ -25,6 +25,9 @@ extension Node {
             ("in_sync", core.inSync ? "true" : "false"),
             ("diverged", core.diverged ? "true" : "false"),
             ("digest_checks", "\(core.digestChecks)"),
+            // A protected primary whose backup reported a divergence is not protected.
+            ("protected", core.mode == .protected && !core.backupDiverged ? "true" : "false"),
+            ("backup_diverged", core.backupDiverged ? "true" : "false"),
             ("uptime_seconds", "\(Double(monotonicNanos() - startedAt) / 1e9)"),
             ("tcp_connections", "\(s.connectionCount)"),
             ("failovers", "\(core.takeovers)"),

@@ -3,7 +3,7 @@ import FTWire
 
 /// Messages on the log channel between the two nodes.
 ///
-/// Framing (version 2: version 1 plus `health`), every message:
+/// Framing (version 2), every message:
 ///   magic   u16  0x4654 ("FT")
 ///   version u8   2
 ///   type    u8   (see `ChannelMessage`)
@@ -11,6 +11,8 @@ import FTWire
 ///   payload
 /// All integers are big-endian. A peer that sends another magic or version,
 /// or an oversized or malformed message, is rejected with a clear error.
+/// From version 2 these messages travel only inside the authenticated,
+/// encrypted records of `SecureChannel`, after its handshake.
 public enum ChannelMessage: Equatable, Sendable {
     /// First message of the connecting node.
     case hello(Hello)
@@ -35,6 +37,9 @@ public enum ChannelMessage: Equatable, Sendable {
     /// A frame a former primary received on its TAP after handing over, for
     /// the new primary to log as if it had read it itself.
     case forward(frame: [UInt8])
+    /// The backup's state digest differed from the primary's at `index`: it
+    /// will refuse to go live, so the pair is not protected.
+    case diverged(index: UInt64)
     /// The sender's health (its tracked links and checks), sent after the
     /// handshake and on every change; node-local, it only steers decisions.
     case health(healthy: Bool, reason: String)
@@ -65,10 +70,11 @@ public enum ChannelMessage: Equatable, Sendable {
         case .snapshotChunk: return 9
         case .snapshotEnd: return 10
         case .forward: return 11
-        case .health: return 12
+        case .diverged: return 12
+        case .health: return 13
         }
     }
-    public static let typeCount = 12
+    public static let typeCount = 13
 
     /// The payload of each message type, and right below, its inverse.
     /// Change both together, and `ChannelCodec.version` with them.
@@ -88,6 +94,7 @@ public enum ChannelMessage: Equatable, Sendable {
         case .snapshotChunk(let o, let data, let sum): w.u64(o); w.blob(data); w.u64(sum)
         case .snapshotEnd: break
         case .forward(let f): w.blob(f)
+        case .diverged(let i): w.u64(i)
         case .health(let h, let r): w.bool(h); w.string(r)
         }
     }
@@ -111,12 +118,13 @@ public enum ChannelMessage: Equatable, Sendable {
         case 7: return .digest(index: try r.u64(), value: try r.u64())
         case 8:
             let i = try r.u64(), e = try r.u64(), n = try r.u64(), d = try r.u64()
-            guard n <= 1 << 40 else { throw ChannelCodec.ProtocolError.malformed("snapshot size \(n)") }
+            guard n <= UInt64(ChannelCodec.maxSnapshotBytes) else { throw ChannelCodec.ProtocolError.malformed("snapshot size \(n)") }
             return .snapshotBegin(index: i, epoch: e, totalBytes: Int(n), digest: d)
         case 9: return .snapshotChunk(offset: try r.u64(), data: try r.blob(max: ChannelCodec.maxPayload), checksum: try r.u64())
         case 10: return .snapshotEnd
         case 11: return .forward(frame: try r.blob(max: LogEntry.maxPayload))
-        case 12: return .health(healthy: try r.bool(), reason: try r.string())
+        case 12: return .diverged(index: try r.u64())
+        case 13: return .health(healthy: try r.bool(), reason: try r.string())
         default: throw ChannelCodec.ProtocolError.badType(type)
         }
     }
@@ -124,8 +132,11 @@ public enum ChannelMessage: Equatable, Sendable {
 
 public enum ChannelCodec {
     public static let magic: UInt16 = 0x4654
+    /// 2: the channel is authenticated and encrypted (`SecureChannel`); `diverged`; `health`.
     public static let version: UInt8 = 2
     public static let maxPayload = 16 << 20
+    /// The largest snapshot a backup accepts to receive (`snapshotBegin`).
+    public static let maxSnapshotBytes = 8 << 30
     static let headerSize = 8
 
     public static func encode(_ m: ChannelMessage, into out: inout [UInt8]) {

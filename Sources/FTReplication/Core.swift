@@ -72,6 +72,11 @@ public final class ReplicationCore {
     /// welcome sent when the primary leaves `syncing`) and on handing over.
     /// Only an in-sync follower may take over.
     public internal(set) var inSync = false
+    /// The backup told us its state diverged (`diverged` message): it will
+    /// not take over, so this primary is not protected whatever its mode says.
+    public internal(set) var backupDiverged = false
+    /// The peer's hello on this channel was handled (a second one is ignored).
+    var helloTaken = false
 
     // Both.
     var peerConnected = false
@@ -268,7 +273,17 @@ public final class ReplicationCore {
     /// Sends what was batched during this loop iteration (entries, ack).
     public func flush(now: Nanos, _ a: inout [Action]) {
         if !sendBatch.isEmpty {
-            send(.entries(sendBatch), now: now, &a)
+            // Each message within the channel's payload limit (the receiver
+            // refuses larger ones).
+            var start = 0, bytes = 4
+            for (i, e) in sendBatch.enumerated() {
+                if bytes + e.encodedSize > ChannelCodec.maxPayload && i > start {
+                    send(.entries(Array(sendBatch[start..<i])), now: now, &a)
+                    start = i; bytes = 4
+                }
+                bytes += e.encodedSize
+            }
+            send(.entries(start == 0 ? sendBatch : Array(sendBatch[start...])), now: now, &a)
             sendBatch.removeAll(keepingCapacity: true)
         }
         if ackDue {

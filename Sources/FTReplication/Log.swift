@@ -72,10 +72,12 @@ public final class Replica {
     public enum ApplyError: Error, CustomStringConvertible {
         case outOfOrder(expected: UInt64, got: UInt64)
         case timeWentBack(index: UInt64)
+        case timeOutOfRange(index: UInt64, time: Nanos)
         public var description: String {
             switch self {
             case let .outOfOrder(e, g): return "log entry \(g) applied out of order (expected \(e))"
             case let .timeWentBack(i): return "log entry \(i) has a timestamp before its predecessor"
+            case let .timeOutOfRange(i, t): return "log entry \(i) has timestamp \(t), beyond \(Replica.maxTime) (timer arithmetic would overflow)"
             }
         }
     }
@@ -84,6 +86,7 @@ public final class Replica {
     public func apply(_ e: LogEntry, out: inout [[UInt8]]) throws {
         guard e.index == appliedIndex + 1 else { throw ApplyError.outOfOrder(expected: appliedIndex + 1, got: e.index) }
         guard e.time >= lastTime else { throw ApplyError.timeWentBack(index: e.index) }
+        guard e.time <= Replica.maxTime else { throw ApplyError.timeOutOfRange(index: e.index, time: e.time) }
         appliedIndex = e.index
         lastTime = e.time
         epoch = max(epoch, e.epoch)
@@ -99,6 +102,10 @@ public final class Replica {
             break
         }
     }
+
+    /// The latest log time accepted (about 146 years): stack timers add
+    /// intervals to it, which must not overflow.
+    public static let maxTime: Nanos = 1 << 62
 
     public static let snapshotMagic: UInt32 = 0x4654_534E  // "FTSN"
     /// Version 2: the stack state became "FTS2" (SACK-permitted per
@@ -139,6 +146,7 @@ public final class Replica {
         let v = try r.u32()
         guard v == Self.snapshotVersion else { throw SnapshotFormatError.version(v) }
         let index = try r.u64(), epoch = try r.u64(), last = try r.u64()
+        guard last <= Replica.maxTime else { throw SnapshotFormatError.notASnapshot }
         try stack.restoreState(from: &r)
         guard r.remaining == 0 else { throw SnapshotFormatError.trailing(r.remaining) }
         appliedIndex = index; self.epoch = epoch; lastTime = last

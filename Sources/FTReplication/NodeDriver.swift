@@ -96,10 +96,12 @@ public struct Readiness: Equatable {
     public var tap = false
     /// The probe connection to the peer's port has an event (see PeerProbe.swift).
     public var probe = false
+    /// One of the accepted connections still authenticating has an event.
+    public var pending = false
     public init(listen: Bool = false, channel: Bool = false, channelWritable: Bool = false, tap: Bool = false,
-                probe: Bool = false) {
+                probe: Bool = false, pending: Bool = false) {
         self.listen = listen; self.channel = channel; self.channelWritable = channelWritable; self.tap = tap
-        self.probe = probe
+        self.probe = probe; self.pending = pending
     }
 }
 
@@ -111,6 +113,8 @@ public struct PollPlan: Equatable {
     public var channelWrite: Bool
     /// Poll the probe connection (a connect in progress).
     public var probe: Bool
+    /// Accepted connections still authenticating: poll each for input.
+    public var pending: [Int] = []
     /// Local time at which to wake up at the latest.
     public var wakeAt: Nanos
     /// The same as a poll(2) timeout in milliseconds (at most 1000).
@@ -143,6 +147,12 @@ public protocol NodeIO: AnyObject {
     func refuse(_ connection: Int, sending bytes: [UInt8])
     /// Makes an accepted connection the log channel.
     func adopt(_ connection: Int)
+    /// One read from an accepted connection that is still authenticating.
+    func readPending(_ connection: Int, max: Int) -> ChannelRead
+    /// Writes to an accepted connection that is still authenticating; returns the byte count.
+    func writePending(_ connection: Int, _ bytes: ArraySlice<UInt8>) -> Int
+    /// `count` bytes from the system's secure random source (handshake nonces).
+    func randomBytes(_ count: Int) -> [UInt8]
     func readChannel(max: Int) -> ChannelRead
     /// Writes as much as the channel takes now; returns the byte count (0 if it would block).
     func writeChannel(_ bytes: ArraySlice<UInt8>) -> Int
@@ -191,6 +201,11 @@ public struct NodeLoopConfig: Sendable {
     public var statsInterval: Nanos = 60_000 * nsPerMs
     /// A peer address is configured (a backup connects to it).
     public var canConnect = true
+    /// A log-channel connection that has not authenticated by then is closed.
+    public var handshakeTimeout: Nanos = 1000 * nsPerMs
+    /// At most this many accepted connections authenticate at once; a newer
+    /// one closes the oldest (never the authenticated channel).
+    public var maxPendingPeers = 4
     public init() {}
 }
 
@@ -212,7 +227,7 @@ public enum LoopProgress: Equatable {
 public final class NodeDriver {
     public let core: ReplicationCore
     public let config: NodeLoopConfig
-    public private(set) var channel: ChannelState = .none
+    public internal(set) var channel: ChannelState = .none
     public private(set) var exitCode: Int32? = nil
     /// The epoch claimed and not answered yet.
     public private(set) var claimInFlight: UInt64? = nil
@@ -230,9 +245,21 @@ public final class NodeDriver {
     var iterNow: Nanos = 0
     var iterReady = Readiness()
     var stalled = false
+    // The channel's security (ChannelAuth.swift).
+    let keys: ChannelKeys
+    /// The open channel's security layer (authenticating, or established).
+    var secure: SecureChannel? = nil
+    /// Until when the channel we connected may take to authenticate.
+    var channelDeadline: Nanos = 0
+    /// Accepted connections still authenticating, oldest first.
+    var pendingPeers: [PendingPeer] = []
+    /// Refusals logged at warning level since `since`, and those kept quiet.
+    var refusals: (since: Nanos, logged: Int, quiet: Int) = (0, 0, 0)
 
-    public init(core: ReplicationCore, config: NodeLoopConfig = NodeLoopConfig()) {
-        self.core = core; self.config = config
+    /// `keys`: derived from the pair's shared secret; the channel is
+    /// authenticated and encrypted with them.
+    public init(core: ReplicationCore, config: NodeLoopConfig = NodeLoopConfig(), keys: ChannelKeys) {
+        self.core = core; self.config = config; self.keys = keys
     }
 
     /// Bytes queued for the channel and not yet written.
@@ -258,13 +285,15 @@ public final class NodeDriver {
         }
         var wake = core.nextWakeup(now: now)
         if waiting && channel == .none { wake = min(wake ?? nextConnectAt, nextConnectAt) }
+        if let d = handshakeDeadline { wake = min(wake ?? d, d) }
         var ms = config.maxSleepMs
         if let w = wake {
             ms = w <= now ? 0 : Int(min(Nanos(config.maxSleepMs), (w - now + nsPerMs - 1) / nsPerMs))
         }
         return PollPlan(tap: core.wantsTapInput || core.drainsTap,
                         channelWrite: channel == .connecting || (channel == .open && channelBacklog > 0),
-                        probe: probing, wakeAt: now + Nanos(ms) * nsPerMs, timeoutMs: ms)
+                        probe: probing, pending: pendingPeers.map(\.connection),
+                        wakeAt: now + Nanos(ms) * nsPerMs, timeoutMs: ms)
     }
 
     /// SIGHUP: a status line. SIGTERM/SIGINT: a clean stop with status 0.
@@ -281,7 +310,9 @@ public final class NodeDriver {
         guard exitCode == nil, !io.halted else { return .stopped }
         iterNow = now
         iterReady = ready
+        expireHandshakes(io)
         if ready.listen { acceptPeer(io) }
+        if ready.pending || ready.listen { servicePending(io) }
         if ready.channel && channel != .none { serviceChannel(io) }
         if probing && (ready.probe || !core.takeoverPending) { serviceProbe(io) }
         if io.halted || exitCode != nil { return .stopped }
@@ -385,23 +416,6 @@ public final class NodeDriver {
 
     // MARK: Channel
 
-    func acceptPeer(_ io: NodeIO) {
-        guard let c = io.accept() else { return }
-        if channel != .none {
-            // One peer at a time: tell the newcomer why, then close.
-            var bytes: [UInt8] = []
-            ChannelCodec.encode(.reject(reason: "this node already has a peer connected"), into: &bytes)
-            io.refuse(c, sending: bytes)
-            io.log(.warning, "refused a second peer connection")
-            return
-        }
-        io.adopt(c)
-        channel = .open
-        out.removeAll(); outHead = 0
-        io.log(.info, "peer connected")
-        core.peerUp(now: iterNow, &pending)
-    }
-
     func serviceChannel(_ io: NodeIO) {
         if channel == .connecting {
             switch io.connectOutcome() {
@@ -418,23 +432,23 @@ public final class NodeDriver {
             case .connected:
                 channel = .open
                 out.removeAll(); outHead = 0
-                io.log(.info, "connected to the peer")
-                core.peerUp(now: iterNow, &pending)
+                startHandshake(io)
             }
             return
         }
         while channel == .open {
             switch io.readChannel(max: config.readBuffer) {
             case .data(let bytes):
-                io.willHandleChannelBytes(bytes)
-                let before = pending.count
-                core.peerBytes(bytes, now: iterNow, &pending)
-                io.didHandleChannelBytes(bytes, actions: pending[before...])
-                if io.halted { return }
+                guard let plain = unseal(bytes, io) else { return }
+                if !plain.isEmpty { deliver(plain, io) }
+                if io.halted || channel != .open { return }
                 if bytes.count < config.readBuffer { break }
                 continue
             case .wouldBlock:
                 break
+            case .ended(let end) where secure?.isEstablished != true:
+                io.log(.warning, "log channel closed before the peer authenticated: \(end) (a node with another secret or protocol version closes the connection; see its log)")
+                dropChannel(io)
             case .ended(let end):
                 io.log(.info, "log channel: \(end)")
                 dropChannel(io)
@@ -485,6 +499,7 @@ public final class NodeDriver {
     func dropChannel(_ io: NodeIO) {
         if channel != .none { io.closeChannel() }
         channel = .none
+        secure = nil
         out.removeAll(); outHead = 0
     }
 
@@ -492,6 +507,8 @@ public final class NodeDriver {
     public func shutdown(_ io: NodeIO) {
         flushChannel(io)
         dropChannel(io)
+        for p in pendingPeers { io.refuse(p.connection, sending: []) }
+        pendingPeers.removeAll()
         if probing { io.closeProbe(); probing = false }
     }
 
@@ -508,7 +525,8 @@ public final class NodeDriver {
             case .shadow(let o):
                 io.shadow(o)
             case .send(let bytes):
-                if channel == .open { out.append(contentsOf: bytes) }
+                // Only an authenticated channel carries the core's messages (sealed).
+                if channel == .open && secure?.isEstablished == true { secure!.seal(bytes, into: &out) }
             case .closePeer(let reason):
                 flushChannel(io)
                 io.log(.info, "closing the log channel: \(reason)")

@@ -7,6 +7,7 @@ extension ReplicationCore {
     /// A channel to the peer is up (a backup connected to us, or we connected to our peer).
     public func peerUp(now: Nanos, _ a: inout [Action]) {
         peerConnected = true
+        helloTaken = false
         decoder = ChannelDecoder()
         lastHeard = now
         if role == .backup && mode == .waitingForPeer {
@@ -74,6 +75,14 @@ extension ReplicationCore {
     func handle(_ m: ChannelMessage, now: Nanos, _ a: inout [Action]) {
         switch m {
         case .hello(let h):
+            // One hello per channel. A second one (a confused or hostile peer)
+            // is ignored: refusing it would drop the channel while a
+            // protected primary keeps holding output for this backup.
+            guard !helloTaken else {
+                a.append(.log(.warning, "ignoring a second hello from \(h.node) on the same log channel"))
+                return
+            }
+            helloTaken = true
             guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
             guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
             guard h.configDigest == configDigest else {
@@ -83,6 +92,7 @@ extension ReplicationCore {
                 return refuse(h.node, "backup has state (index \(h.appliedIndex)); restart it fresh to join by state transfer", now: now, &a)
             }
             if mode == .waitingForPeer && replica.appliedIndex == 0 {
+                backupDiverged = false
                 send(.welcome(epoch: epoch, snapshot: false), now: now, &a)
                 announceHealth(now: now, &a)
                 state = .protected
@@ -147,6 +157,7 @@ extension ReplicationCore {
             if i == replica.appliedIndex {
                 let mine = replica.digest
                 if mine != v {
+                    if !diverged { send(.diverged(index: i), now: now, &a) }  // the primary reports itself unprotected
                     diverged = true
                     divergences += 1
                     a.append(.log(.error, "DIVERGENCE at index \(i): primary digest \(hex(v)), backup \(hex(mine)); this backup will refuse to go live"))
@@ -156,6 +167,10 @@ extension ReplicationCore {
             }
         case .forward(let f):
             if takesInput { tapFrame(f, now: now, &a) }
+        case .diverged(let i):
+            guard role == .primary, !backupDiverged else { return }
+            backupDiverged = true
+            a.append(.log(.error, "the backup reports its state diverged at index \(i): it will refuse to take over, so this primary is NOT protected; restart the backup fresh to rejoin"))
         case .heartbeat:
             break
         case .health(let h, let reason):

@@ -72,7 +72,7 @@ extension ReplicationCore {
     func snapshotBegan(index: UInt64, epoch e: UInt64, total: Int, digest: UInt64) {
         guard case .joining = state else { return }
         var d = SnapshotDownload(index: index, epoch: e, total: total, digest: digest)
-        d.bytes.reserveCapacity(total)
+        d.bytes.reserveCapacity(min(total, 64 << 20))  // grows with the chunks that really arrive
         state = .joining(d)
     }
 

@@ -135,6 +135,7 @@ extension Simulation {
         case .snapshotEnd: return "snapshot-end"
         case .health(let h, let r): return "health(\(h ? "healthy" : "unhealthy")\(r.isEmpty ? "" : ": \(r)"))"
         case .forward(let f): return "forward(\(f.count) bytes)"
+        case .diverged(let i): return "diverged(\(i))"
         }
     }
 

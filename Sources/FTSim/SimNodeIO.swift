@@ -101,6 +101,28 @@ final class SimIO: NodeIO {
 
     func readChannel(max: Int) -> ChannelRead {
         guard let cid = n.peerConn else { return .wouldBlock }
+        return read(cid, max: max)
+    }
+
+    func readPending(_ connection: Int, max: Int) -> ChannelRead { read(connection, max: max) }
+
+    func writePending(_ connection: Int, _ bytes: ArraySlice<UInt8>) -> Int {
+        sim.transmit(sim.conns[connection], from: n.id, .bytes(Array(bytes)))
+        return bytes.count
+    }
+
+    /// Handshake nonces: a stream of their own, so the simulation's other
+    /// choices for a seed do not depend on how many handshakes ran.
+    func randomBytes(_ count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        while out.count < count {
+            let v = n.nonceRandom.next()
+            for s in stride(from: 0, to: 64, by: 8) where out.count < count { out.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) }
+        }
+        return out
+    }
+
+    func read(_ cid: Int, max: Int) -> ChannelRead {
         let c = sim.conns[cid]
         var buf: [UInt8] = []
         while buf.count < max, let item = c.rx[n.id].first, case .bytes(let b) = item {
@@ -250,9 +272,14 @@ extension Simulation {
         return c.resolved && (c.refused || !c.rx[n.id].isEmpty)
     }
 
+    /// An accepted connection that is authenticating has input.
+    func pendingReadable(_ n: SimNode) -> Bool {
+        n.driver.pendingConnections.contains { !conns[$0].rx[n.id].isEmpty }
+    }
+
     func ready(_ n: SimNode) -> Bool {
         !n.backlog.isEmpty || peerReadable(n) || (n.tapPolled && !n.tapQueue.isEmpty) || n.pendingSwitchover
-            || probeReady(n)
+            || probeReady(n) || pendingReadable(n)
     }
 
     /// poll(2) returned: run one loop iteration of the driver.
@@ -265,7 +292,7 @@ extension Simulation {
             }
         } else { n.lastWakeTime = now; n.sameTimeWakes = 0 }
         let ready = Readiness(listen: !n.backlog.isEmpty, channel: peerReadable(n),
-                              tap: n.tapPolled && !n.tapQueue.isEmpty, probe: probeReady(n))
+                              tap: n.tapPolled && !n.tapQueue.isEmpty, probe: probeReady(n), pending: pendingReadable(n))
         progressed(n, n.driver.iterate(now: local(n, now), ready: ready, n.io))
     }
 

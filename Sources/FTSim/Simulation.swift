@@ -116,6 +116,7 @@ public final class Simulation {
     let applianceMAC = MACAddress("02:00:00:00:00:10")!
     let applianceIP = IPv4Interface("10.0.0.100/24")!
     var isnKey: (UInt64, UInt64) = (0, 0)
+    var channelKeys = ChannelKeys(secret: [])
     var nodes: [SimNode] = []
     var retired: [SimNode] = []
     var clockOffset: [Nanos]
@@ -180,7 +181,8 @@ public final class Simulation {
         rc.sabotage = options.sabotage.subtracting([.isnOutsideLog])
         incarnations += 1
         let n = SimNode(id: i, uid: incarnations, core: ReplicationCore(config: rc, stack: stack))
-        n.driver = NodeDriver(core: n.core)
+        n.driver = NodeDriver(core: n.core, keys: channelKeys)
+        n.nonceRandom = SimRandom(seed: options.seed ^ 0x6e6f_6e63_6573_0000 &+ UInt64(n.uid))
         n.io = SimIO(sim: self, node: n)
         return n
     }
@@ -189,6 +191,10 @@ public final class Simulation {
         let p = params
         var isnR = rng.fork()
         isnKey = (isnR.next(), isnR.next())
+        // The pair's shared secret (the channel's keys); the ISN key stays the seed's own.
+        var secret: [UInt8] = []
+        secret.appendBE64(isnKey.0); secret.appendBE64(isnKey.1)
+        channelKeys = ChannelKeys(secret: secret)
         nodes = [makeNode(0, role: .primary), makeNode(1, role: .backup)]
         var hid = 0
         func addHost(_ kind: Host.Kind) {
@@ -342,7 +348,7 @@ public final class Simulation {
             let conn = conns[c]
             guard conn.open[i], nodes[i].alive, nodes[i].uid == conn.uid[i] else { return }
             conn.rx[i].append(.reset)
-            if nodes[i].peerConn == conn.id { poke(nodes[i]) }
+            if nodes[i].peerConn == conn.id || authenticating(nodes[i], conn.id) { poke(nodes[i]) }
         case .atSwitch(let port, let f):
             hash.mix(bytes: f)
             switchFrame(from: port, f)
@@ -500,6 +506,8 @@ final class SimNode {
     var crashMachine = false
     // What this process read from the channel (decoded by the checker).
     var decoders: [Int: ChannelDecoder] = [:]
+    /// Handshake nonces (see `SimIO.randomBytes`).
+    var nonceRandom = SimRandom(seed: 0)
 
     init(id: Int, uid: Int, core: ReplicationCore) {
         self.id = id; self.uid = uid; self.core = core; name = "n\(id)"

@@ -37,8 +37,11 @@ extension Simulation {
     func deliver(_ c: ChanConn, to r: Int, _ item: ChanItem) {
         guard !c.dead, c.open[r], nodes[r].alive, nodes[r].uid == c.uid[r] else { return }
         c.rx[r].append(item)
-        if nodes[r].peerConn == c.id || nodes[r].probeConn == c.id { poke(nodes[r]) }
+        if nodes[r].peerConn == c.id || nodes[r].probeConn == c.id || authenticating(nodes[r], c.id) { poke(nodes[r]) }
     }
+
+    /// An accepted connection the node's driver is authenticating (it polls it).
+    func authenticating(_ n: SimNode, _ cid: Int) -> Bool { n.driver?.pendingConnections.contains(cid) ?? false }
 
     func closeSide(_ c: ChanConn, _ i: Int, fin: Bool) {
         guard c.open[i] else { return }

@@ -45,7 +45,13 @@ struct Run: ParsableCommand {
         --listen and serves once the backup has joined; every frame it emits waits until the backup \
         has acknowledged the log entry that produced it. `backup` connects to --peer, follows the log \
         and emits nothing; when the primary fails it claims the next epoch and goes live, sending \
-        gratuitous ARP. Both nodes need the same --mac, --ip, --service and --isn-key.
+        gratuitous ARP. Both nodes need the same --mac, --ip, --service and --secret-file.
+
+        The log channel is authenticated and encrypted with keys derived from the shared secret \
+        (HKDF: separate keys for the ISNs, the channel's authentication and its encryption); a \
+        node that does not hold the secret cannot join, hold the peer slot or read the log. \
+        Create the secret with e.g. `umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /etc/ftap/secret` \
+        and copy the file to both nodes; files readable by group or others are refused.
 
         Flags may also come from --config FILE: one `name = value` per line (long flag names \
         without dashes, `#` comments, `service` may repeat). Flags on the command line win.
@@ -102,9 +108,13 @@ struct Run: ParsableCommand {
     @Option(help: "Consecutive --track-script passes that make it healthy again.")
     var trackRise: Int = 2
 
-    @Option(help: "RFC 6528 ISN secret as 32 hex digits; must be equal on both nodes. Solo default: random.")
+    @Option(help: "Read the pair's shared secret (32-128 hex digits, same on both nodes) from this file (mode 0600). Solo default: random.")
+    var secretFile: String?
+    @Option(help: "The shared secret on the command line (visible in ps; prefer --secret-file).")
+    var secret: String?
+    @Option(help: "Old name of --secret (32 hex digits).")
     var isnKey: String?
-    @Option(help: "Read the ISN secret (32 hex digits) from this file.")
+    @Option(help: "Old name of --secret-file.")
     var isnKeyFile: String?
     @Option(help: "Maximum open TCP connections; SYNs beyond it get RST.")
     var maxConnections: Int = 4096
@@ -124,6 +134,8 @@ struct Run: ParsableCommand {
 
     @Option(help: "Serve /metrics (Prometheus) and /status (JSON) on this address, e.g. 127.0.0.1:7410. Off unless set.")
     var admin: String?
+    @Option(help: "File (mode 0600) holding the token POST /switchover must present (`ftap switchover --admin-token-file`). Without it the admin endpoint takes no requests that change anything, and only a loopback --admin is allowed.")
+    var adminTokenFile: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -155,7 +167,13 @@ struct Run: ParsableCommand {
         }
         guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
         if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
-        if isnKey != nil && isnKeyFile != nil { throw ValidationError("give --isn-key or --isn-key-file, not both") }
+        if let s = secret, ChannelKeys.parseSecret(s) == nil { throw ValidationError("--secret must be 32 to 128 hex digits") }
+        guard [secret, secretFile, isnKey, isnKeyFile].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("give one of --secret-file, --secret, --isn-key-file, --isn-key")
+        }
+        if let a = admin.flatMap(SocketAddress.init), !a.isLoopback, adminTokenFile == nil {
+            throw ValidationError("--admin \(a) is not a loopback address: anyone who reaches it could read the node's state; give --admin-token-file too, or bind --admin to 127.0.0.1")
+        }
         let r = Role(rawValue: role)!
         if r != .solo {
             guard let l = listen else { throw ValidationError("--role \(role) needs --listen IPv4:PORT") }
@@ -163,8 +181,8 @@ struct Run: ParsableCommand {
             guard let p = peer else { throw ValidationError("--role \(role) needs --peer IPv4:PORT") }
             guard SocketAddress(p) != nil else { throw ValidationError("--peer '\(p)' is not IPv4:PORT") }
             guard arbiter != nil else { throw ValidationError("--role \(role) needs --arbiter, e.g. file:/run/ftap/arb") }
-            guard isnKey != nil || isnKeyFile != nil else {
-                throw ValidationError("--role \(role) needs --isn-key or --isn-key-file (the same secret on both nodes)")
+            guard secret != nil || secretFile != nil || isnKey != nil || isnKeyFile != nil else {
+                throw ValidationError("--role \(role) needs --secret-file (the same secret on both nodes; formerly --isn-key-file)")
             }
         }
     }
@@ -185,10 +203,16 @@ struct Run: ParsableCommand {
         sc.synBacklog = synBacklog
         sc.sendBufferBytes = sendBufferKb * 1024
         sc.receiveBufferBytes = recvBufferKb * 1024
+        let keys: ChannelKeys
+        var adminToken: [UInt8]? = nil
         do {
-            if let k = isnKey { sc.isnKey = parseKey(k)! }
-            else if let f = isnKeyFile { sc.isnKey = try readKeyFile(f) }
-            else { sc.isnKey = try randomKey(); log.info("ISN key: generated at random (solo)") }
+            let s: [UInt8]
+            if let k = secret ?? isnKey { s = ChannelKeys.parseSecret(k)! }
+            else if let f = secretFile ?? isnKeyFile { s = try readSecretFile(f, flag: secretFile != nil ? "--secret-file" : "--isn-key-file") }
+            else { s = try randomSecret(); log.info("secret: generated at random (solo)") }
+            keys = ChannelKeys(secret: s)
+            sc.isnKey = keys.isnKey
+            if let f = adminTokenFile { adminToken = try readTokenFile(f) }
         } catch {
             throw ValidationError("\(error)")
         }
@@ -224,6 +248,8 @@ struct Run: ParsableCommand {
         no.health.interval = UInt64(trackIntervalMs) * nsPerMs
         no.health.fall = trackFall
         no.health.rise = trackRise
+        no.adminToken = adminToken
+        no.channelKeys = keys
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
         }
@@ -254,22 +280,45 @@ func parseKey(_ s: String) -> (UInt64, UInt64)? {
 
 struct KeyError: Error, CustomStringConvertible { var description: String }
 
-func readKeyFile(_ path: String) throws -> (UInt64, UInt64) {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw KeyError(description: "--isn-key-file \(path): \(String(cString: strerror(errno)))") }
+/// Reads a file that holds a secret: refused when group or others may read
+/// or write it (the message says how to fix it).
+func readPrivateFile(_ path: String, flag: String, max: Int = 1024) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw KeyError(description: "\(flag) \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    var buf = [UInt8](repeating: 0, count: 128)
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw KeyError(description: "\(flag) \(path): \(String(cString: strerror(errno)))") }
+    if st.st_mode & 0o077 != 0 {
+        throw KeyError(description: "\(flag) \(path) is accessible by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); it holds a secret: run `chmod 600 \(path)`")
+    }
+    var buf = [UInt8](repeating: 0, count: max + 1)
     let n = read(fd, &buf, buf.count)
-    let text = String(decoding: buf[0..<max(0, n)], as: UTF8.self).filter { !$0.isWhitespace }
-    guard let k = parseKey(text) else { throw KeyError(description: "--isn-key-file \(path): expected 32 hex digits") }
-    return k
+    guard n >= 0 else { throw KeyError(description: "\(flag) \(path): \(String(cString: strerror(errno)))") }
+    guard n <= max else { throw KeyError(description: "\(flag) \(path): longer than \(max) bytes") }
+    return Array(buf[0..<n])
 }
 
-func randomKey() throws -> (UInt64, UInt64) {
-    var a: UInt64 = 0, b: UInt64 = 0
-    let fd = open("/dev/urandom", O_RDONLY)
-    guard fd >= 0 else { throw KeyError(description: "/dev/urandom: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    guard read(fd, &a, 8) == 8, read(fd, &b, 8) == 8 else { throw KeyError(description: "/dev/urandom: short read") }
-    return (a, b)
+func readSecretFile(_ path: String, flag: String) throws -> [UInt8] {
+    let text = String(decoding: try readPrivateFile(path, flag: flag), as: UTF8.self)
+    guard let s = ChannelKeys.parseSecret(text) else { throw KeyError(description: "\(flag) \(path): expected 32 to 128 hex digits") }
+    return s
+}
+
+/// The admin token: the file's content without surrounding whitespace, at least 16 bytes.
+func readTokenFile(_ path: String) throws -> [UInt8] {
+    let text = String(decoding: try readPrivateFile(path, flag: "--admin-token-file"), as: UTF8.self)
+    let t = Array(text.trimmingWhitespace.utf8)
+    guard t.count >= 16 else { throw KeyError(description: "--admin-token-file \(path): the token must be at least 16 characters") }
+    return t
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}
+
+func randomSecret() throws -> [UInt8] {
+    var g = SystemRandomNumberGenerator()
+    return (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &g) }
 }

@@ -47,7 +47,7 @@ struct LogCommand: ParsableCommand {
 
         func run() throws {
             let rec = try loadRecording(file)
-            print("# \(rec.configText)")
+            print("# \(redactedConfig(rec.configText))")
             var shownIndex: UInt64? = nil
             for item in rec.items {
                 switch item {
@@ -133,4 +133,15 @@ struct Replay: ParsableCommand {
 func hexdump(_ b: [UInt8], limit: Int = 64) -> String {
     let shown = b.prefix(limit).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
     return b.count > limit ? shown + " ... (\(b.count) bytes)" : shown
+}
+
+/// A recording's configuration line without its keys: the ISN key (derived
+/// from the pair's secret; whoever holds it can predict the appliance's
+/// TCP sequence numbers) and the encoded stack configuration that carries it.
+func redactedConfig(_ text: String) -> String {
+    text.split(separator: " ", omittingEmptySubsequences: false).map { field -> String in
+        if field.hasPrefix("isn-key=") { return "isn-key=<not shown>" }
+        if field.hasPrefix("stack=") { return "stack=<encoded configuration, with the ISN key: not shown>" }
+        return String(field)
+    }.joined(separator: " ")
 }

@@ -32,10 +32,17 @@ struct Switchover: ParsableCommand {
         abstract: "Hand the primary role to the backup on purpose (planned maintenance), through the primary's --admin endpoint.",
         discussion: "The primary stops taking input, waits until the backup has acknowledged every entry, appends a handover entry and becomes the backup; the backup claims the next epoch, sends gratuitous ARP and leads. No state transfer is needed.")
     @Option(help: "The primary's --admin address.") var admin: String = "127.0.0.1:7410"
+    @Option(help: "File (mode 0600) with the token of the node's --admin-token-file.") var adminTokenFile: String?
 
     func run() throws {
         guard let a = SocketAddress(admin) else { throw ValidationError("--admin '\(admin)' is not IPv4:PORT") }
-        do { print(try httpRequest(a, method: "POST", path: "/switchover"), terminator: "") } catch {
+        var headers: [String] = []
+        if let f = adminTokenFile {
+            do { headers.append("Authorization: Bearer " + String(decoding: try readTokenFile(f), as: UTF8.self)) } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        do { print(try httpRequest(a, method: "POST", path: "/switchover", headers: headers), terminator: "") } catch {
             throw CLIError("switchover refused or failed: \(error)")
         }
     }
@@ -69,7 +76,7 @@ struct HTTPError: Error, CustomStringConvertible { var description: String }
 
 func httpGet(_ a: SocketAddress, path: String) throws -> String { try httpRequest(a, method: "GET", path: path) }
 
-func httpRequest(_ a: SocketAddress, method: String, path: String) throws -> String {
+func httpRequest(_ a: SocketAddress, method: String, path: String, headers: [String] = []) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
     defer { close(fd) }
@@ -80,7 +87,7 @@ func httpRequest(_ a: SocketAddress, method: String, path: String) throws -> Str
     sin.sin_family = sa_family_t(AF_INET); sin.sin_port = a.port.bigEndian; sin.sin_addr.s_addr = a.ip.raw.bigEndian
     let r = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard r == 0 else { throw HTTPError(description: String(cString: strerror(errno))) }
-    let req = Array("\(method) \(path) HTTP/1.0\r\n\r\n".utf8)
+    let req = Array("\(method) \(path) HTTP/1.0\r\n\(headers.map { $0 + "\r\n" }.joined())\r\n".utf8)
     _ = req.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     var data: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)

@@ -29,6 +29,7 @@ private let everyMessage: [ChannelMessage] = [
     .snapshotEnd,
     .forward(frame: [UInt8](repeating: 0xAB, count: 60)),
     .forward(frame: []),
+    .diverged(index: 12345),
     .health(healthy: false, reason: "uplink upA down"),
     .health(healthy: true, reason: ""),
 ]
@@ -57,7 +58,8 @@ final class ChannelCodecTests: XCTestCase {
     func testEncodingMatchesGoldenForItsVersion() {
         let golden: [(version: UInt8, hash: UInt64)] = [
             (1, 0xdf7d_d3d0_6e9e_bd16),
-            (2, 0xe7a6_c885_0282_d334),  // + health
+            // Authenticated and encrypted channel (SecureChannel); `diverged`; `health`.
+            (2, 0xbe4e_1960_8e94_638b),
         ]
         let bytes = everyMessage.flatMap(encode)
         let h = SipHash24.hash(k0: 5, k1: 6, bytes)
@@ -143,7 +145,7 @@ final class ChannelCodecTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("this ftap speaks version \(ChannelCodec.version)"), "\(e)")
         }
         b = encode(.heartbeat); b[3] = UInt8(ChannelMessage.typeCount + 1)
-        XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badType(13)) }
+        XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .badType(UInt8(ChannelMessage.typeCount + 1))) }
         b = encode(.heartbeat); b.writeBE32(UInt32(ChannelCodec.maxPayload + 1), at: 4)
         XCTAssertThrowsError(try decodeAll(b)) { XCTAssertEqual($0 as? ChannelCodec.ProtocolError, .tooLarge(ChannelCodec.maxPayload + 1)) }
         // An entry count larger than the payload could hold.

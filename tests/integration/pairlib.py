@@ -48,6 +48,8 @@ from ftaplib import TestFailure, check
 APPLIANCE_MAC = L.APPLIANCE_MAC
 APPLIANCE_IP = L.APPLIANCE_IP
 ISN_KEY = "00112233445566778899aabbccddeeff"
+# Requests that change anything (POST /switchover) need --admin-token-file's token.
+ADMIN_TOKEN = "pair-tests-admin-token-0123456789"
 PORT_COUNTER = 7000
 PORT_ECHO = 7
 PORT_UDP_COUNTER = 7001
@@ -119,15 +121,18 @@ def socket_in_netns(ns: str) -> socket.socket:
             os.close(own)
 
 
-def http_in_netns(ns: str, addr: str, method: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
-    """(status code, body) of one HTTP/1.0 request to addr (IP:PORT) in ns.
-    Raises OSError if nothing listens there (yet)."""
+def http_in_netns(ns: str, addr: str, method: str, path: str, timeout: float = 3.0,
+                  token: str | None = None) -> tuple[int, str]:
+    """(status code, body) of one HTTP/1.0 request to addr (IP:PORT) in ns,
+    with ``Authorization: Bearer token`` if given. Raises OSError if nothing
+    listens there (yet)."""
     host, port = addr.rsplit(":", 1)
     s = socket_in_netns(ns)
     try:
         s.settimeout(timeout)
         s.connect((host, int(port)))
-        s.sendall(f"{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        s.sendall(f"{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -153,12 +158,13 @@ class Daemon:
     are about what it logs."""
 
     def __init__(self, node: str, label: str, role: str, ns: str, argv: list[str], log_path: str,
-                 env: dict | None = None, admin: str | None = ADMIN):
+                 env: dict | None = None, admin: str | None = ADMIN, token_file: str | None = None):
         self.node, self.label, self.role = node, label, role
         self.name = f"{label}({role})"
         self.ns, self.argv, self.log_path = ns, argv, log_path
         self.env = env or {}
         self.admin = admin
+        self.token_file = token_file
         self.proc: subprocess.Popen | None = None
         self.exit_wall: float | None = None
         self.started_at = 0.0
@@ -258,7 +264,8 @@ class Daemon:
     def admin_request(self, method: str, path: str, timeout: float = 3.0) -> tuple[int, str]:
         """(status code, body); OSError if the endpoint does not answer."""
         check(self.admin, f"{self.name} runs without --admin")
-        return http_in_netns(self.ns, self.admin, method, path, timeout)
+        return http_in_netns(self.ns, self.admin, method, path, timeout,
+                             token=ADMIN_TOKEN if self.token_file and method != "GET" else None)
 
     def admin_get(self, path: str, timeout: float = 3.0) -> str:
         try:
@@ -304,7 +311,10 @@ class Daemon:
 
     def switchover(self) -> str:
         """`ftap switchover --admin ADDR` in the node's namespace (the operator's tool)."""
-        cp = L.run([ftap_bin(), "switchover", "--admin", self.admin], ns=self.ns, timeout=10, check=False)
+        argv = [ftap_bin(), "switchover", "--admin", self.admin]
+        if self.token_file:
+            argv += ["--admin-token-file", self.token_file]
+        cp = L.run(argv, ns=self.ns, timeout=10, check=False)
         if cp.returncode != 0:
             raise TestFailure(f"{self.name}: ftap switchover failed (exit {cp.returncode}): "
                               f"{(cp.stdout + cp.stderr).strip()[-400:]}")
@@ -355,6 +365,11 @@ class Pair:
         for f in os.listdir(self.arb):
             os.unlink(os.path.join(self.arb, f))
         self.bin = ftap_bin()
+        self.token_file = os.path.join(out_dir, "admin-token")
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (ADMIN_TOKEN + "\n").encode())
+        os.close(fd)
+        os.chmod(self.token_file, 0o600)
         self.heartbeat_ms = heartbeat_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.extra = extra or []
@@ -377,6 +392,7 @@ class Pair:
              "--service", f"counter:{PORT_COUNTER}", "--service", f"echo:{PORT_ECHO}",
              "--service", f"udp-counter:{PORT_UDP_COUNTER}",
              "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}", "--admin", ADMIN,
+             "--admin-token-file", self.token_file,
              "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
         if self.heartbeat_ms is not None:
             c += ["--heartbeat-ms", str(self.heartbeat_ms)]
@@ -399,7 +415,7 @@ class Pair:
         label = f"{node}{self.incarnations[node]}"
         ns = self.topo.node_a if node == "A" else self.topo.node_b
         d = Daemon(node, label, role, ns, self.argv(node, role, extra or []),
-                   os.path.join(self.out_dir, f"{label}.log"), env=env)
+                   os.path.join(self.out_dir, f"{label}.log"), env=env, token_file=self.token_file)
         self.nodes.append(d)
         self.latest[node] = d
         return d.start()
