@@ -106,6 +106,8 @@ public final class ReplicationCore {
     /// The claim in progress follows a handover entry (planned switchover),
     /// not a failure: the old primary stays on the channel as our backup.
     var handoverClaim = false
+    /// A backup's hello that arrived while this fresh primary claimed epoch 1.
+    var pendingHello: ChannelMessage.Hello? = nil
     /// A claim the arbiter could not answer, retried at this time.
     var claimRetryAt: Nanos? = nil
     var claimFailures = 0

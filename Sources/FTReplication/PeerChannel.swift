@@ -8,6 +8,7 @@ extension ReplicationCore {
     public func peerUp(now: Nanos, _ a: inout [Action]) {
         peerConnected = true
         helloTaken = false
+        pendingHello = nil
         decoder = ChannelDecoder()
         lastHeard = now
         if role == .backup && mode == .waitingForPeer {
@@ -16,9 +17,9 @@ extension ReplicationCore {
         }
     }
 
-    /// The channel closed or failed. `peerClosed`: the peer's kernel ended the
-    /// connection (FIN or RST), which on the direct log link means the peer
-    /// process died or closed the channel itself, and it closes the channel
+    /// The channel closed or failed. `peerClosed`: the peer process ended the
+    /// connection (FIN; a reset is not proof, see PeerProbe.swift), which on
+    /// the direct log link means it died or closed the channel itself, and it closes the channel
     /// only on its way to claiming an epoch: it emits nothing more in this
     /// epoch, so a backup may take over at once. Otherwise (a local error, a
     /// channel that may be half open) the peer may still be live under its
@@ -26,6 +27,7 @@ extension ReplicationCore {
     public func peerDown(reason: String, peerClosed: Bool = false, now: Nanos, _ a: inout [Action]) {
         guard peerConnected else { return }
         peerConnected = false
+        pendingHello = nil
         switch mode {
         case .backup where !peerClosed && inSync && !diverged && since(lastHeard, now) < config.failoverTimeout:
             // The primary may still be running (a reset seen first here, a
@@ -83,6 +85,13 @@ extension ReplicationCore {
                 return
             }
             helloTaken = true
+            if case .claiming(1) = state, role == .primary, replica.appliedIndex == 0 {
+                // A fresh primary still waiting for epoch 1 (the claim runs
+                // beside the loop): answer once the arbiter has.
+                pendingHello = h
+                a.append(.log(.info, "backup \(h.node) connected while epoch 1 is being claimed; answering once the arbiter has"))
+                return
+            }
             guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
             guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
             guard h.configDigest == configDigest else {

@@ -100,6 +100,11 @@ extension ReplicationCore {
                 state = .waitingForPeer
                 a.append(.log(.notice, "claimed epoch 1; waiting for the backup before serving"))
             }
+            if let h = pendingHello, peerConnected {
+                pendingHello = nil
+                helloTaken = false
+                handle(.hello(h), now: now, &a)
+            }
             return
         }
         clock.resume(lastLogged: replica.lastTime, localNow: now)

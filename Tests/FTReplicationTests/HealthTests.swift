@@ -181,4 +181,31 @@ final class HealthTests: XCTestCase {
         p.answerClaim(of: "A")
         XCTAssertTrue(p.primary.isLive)
     }
+
+    /// Claims run beside the loop, so a backup's hello can reach a fresh
+    /// primary before the arbiter answered epoch 1: it is answered then, not
+    /// refused (seen in the benchmark: the backup exited 3).
+    func testHelloDuringTheFirstClaimIsAnsweredAfterIt() {
+        let now: Nanos = 1_000 * ms
+        let a = ReplicationCore(config: ReplicationConfig(role: .primary, nodeName: "X"), stack: makeStack())
+        let b = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "Y"), stack: makeStack())
+        var aa: [Action] = [], ba: [Action] = []
+        a.start(now: now, &aa)
+        XCTAssertEqual(a.mode, .claiming(epoch: 1))
+        b.start(now: now, &ba)
+        a.peerUp(now: now, &aa); b.peerUp(now: now, &ba)
+        let hello = ba.compactMap { if case .send(let x) = $0 { return x } else { return nil } }.flatMap { $0 }
+        aa = []
+        a.peerBytes(hello[...], now: now, &aa)
+        XCTAssertFalse(aa.contains { if case .exit = $0 { return true } else { return false } })
+        XCTAssertFalse(aa.contains { if case .closePeer = $0 { return true } else { return false } }, "not refused")
+        aa = []
+        a.arbiterAnswered(epoch: 1, answer: .won("test"), now: now, &aa)
+        XCTAssertEqual(a.mode, .protected, "the held hello is answered once epoch 1 is won")
+        let welcome = aa.compactMap { if case .send(let x) = $0 { return x } else { return nil } }.flatMap { $0 }
+        ba = []
+        b.peerBytes(welcome[...], now: now, &ba)
+        XCTAssertEqual(b.mode, .backup)
+        XCTAssertTrue(b.inSync)
+    }
 }
