@@ -50,9 +50,17 @@ public enum ChannelMessage: Equatable, Sendable {
         public var configDigest: UInt64
         public var appliedIndex: UInt64
         public var epoch: UInt64
-        public init(node: String, role: String, configDigest: UInt64, appliedIndex: UInt64, epoch: UInt64) {
+        /// The identity of the sender's arbiter store: both nodes must share one.
+        public var arbiter: String
+        /// The sender's heartbeat and failover timeout: they must be equal, or a
+        /// backup with a shorter timeout could take over inside the primary's lease.
+        public var heartbeat: Nanos
+        public var failoverTimeout: Nanos
+        public init(node: String, role: String, configDigest: UInt64, appliedIndex: UInt64, epoch: UInt64,
+                    arbiter: String = "", heartbeat: Nanos = 0, failoverTimeout: Nanos = 0) {
             self.node = node; self.role = role; self.configDigest = configDigest
             self.appliedIndex = appliedIndex; self.epoch = epoch
+            self.arbiter = arbiter; self.heartbeat = heartbeat; self.failoverTimeout = failoverTimeout
         }
     }
 
@@ -82,6 +90,7 @@ public enum ChannelMessage: Equatable, Sendable {
         switch self {
         case .hello(let h):
             w.string(h.node); w.string(h.role); w.u64(h.configDigest); w.u64(h.appliedIndex); w.u64(h.epoch)
+            w.string(h.arbiter); w.u64(h.heartbeat); w.u64(h.failoverTimeout)
         case .welcome(let e, let snap): w.u64(e); w.bool(snap)
         case .reject(let r): w.string(r)
         case .entries(let es):
@@ -103,7 +112,8 @@ public enum ChannelMessage: Equatable, Sendable {
         switch type {
         case 1:
             return .hello(.init(node: try r.string(), role: try r.string(), configDigest: try r.u64(),
-                                appliedIndex: try r.u64(), epoch: try r.u64()))
+                                appliedIndex: try r.u64(), epoch: try r.u64(), arbiter: try r.string(),
+                                heartbeat: try r.u64(), failoverTimeout: try r.u64()))
         case 2: return .welcome(epoch: try r.u64(), snapshot: try r.bool())
         case 3: return .reject(reason: try r.string())
         case 4:

@@ -47,6 +47,8 @@ public struct ReplicationConfig: Sendable {
     /// A primary serves alone at once instead of waiting for its backup; a
     /// backup may join later by state transfer.
     public var startAlone = false
+    /// The identity of this node's arbiter store (`Arbiter.identity`), compared at hello.
+    public var arbiterIdentity = ""
     /// Size of the chunks a snapshot is streamed in.
     public var snapshotChunkBytes: Int = 256 * 1024
     /// Record the state digest after every entry whose index is a multiple of

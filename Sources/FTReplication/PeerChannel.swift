@@ -13,7 +13,8 @@ extension ReplicationCore {
         lastHeard = now
         if role == .backup && mode == .waitingForPeer {
             send(.hello(.init(node: config.nodeName, role: "backup", configDigest: configDigest,
-                              appliedIndex: replica.appliedIndex, epoch: epoch)), now: now, &a)
+                              appliedIndex: replica.appliedIndex, epoch: epoch, arbiter: config.arbiterIdentity,
+                              heartbeat: config.heartbeat, failoverTimeout: config.failoverTimeout)), now: now, &a)
         }
     }
 
@@ -96,6 +97,15 @@ extension ReplicationCore {
             guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
             guard h.configDigest == configDigest else {
                 return refuse(h.node, "appliance configuration differs (MAC, IP, services, ISN key or stack limits must match)", now: now, &a)
+            }
+            guard h.arbiter == config.arbiterIdentity else {
+                return refuse(h.node, "the two nodes use different arbiter stores (this primary's is '\(config.arbiterIdentity)', "
+                              + "the backup's '\(h.arbiter)'): both could win the same epoch; give both the same --arbiter", now: now, &a)
+            }
+            guard h.heartbeat == config.heartbeat, h.failoverTimeout == config.failoverTimeout else {
+                return refuse(h.node, "timing differs (this primary: --heartbeat-ms \(config.heartbeat / nsPerMs), "
+                              + "--failover-timeout-ms \(config.failoverTimeout / nsPerMs); the backup: \(h.heartbeat / nsPerMs), "
+                              + "\(h.failoverTimeout / nsPerMs)); both nodes need the same values", now: now, &a)
             }
             guard h.appliedIndex == 0 else {
                 return refuse(h.node, "backup has state (index \(h.appliedIndex)); restart it fresh to join by state transfer", now: now, &a)

@@ -252,6 +252,7 @@ struct Run: ParsableCommand {
         no.channelKeys = keys
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
+            rc.arbiterIdentity = no.arbiter!.identity
         }
         if pcapDir != nil || record != nil {
             do {

@@ -208,4 +208,43 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(b.mode, .backup)
         XCTAssertTrue(b.inSync)
     }
+
+    /// The backup's hello, as the primary sees it, for configurations that differ.
+    func refusal(primary pc: ReplicationConfig, backup bc: ReplicationConfig) -> [Action] {
+        let now: Nanos = 1_000 * ms
+        let a = ReplicationCore(config: pc, stack: makeStack())
+        let b = ReplicationCore(config: bc, stack: makeStack())
+        var aa: [Action] = [], ba: [Action] = []
+        a.start(now: now, &aa)
+        a.arbiterAnswered(epoch: 1, answer: .won("test"), now: now, &aa)
+        b.start(now: now, &ba)
+        a.peerUp(now: now, &aa); b.peerUp(now: now, &ba)
+        let hello = ba.compactMap { if case .send(let x) = $0 { return x } else { return nil } }.flatMap { $0 }
+        aa = []
+        a.peerBytes(hello[...], now: now, &aa)
+        XCTAssertEqual(a.mode, .waitingForPeer, "refused: the pair did not form")
+        return aa
+    }
+
+    func refusalText(_ actions: [Action]) -> String {
+        actions.compactMap { if case .log(_, let m) = $0, m.hasPrefix("refusing backup") { return m } else { return nil } }
+            .joined(separator: "\n")
+    }
+
+    /// Two nodes that do not share an arbiter store could both win an epoch:
+    /// refused at hello, naming both stores.
+    func testDifferentArbiterStoresAreRefused() {
+        var pc = ReplicationConfig(role: .primary, nodeName: "A"); pc.arbiterIdentity = "file-aaaa"
+        var bc = ReplicationConfig(role: .backup, nodeName: "B"); bc.arbiterIdentity = "file-bbbb"
+        let t = refusalText(refusal(primary: pc, backup: bc))
+        XCTAssertTrue(t.contains("different arbiter stores") && t.contains("file-aaaa") && t.contains("file-bbbb"), t)
+    }
+
+    /// A backup with another failover timeout (or heartbeat) is refused at hello.
+    func testDifferentTimingIsRefused() {
+        let pc = ReplicationConfig(role: .primary, nodeName: "A")
+        var bc = ReplicationConfig(role: .backup, nodeName: "B"); bc.failoverTimeout = 300 * ms
+        let t = refusalText(refusal(primary: pc, backup: bc))
+        XCTAssertTrue(t.contains("timing differs") && t.contains("500") && t.contains("300"), t)
+    }
 }
