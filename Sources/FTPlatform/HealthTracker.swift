@@ -35,6 +35,9 @@ final class HealthTracker {
     private var cache: OpaquePointer?    // rtnl link cache
     private(set) var linksOK = true
     private(set) var linkReason = ""
+    /// Moves whenever the verdict or its reason may have changed, so the loop
+    /// compares one integer per iteration instead of building the reason.
+    private(set) var generation = 0
     // The script.
     private var child: pid_t = 0
     private var childStarted: Nanos = 0
@@ -123,6 +126,7 @@ final class HealthTracker {
         }
         linksOK = down.isEmpty
         linkReason = down.joined(separator: ", ")
+        generation += 1
     }
 
     /// Runs the script when due and collects its verdict; never blocks.
@@ -157,6 +161,7 @@ final class HealthTracker {
     }
 
     private func scriptResult(_ pass: Bool, _ detail: String) {
+        generation += 1
         if pass { passes += 1; fails = 0 } else { fails += 1; passes = 0 }
         if scriptOK && fails >= options.fall {
             scriptOK = false

@@ -58,6 +58,7 @@ public final class Node: NodeIO {
     var arbiterWorker: ArbiterWorker?
     var health: HealthTracker?
     var reportedHealth: (Bool, String)? = nil
+    var reportedGeneration = -1
     var adminServer: AdminServer?
     var adminFDs: ArraySlice<pollfd> = []
     var peerCallStart: Nanos = 0
@@ -309,7 +310,8 @@ public final class Node: NodeIO {
 
     /// Tells the loop when this node's health changed.
     func reportHealth() {
-        guard let h = health else { return }
+        guard let h = health, h.generation != reportedGeneration else { return }
+        reportedGeneration = h.generation
         let now = (h.healthy, h.reason)
         if let r = reportedHealth, r == now { return }
         if reportedHealth == nil && now.0 {

@@ -352,9 +352,11 @@ def s3_uplink_down_backup(ctx):
               f"A after upB down: {PL.brief(sa)}, want the protected primary in epoch 1")
         code, body = post_switchover(a)
         check(code == 409, f"POST /switchover with an unhealthy backup: HTTP {code} {body.strip()!r}, want 409")
-        cp = L.run([PL.ftap_bin(), "switchover", "--admin", a.admin], ns=a.ns, timeout=10, check=False)
-        check(cp.returncode != 0, f"`ftap switchover` with an unhealthy backup succeeded: {cp.stdout.strip()!r}")
+        cp = L.run([PL.ftap_bin(), "switchover", "--admin", a.admin, "--admin-token-file", a.token_file],
+                   ns=a.ns, timeout=10, check=False)
         tool = (cp.stdout + cp.stderr).strip()
+        check(cp.returncode != 0, f"`ftap switchover` with an unhealthy backup succeeded: {cp.stdout.strip()!r}")
+        check("unhealthy" in tool, f"`ftap switchover` failed for another reason than the unhealthy backup: {tool!r}")
         time.sleep(3 * T_MS / 1000)
         sa, sb = a.status(), b.status()
         check(sa["role"] == "primary" and sa["mode"] == "protected" and sa["epoch"] == 1 and sa["live"],
