@@ -2,12 +2,12 @@
 ///
 /// One process, one thread, simulated time (ns) and one seed. A run builds
 /// the real thing twice (two `ReplicationCore`s with their `Stack`s, made by
-/// `Appliance.make` exactly as `ftap run` does) and drives each through a
-/// step-for-step model of `FTPlatform.Node.run` (`NodeDriver.swift`),
-/// in a simulated world: a TCP-like log channel per connection (ordered,
-/// latency and jitter, partitions, latency spikes, resets, FIN on process
-/// death), an epoch arbiter store with latency (the claim blocks the node's
-/// loop as the daemon's synchronous call does), a learning switch (GARP and
+/// `Appliance.make` exactly as `ftap run` does) and runs each through the
+/// daemon's own loop (`FTReplication.NodeDriver`), answering its system calls
+/// (`SimIO`, `SimNodeIO.swift`) from a simulated world: a TCP-like log channel
+/// per connection (ordered, latency and jitter, partitions, latency spikes,
+/// resets, FIN or RST on process death), an epoch arbiter store with latency
+/// and outages, health faults (`SimHealth.swift`), a learning switch (GARP and
 /// every frame teach it; a machine crash takes the port down), and client
 /// machines with their own MAC/IP running a client-side TCP (`Clients.swift`)
 /// and UDP, doing counter, echo and udp-counter sessions.
