@@ -467,9 +467,9 @@ public final class Simulation {
     }
 }
 
-/// One node process: a `ReplicationCore` plus the platform state `Node.run`
-/// keeps (peer fd, connect timer, pending channel output, TAP queue). A
-/// restarted node is a new `SimNode` (new `uid`) on the same port.
+/// One node process: its `NodeDriver` and `ReplicationCore`, plus what the
+/// simulated kernel holds for it (its connections, accept backlog, TAP
+/// queue). A restarted node is a new `SimNode` (new `uid`) on the same port.
 final class SimNode {
     let id: Int
     let uid: Int
