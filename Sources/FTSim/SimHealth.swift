@@ -10,10 +10,11 @@ import FTWire
 // A cable pull also cuts the log channel both ways for the same time. An
 // arbiter outage answers every claim and epoch check with `unavailable`.
 //
-// Invariants: a node never claims an epoch while unhealthy (checked at the
-// claim), and the arbiter never grants an epoch to a node that is unhealthy
-// while the other node is alive and healthy (checked at the grant). Service
-// with one healthy node is checked by the liveness phase.
+// Invariant: a node never claims an epoch while unhealthy (checked at the
+// claim: `claim-while-unhealthy`). A grant that reaches a node whose link went
+// down after its claim left is not a broken rule; it is counted
+// (`grant-after-link-loss`), not failed. Service with one healthy node is
+// checked by the liveness phase.
 
 extension ArbiterAnswer {
     var hashTag: UInt64 {
