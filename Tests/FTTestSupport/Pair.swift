@@ -66,13 +66,16 @@ public final class Pair {
     /// `backupStack` defaults to a stack built like the primary's; pass a
     /// different one to make the configurations disagree.
     public init(_ start: Start = .protected, fault: FaultPlan? = nil, maxLag: Int? = nil, startAlone: Bool = false,
-                backupStack: Stack? = nil, file: StaticString = #filePath, line: UInt = #line) {
+                backupStack: Stack? = nil, standbyWindow: Nanos? = nil,
+                file: StaticString = #filePath, line: UInt = #line) {
         var pc = ReplicationConfig(role: .primary, nodeName: "A")
         pc.fault = fault
         if let maxLag { pc.maxLagEntries = maxLag }
         pc.startAlone = startAlone
         primary = ReplicationCore(config: pc, stack: makeStack())
-        backup = ReplicationCore(config: ReplicationConfig(role: .backup, nodeName: "B"), stack: backupStack ?? makeStack())
+        var bc = ReplicationConfig(role: .backup, nodeName: "B")
+        bc.standbyWindow = standbyWindow
+        backup = ReplicationCore(config: bc, stack: backupStack ?? makeStack())
         switch start {
         case .started: form(file: file, line: line)
         case .protected:
