@@ -83,6 +83,12 @@ public final class Node: NodeIO {
         tap = try TapDevice(name: options.tap, mtu: options.mtu)
         Netlink.disableIPv6(on: tap.name)
         try Netlink.configure(link: tap.name, mtu: options.mtu, bridge: options.bridge)
+        if options.bridge != nil {
+            let raw = core.replica.stack.config.mac.raw
+            do { try Netlink.pinBridgeFDB(mac: (0..<6).map { UInt8(truncatingIfNeeded: raw >> (40 - 8 * $0)) }, to: tap.name) } catch {
+                log.warning("cannot pin the appliance MAC to \(tap.name) in its bridge (\(error)); as a backup this node may not see client frames the switch mirrors or floods to it")
+            }
+        }
         log.notice("TAP \(tap.name) up, mtu \(options.mtu)\(options.bridge.map { ", bridged to \($0)" } ?? "")",
                    metadata: ["mac": "\(core.replica.stack.config.mac)", "ip": "\(core.replica.stack.config.interface)"])
         if core.config.role != .solo, let l = options.listen {

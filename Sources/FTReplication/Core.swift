@@ -223,7 +223,9 @@ public final class ReplicationCore {
                 send(.forward(frame: f), now: now, &a)
                 return
             }
-            if keepsStandbyFrames, replica.stack.classify(f) == .accept {
+            // Our own MAC as source: the primary's frames (its GARPs), not input.
+            if keepsStandbyFrames, MACAddress(bytes: f, at: 6) != replica.stack.config.mac,
+               replica.stack.classify(f) == .accept {
                 standby.arrived(f, unicastToUs: MACAddress(bytes: f, at: 0) == replica.stack.config.mac, now: now)
                 return
             }

@@ -176,7 +176,12 @@ extension ReplicationCore {
         guard !frames.isEmpty else { return }
         var applied = 0, old = 0
         for f in frames {
-            if replica.stack.isOldData(f) { old += 1; continue }
+            if replica.stack.isOldData(f) {
+                old += 1
+                a.append(.log(.debug, "standby buffer: skipped (data already received) \(frameSummary(f))"))
+                continue
+            }
+            a.append(.log(.debug, "standby buffer: applying \(frameSummary(f))"))
             tapFrame(f, now: now, &a)
             applied += 1
         }
