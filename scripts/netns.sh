@@ -153,17 +153,26 @@ mirror() {
     local h=${mac//:/}
     case $1 in
         a|b|off)
+            # The clsact qdiscs stay; only filters change (filter updates do not
+            # disturb traffic; replacing a port's qdisc while it carries the new
+            # primary's traffic can).
             for port in sw-a sw-b; do
-                ip netns exec "$NS_SW" tc qdisc del dev "$port" clsact 2>/dev/null || true
+                ip netns exec "$NS_SW" tc qdisc show dev "$port" | grep -q clsact \
+                    || ip netns exec "$NS_SW" tc qdisc add dev "$port" clsact
             done
-            [ "$1" = off ] && return 0
-            port=sw-$1; other=$([ "$1" = a ] && echo sw-b || echo sw-a)
-            ip netns exec "$NS_SW" tc qdisc add dev "$port" clsact
-            # u32 offsets count from the network header: the destination MAC is
-            # the 6 bytes at -14 (u32 matches 4-byte-aligned words).
-            ip netns exec "$NS_SW" tc filter add dev "$port" egress protocol all prio 1 u32 \
-                match u16 "0x${h:0:4}" 0xffff at -14 match u32 "0x${h:4:8}" 0xffffffff at -12 \
-                action mirred egress mirror dev "$other"
+            if [ "$1" != off ]; then
+                port=sw-$1; other=$([ "$1" = a ] && echo sw-b || echo sw-a)
+                # u32 offsets count from the network header: the destination MAC is
+                # the 6 bytes at -14 (u32 matches 4-byte-aligned words).
+                ip netns exec "$NS_SW" tc filter replace dev "$port" egress protocol all prio 1 handle 800::800 u32 \
+                    match u16 "0x${h:0:4}" 0xffff at -14 match u32 "0x${h:4:8}" 0xffffffff at -12 \
+                    action mirred egress mirror dev "$other"
+                ip netns exec "$NS_SW" tc filter del dev "$other" egress 2>/dev/null || true
+            else
+                for port in sw-a sw-b; do
+                    ip netns exec "$NS_SW" tc filter del dev "$port" egress 2>/dev/null || true
+                done
+            fi
             ;;
         status)
             for port in sw-a sw-b; do

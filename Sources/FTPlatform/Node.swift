@@ -221,11 +221,16 @@ public final class Node: NodeIO {
     public func probeStatus() -> ProbeStatus {
         if probeRefusedAtOnce { return .refused }
         if !probeConnected {
-            switch outcome(probeFD, probeRevents) {
-            case .pending: return .pending
-            case .refused: return .refused
-            case .failed(let why): return .failed(why)
-            case .connected: probeConnected = true; return .pending  // now wait for an answer or a reset
+            // The handshake completed and the reset came before we saw it
+            // (measured: 1 kill in 12 under load): connect reports
+            // ECONNRESET, not ECONNREFUSED. Same proof as a reset after connect.
+            // (SO_ERROR clears when read: read it once.)
+            guard probeRevents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return .pending }
+            switch Sockets.pendingError(probeFD) {
+            case 0: probeConnected = true; return .pending  // now wait for an answer or a reset
+            case ECONNREFUSED: return .refused
+            case ECONNRESET: return .resetAfterConnect
+            case let err: return .failed("\(options.peer.map { "\($0)" } ?? "peer"): \(String(cString: strerror(err)))")
             }
         }
         guard probeRevents != 0 else { return .pending }
