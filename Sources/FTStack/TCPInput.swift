@@ -150,9 +150,9 @@ extension Stack {
                       out: inout [[UInt8]]) {
         var live = 0
         for t in conns.values where t.state != .timeWait { live += 1 }
-        if sourceAtLimit(key.remote.ip) { counters.tcpSourceLimited += 1 }
-        guard live < config.maxConnections, !sourceAtLimit(key.remote.ip) else {
-            if live >= config.maxConnections { counters.tcpConnectionsRefused += 1 }
+        let limited = sourceAtLimit(key.remote.ip)
+        guard live < config.maxConnections, !limited else {
+            if limited { counters.tcpSourceLimited += 1 } else { counters.tcpConnectionsRefused += 1 }
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: UInt32(seg.payload.count), out: &out)
             return
         }

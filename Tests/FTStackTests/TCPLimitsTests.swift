@@ -229,6 +229,31 @@ final class TCPLimitsTests: XCTestCase {
         XCTAssertNotNil(h.client(port: 1003, ip: IPv4Address(10, 0, 0, 77)).connect(), "another source still connects")
     }
 
+    /// With the backlog full, SYNs get cookies and hold nothing: the
+    /// limit then applies when the cookie's ACK would create the connection.
+    func testPerSourceLimitAppliesToCookieConnections() throws {
+        var cfg = applianceConfig()
+        cfg.maxConnectionsPerSource = 1
+        cfg.synBacklog = 0  // every SYN is answered with a cookie
+        let h = Harness(cfg)
+        // Two SYNs from one source while it holds nothing: two cookies.
+        let clients = [h.client(port: 2001), h.client(port: 2002)]
+        for c in clients {
+            let sa = try XCTUnwrap(c.sendRaw(c.frame([.syn], mss: 1460)).first)
+            XCTAssertEqual(sa.flags, [.syn, .ack])
+            c.sndNxt = c.isn &+ 1
+            c.rcvNxt = sa.seq &+ 1
+        }
+        XCTAssertEqual(h.stack.counters.tcpSynCookiesSent, 2)
+        XCTAssertEqual(h.stack.connectionCount, 0, "cookies hold no state")
+        // The first ACK creates the connection; the second would exceed the limit.
+        XCTAssertTrue(clients[0].send([.ack]).isEmpty)
+        XCTAssertEqual(clients[1].send([.ack]).map(\.flags), [[.rst]])
+        XCTAssertEqual(h.stack.counters.tcpSynCookiesAccepted, 1)
+        XCTAssertEqual(h.stack.counters.tcpSourceLimited, 1)
+        XCTAssertEqual(h.stack.connectionCount, 1)
+    }
+
     // MARK: Go-live with a clock ahead of the log
 
     func testGoLiveFarAheadFiresNoTimerForTheGap() throws {
