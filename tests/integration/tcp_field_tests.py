@@ -312,20 +312,21 @@ def t_syn_flood(ctx):
     at the SYN backlog (the rest get stateless cookies) and memory stays
     bounded; the paced flood leaves the pair protected. The full flood may
     starve both daemons on this shared machine past the failover timeout:
-    then B must have taken over cleanly (recorded as flood_failover)."""
+    then exactly one node must serve, in epoch 2, the other having exited 2
+    (recorded as flood_lost_protection)."""
     topo = ctx.topo
     pair = Pair(topo, ctx.out_dir)
     try:
         a, b = pair.start()
         lim = flood_phase(ctx, pair, "paced", ["-i", "u40"], FLOOD_S, 2)
-        check(not lim["failover"], "the paced flood caused a takeover")
+        check(a.alive() and b.alive() and a.status()["protected"] is True,
+              f"the paced flood cost the pair its protection: A {pair.describe_exit(a)}, B {pair.describe_exit(b)}")
         full = flood_phase(ctx, pair, "flood", ["--flood"], FLOOD_S, 2)
         PL.write_measure(ctx.out_dir, **{f"{k}_{n}": round(r[n], 2) if isinstance(r[n], float) else r[n]
                                          for k, r in (("limited", lim), ("flood", full))
                                          for n in ("sent", "segments_s", "entries_s", "log_mb_s", "cookies",
                                                    "during_ms", "after_ms", "lat_ms", "rss_growth")},
-                         limited_connections_during=len(lim["during"]), flood_connections_during=len(full["during"]),
-                         flood_failover=int(full["failover"]))
+                         limited_connections_during=len(lim["during"]), flood_connections_during=len(full["during"]))
         for label, r in (("paced", lim), ("flood", full)):
             check(not r["failures"], f"[{label}] client failures: {r['failures']}")
             check(len(r["after"]) >= 3, f"[{label}] only {len(r['after'])} connections completed after the flood")
@@ -333,17 +334,24 @@ def t_syn_flood(ctx):
             check(r["peak"] <= 256 + 16, f"[{label}] {r['peak']} connections held: the SYN backlog (256) does not bound them")
             check(r["rss_growth"] < 64 * 1024, f"[{label}] primary RSS grew {r['rss_growth']} KiB")
         check(len(lim["during"]) >= 1, "no connection was served during the paced flood (hping3 -i u40)")
-        if full["failover"]:
-            # On this 2-core machine the flood's forwarding can starve both
-            # daemons past the failover timeout; the pair must then have
-            # failed over cleanly: B live, A stopped having lost the epoch.
-            st = b.status()
-            check(st["live"] is True and st["epoch"] == 2, f"after a takeover during the flood B is not live: {PL.brief(st)}")
-            check(a.wait_exit(10) == 2, f"A did not exit 2 after losing the epoch: {pair.describe_exit(a)}")
+        # On this 2-core machine the full flood's forwarding can starve both
+        # daemons past the failover timeout (a late ack, or silence): then
+        # exactly one node must serve, in epoch 2, and the other must have
+        # exited 2 having lost the epoch; otherwise the pair stays protected.
+        lost_protection = not (a.alive() and b.alive())
+        PL.write_measure(ctx.out_dir, flood_lost_protection=int(lost_protection))
+        if lost_protection:
+            live = [d for d in (a, b) if d.alive()]
+            check(len(live) == 1, f"after the flood: A {pair.describe_exit(a)}, B {pair.describe_exit(b)}")
+            st = live[0].status()
+            check(st["live"] is True and st["epoch"] == 2, f"after the flood {live[0].name} serves alone but: {PL.brief(st)}")
+            gone = b if live[0] is a else a
+            check(gone.wait_exit(10) == 2, f"{gone.name} did not exit 2 after losing the epoch: {pair.describe_exit(gone)}")
+            ctx.note(f"[flood] the pair lost protection during the flood: {live[0].name} serves alone in epoch 2 "
+                     f"(the other node lost the epoch and exited 2)")
         else:
             st = a.status()
             check(st["protected"] is True and not st["diverged"], f"pair not protected after the floods: {PL.brief(st)}")
-            check(b.alive(), "the backup exited")
     finally:
         pair.close()
 
