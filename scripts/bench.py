@@ -83,9 +83,10 @@ class Bench:
             "memory_connections": 1000,
             "loss_rates": [int(x) for x in args.loss_rates.split(",")],
             "loss_reps": args.loss_reps or (1 if q else 3),
-            "loss_bytes": 1_000_000,
+            "loss_bytes": args.loss_bytes,
             "loss_timeout_s": args.loss_timeout,
             "loss_direction": args.loss_direction,
+            "synflood_seconds": args.synflood_seconds,
         }
         self.solo_pid = None
         self.pair = None  # dict(primary=pid, backup=pid, arb=dir)
@@ -176,7 +177,7 @@ class Bench:
                 "--ip", f"{ip}/24", "--admin", admin, "--log-level", "info"]
         for s in SERVICES:
             argv += ["--service", s]
-        return argv + list(extra) + self.args.ftap_arg
+        return self.args.rt_prefix + argv + list(extra) + self.args.ftap_arg
 
     def start_solo(self):
         argv = self.ftap_argv("solo", "tapS", "brB", SOLO_MAC, SOLO_IP, "127.0.0.1:7411")
@@ -472,6 +473,52 @@ class Bench:
             self.offloads(True)
         return res
 
+    # --- SYN flood (issue 13) ----------------------------------------------------------
+
+    def ftap_status(self, ns: str, port: int) -> dict:
+        out = self.sh(["curl", "-s", "--max-time", "3", f"http://127.0.0.1:{port}/status"], ns=ns, check=False)
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {}
+
+    def synflood_phase(self) -> dict:
+        """hping3 --flood --rand-source -S at the echo port of the kernel
+        server, ftap solo and the pair, in turn, for synflood_seconds each,
+        while a real client connects and echoes (scripts/synflood.py): its
+        connect time and request latency during the flood, and for ftap the
+        SYNs that reached the stack, the SYN cookies, and for the pair the
+        flood's cost to the log link (entries and bytes per second)."""
+        secs = self.p["synflood_seconds"]
+        log(f"SYN flood: hping3 --flood --rand-source -S for {secs} s at kernel, solo and pair in turn")
+        res = {}
+        targets = [("kernel", KERNEL_IP, None), ("solo", SOLO_IP, (self.topo.node_b, 7411))]
+        if self.pair:
+            targets.append(("pair", PAIR_IP, (self.topo.node_a, 7410)))
+        for who, ip, admin in targets:
+            st0 = self.ftap_status(*admin) if admin else {}
+            l0 = self.link_stats(self.topo.node_a, ["logA"]) if who == "pair" else {}
+            t0 = time.monotonic()
+            r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "synflood.py"), ip, PORT_ECHO, secs],
+                             ns=self.topo.client, timeout=secs + 120)
+            el = time.monotonic() - t0
+            if admin:
+                st1 = self.ftap_status(*admin)
+                if st0 and st1:
+                    k0, k1 = st0["stack"], st1["stack"]
+                    r["segments_in"] = k1["tcp_segments_in"] - k0["tcp_segments_in"]
+                    r["syncookies_sent"] = k1["tcp_syncookies_sent"] - k0["tcp_syncookies_sent"]
+                    r["entries"] = st1["applied_index"] - st0["applied_index"]
+                    r["connections_after"] = st1["tcp_connections"]
+            if l0:
+                l1 = self.link_stats(self.topo.node_a, ["logA"])
+                r["log_bytes"] = l1["logA.tx_bytes"] - l0["logA.tx_bytes"]
+            r["elapsed_s"] = round(el, 2)
+            res[who] = r
+            log(f"  {who:6s}: {fmt_flood_row(r)}")
+            time.sleep(2)  # let the backlog's SYN-RECEIVED entries and cookies age a little
+        return res
+
     # --- phases -----------------------------------------------------------------------
 
     def memory_phase(self) -> dict:
@@ -666,6 +713,15 @@ class Bench:
         result = {"quick": self.quick, "parameters": self.p}
         log("kernel reference servers on 10.0.0.200 (ns b)")
         self.start_kernel_servers()
+        if self.args.synflood == "only":
+            log("ftap solo (10.0.0.101, ns b) and replicated pair (10.0.0.100)")
+            self.start_solo()
+            self.start_pair("flood")
+            result["synflood"] = self.synflood_phase()
+            result["pair_exit"] = self.stop_pair()
+            result["solo_exit"] = self.stop(self.solo_pid)
+            result["elapsed_s"] = round(time.monotonic() - t_start, 1)
+            return result
         if self.args.loss == "only":
             log("ftap solo (10.0.0.101, ns b)" + ("" if self.args.loss_no_pair else " and replicated pair (10.0.0.100)"))
             self.start_solo()
@@ -690,6 +746,8 @@ class Bench:
         result["runs"] = reps
         if self.args.loss == "on":
             result["loss"] = self.loss_phase()
+        if self.args.synflood == "on":
+            result["synflood"] = self.synflood_phase()
         mem = result["memory"]
         mem["solo_after_bench"] = self.rss_kib(self.solo_pid)
         mem["primary_after_bench"] = self.rss_kib(self.pair["primary"])
@@ -913,8 +971,14 @@ def loss_summary(res: dict) -> list[dict]:
             if not k or not f:
                 continue
             km, fm = med([r["mbit_s"] for r in k]), med([r["mbit_s"] for r in f])
+            # Ratios within each repetition (kernel and ftap measured seconds apart).
+            per = [fr["mbit_s"] / kr["mbit_s"] for kr, fr in zip(k, f) if kr["mbit_s"]]
             rows.append({"loss_pct": pct, "ftap": who, "kernel_mbit_s": km, "ftap_mbit_s": fm,
                          "ratio": round(fm / km, 3) if km else None,
+                         "ratio_min": round(min(per), 3) if per else None,
+                         "ratio_max": round(max(per), 3) if per else None,
+                         "kernel_range": [min(r["mbit_s"] for r in k), max(r["mbit_s"] for r in k)],
+                         "ftap_range": [min(r["mbit_s"] for r in f), max(r["mbit_s"] for r in f)],
                          "kernel_seconds": med([r["seconds"] for r in k]),
                          "ftap_seconds": med([r["seconds"] for r in f]),
                          "ftap_failed": sum(1 for r in f if r["result"] != "ok"),
@@ -922,18 +986,44 @@ def loss_summary(res: dict) -> list[dict]:
     return rows
 
 
+def fmt_flood_row(r: dict) -> str:
+    def ms(xs, p):
+        return f"{1000 * pctl(xs, p):.1f}" if xs else "-"
+    cd, ca, rd = r.get("connect_during_s", []), r.get("connect_after_s", []), r.get("request_during_s", [])
+    s = (f"hping3 sent {r.get('syns_sent')} SYNs; client connects during {len(cd)} (median {ms(cd, 0.5)} ms, "
+         f"max {ms(cd, 1.0)}), after {len(ca)} (median {ms(ca, 0.5)} ms); requests during {len(rd)} "
+         f"(median {ms(rd, 0.5)} ms, max {ms(rd, 1.0)}); failures {len(r.get('failures', []))}")
+    if "segments_in" in r:
+        s += f"; {r['segments_in']} segments reached the stack, {r['syncookies_sent']} cookies"
+    if "log_bytes" in r:
+        secs = r.get("flood_seconds") or 1
+        s += f"; log link {r['entries'] / secs:.0f} entries/s, {r['log_bytes'] / secs / 1e6:.2f} MB/s"
+    return s
+
+
+def fmt_synflood(res: dict) -> str:
+    p = res["parameters"]
+    L = [f"SYN flood (issue 13): hping3 --flood --rand-source -S for {p['synflood_seconds']} s at the echo port; "
+         f"a client connects every 0.2 s and echoes 5 requests per connection"]
+    for who in ("kernel", "solo", "pair"):
+        if who in res.get("synflood", {}):
+            L.append(f"  {who:6s} {fmt_flood_row(res['synflood'][who])}")
+    return "\n".join(L)
+
+
 def fmt_loss(res: dict) -> str:
     p = res["parameters"]
     L = [f"Loss (issue 13): {p['loss_bytes']} B echo, random loss on the client's switch port "
          f"({p['loss_direction']}), offloads off; median of {p['loss_reps']}",
          f"  {'loss':>5s} {'ftap':>5s} {'kernel Mbit/s':>14s} {'ftap Mbit/s':>12s} {'ftap/kernel':>12s} "
-         f"{'kernel s':>9s} {'ftap s':>8s}"]
+         f"{'kernel s':>9s} {'ftap s':>8s}  per-run ratio min-max; ftap Mbit/s min-max"]
     for r in loss_summary(res):
         fail = f"  ({r['ftap_failed']} ftap / {r['kernel_failed']} kernel runs incomplete)" \
             if r["ftap_failed"] or r["kernel_failed"] else ""
         L.append(f"  {r['loss_pct']:>4d}% {r['ftap']:>5s} {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>12.2f} "
                  f"{r['ratio'] if r['ratio'] is not None else 'n/a':>12} {r['kernel_seconds']:>9.3f} "
-                 f"{r['ftap_seconds']:>8.3f}{fail}")
+                 f"{r['ftap_seconds']:>8.3f}  {r['ratio_min']}-{r['ratio_max']}; "
+                 f"{r['ftap_range'][0]:.1f}-{r['ftap_range'][1]:.1f}{fail}")
     return "\n".join(L)
 
 
@@ -1049,6 +1139,8 @@ def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
     L.append("")
     if res.get("loss"):
         L.append(fmt_loss(res))
+    if res.get("synflood"):
+        L.append(fmt_synflood(res))
         L.append("")
     L.append("Targets (issue 6)")
     for t in tg:
@@ -1137,9 +1229,17 @@ def main():
     ap.add_argument("--loss-timeout", type=float, default=300, help="give up on one transfer after this many seconds")
     ap.add_argument("--loss-no-pair", action="store_true", help="loss section: ftap solo only, no replicated pair")
     ap.add_argument("--loss-reps", type=int, default=0, help="runs per loss rate and server (default 3, quick 1)")
+    ap.add_argument("--loss-bytes", type=int, default=8_000_000,
+                    help="bytes echoed per loss transfer (1 MB lasted 6-30 ms: one timeout decided a median)")
+    ap.add_argument("--synflood", choices=["on", "off", "only"], default="on",
+                    help="the SYN-flood row (issue 13): with the rest, skipped, or alone")
+    ap.add_argument("--synflood-seconds", type=float, default=5, help="length of each flood")
     ap.add_argument("--loss-direction", choices=["both", "up", "down"], default="both",
                     help="which way frames are dropped: both, up (client to server) or down")
+    ap.add_argument("--realtime", action="store_true",
+                    help="run the ftap daemons with chrt -f 10 (SCHED_FIFO)")
     args = ap.parse_args()
+    args.rt_prefix = ["chrt", "-f", "10"] if args.realtime else []
     b = Bench(args)
     info = machine_info(args.ftap)
 
@@ -1167,6 +1267,15 @@ def main():
     res["machine"] = info
     res["command"] = args.command
     res["ftap_extra_args"] = args.ftap_arg
+    if args.synflood == "only":
+        table = fmt_synflood(res)
+        with open(os.path.join(args.out, "bench-synflood.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        with open(os.path.join(args.out, "bench-synflood.txt"), "w") as f:
+            f.write(table + "\n")
+        print()
+        print(table)
+        return
     if args.loss == "only":
         res["loss_summary"] = loss_summary(res)
         table = fmt_loss(res)

@@ -88,6 +88,7 @@ public final class Replica {
         guard e.time >= lastTime else { throw ApplyError.timeWentBack(index: e.index) }
         guard e.time <= Replica.maxTime else { throw ApplyError.timeOutOfRange(index: e.index, time: e.time) }
         appliedIndex = e.index
+        let previous = lastTime
         lastTime = e.time
         epoch = max(epoch, e.epoch)
         switch e.kind {
@@ -96,8 +97,7 @@ public final class Replica {
         case .tick:
             stack.advanceTime(to: e.time, out: &out)
         case .goLive:
-            stack.advanceTime(to: e.time, out: &out)
-            if e.payload.first != 0 { stack.retransmitAll(now: e.time, out: &out) }
+            stack.goLive(now: e.time, previous: previous, retransmit: e.payload.first != 0, out: &out)
         case .handover:
             break
         }
@@ -111,8 +111,9 @@ public final class Replica {
     /// Version 2: the stack state became "FTS2" (SACK-permitted per
     /// connection, fields in `TCB.schema` order). Bump it whenever the bytes
     /// of `snapshot()` change for the same state; SnapshotSchemaTests holds
-    /// the golden hash that notices.
-    public static let snapshotVersion: UInt32 = 3
+    /// the golden hash that notices. Version 3: "FTS3"; version 4: "FTS4"
+    /// (TCP resource limits and the go-live time shift, issue 13).
+    public static let snapshotVersion: UInt32 = 4
 
     /// The complete replicated state between two entries (format "FTSN"):
     /// magic, version, applied index, epoch, last log time, then

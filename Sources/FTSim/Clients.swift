@@ -20,6 +20,11 @@ final class Host {
     var ipID: UInt16 = 0
     let mss: Int
     let wscale: UInt8?
+    /// Offers SACK (RFC 2018) and timestamps (RFC 7323) in its SYNs, as a
+    /// Linux client does; chosen by host number, so the random draws (and
+    /// every seed's scenario) stay what they were.
+    let offersSACK: Bool
+    let offersTimestamps: Bool
     var app: ClientApp!
     var wakeAt: Nanos? = nil
     var wakeToken: UInt64 = 0
@@ -33,6 +38,8 @@ final class Host {
         nextPort = UInt16(32768 + Int(self.rng.below(20000)))
         mss = self.rng.chance(0.3) ? self.rng.int(536...1460) : 1460
         wscale = self.rng.chance(0.5) ? UInt8(self.rng.int(0...4)) : nil
+        offersSACK = id % 3 != 2
+        offersTimestamps = id % 2 == 0
         switch kind {
         case .counter: app = CounterApp(host: self)
         case .echo: app = EchoApp(host: self)
@@ -138,10 +145,17 @@ final class Host {
     func sendTCP(_ c: TCPConn, seq: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8> = []) {
         guard let dst = applianceMAC else { return }
         let syn = flags.contains(.syn)
+        // TSval: this host's clock in ms plus a per-connection offset, as Linux.
+        let blocks = c.sackOK && !syn ? c.sackBlocks() : []
+        if !blocks.isEmpty { sim.stat("client-sack-acks") }
+        let stamp = (syn ? offersTimestamps : c.tsOK)
+            ? TCPTimestamps(value: UInt32(truncatingIfNeeded: now / nsPerMs) &+ c.iss, echo: syn ? 0 : c.tsRecent) : nil
         let f = FrameBuilder.tcp(ethSrc: mac, ethDst: dst, src: ip, dst: sim.applianceIP.address,
                                  srcPort: c.lport, dstPort: c.rport, seq: seq,
                                  ack: flags.contains(.ack) ? c.rcvNxt : 0, flags: flags, window: 65535,
                                  mss: syn ? UInt16(mss) : nil, windowScale: syn ? wscale : nil,
+                                 sackPermitted: syn && offersSACK, timestamps: stamp,
+                                 sackBlocks: blocks,
                                  payload: payload, ttl: 64, ipID: nextIPID())
         transmit(f)
     }
@@ -194,6 +208,10 @@ final class TCPConn {
     var retries = 0
     var rtoAt: Nanos? = nil
     var cwnd = 0
+    // Negotiated in the SYN-ACK: SACK blocks on our ACKs, timestamps on every segment.
+    var sackOK = false
+    var tsOK = false
+    var tsRecent: UInt32 = 0
     var sim: Simulation { host.sim }
     var label: String { "\(host.name):\(lport)->\(rport)" }
 
@@ -217,6 +235,20 @@ final class TCPConn {
 
     func sendSYN() { host.sendTCP(self, seq: iss, flags: [.syn]) }
 
+    /// RFC 2018 blocks for the out-of-order queue, the most recently
+    /// received first; three with timestamps (40 option bytes), four without.
+    func sackBlocks() -> [(UInt32, UInt32)] {
+        var blocks: [(UInt32, UInt32)] = []
+        for s in ooo.reversed() where !s.data.isEmpty {
+            let b = (rcvBase &+ UInt32(s.off), rcvBase &+ UInt32(s.off + s.data.count))
+            if !blocks.contains(where: { $0 == b }) { blocks.append(b) }
+        }
+        return Array(blocks.prefix(tsOK ? 3 : 4))
+    }
+
+    /// Payload bytes per segment: the MSS less the timestamp option.
+    var payloadMax: Int { max(1, sendMSS - (tsOK ? 12 : 0)) }
+
     func sendAck() { host.sendTCP(self, seq: sndBase &+ UInt32(nxtOff) &+ (finOut ? 1 : 0), flags: [.ack]) }
 
     func write(_ bytes: [UInt8]) {
@@ -234,7 +266,7 @@ final class TCPConn {
         let wnd = max(force ? 1 : 0, min(peerWnd, cwnd))
         while nxtOff < out.count {
             let room = wnd - (nxtOff - ackedOff)
-            let len = min(sendMSS, out.count - nxtOff, room)
+            let len = min(payloadMax, out.count - nxtOff, room)
             if len <= 0 { break }
             let last = nxtOff + len == out.count
             host.sendTCP(self, seq: sndBase &+ UInt32(nxtOff), flags: last ? [.ack, .psh] : [.ack],
@@ -291,6 +323,11 @@ final class TCPConn {
 
     func segment(_ h: TCPHeader, _ f: [UInt8]) {
         let payload = f[h.payload]
+        // Every segment must fit the appliance's MTU with its options.
+        if f.count - 14 > sim.stackMTU {
+            failConn("tcp-protocol", "a \(f.count - 14)-byte IP packet, beyond the MTU of \(sim.stackMTU)"); return
+        }
+        if tsOK, let t = h.timestamps, Int32(bitPattern: t.value &- tsRecent) > 0 { tsRecent = t.value }
         switch state {
         case .failed:
             return
@@ -304,6 +341,8 @@ final class TCPConn {
             state = .open
             if host.wscale != nil, let ws = h.windowScale { peerScale = Int(min(ws, 14)); ourScale = Int(host.wscale!) }
             peerWnd = Int(h.window)
+            sackOK = host.offersSACK && h.sackPermitted
+            if host.offersTimestamps, let t = h.timestamps { tsOK = true; tsRecent = t.value; sim.stat("client-timestamp-connections") }
             sendMSS = min(Int(h.mss ?? 536), host.mss)
             cwnd = 10 * sendMSS
             unaOff = 0

@@ -167,6 +167,10 @@ public final class Simulation {
 
     // MARK: - Setup
 
+    /// The appliance's MTU (StackConfig's default): clients check every
+    /// segment against it.
+    var stackMTU: Int { StackConfig(mac: applianceMAC, interface: applianceIP).mtu }
+
     func makeNode(_ i: Int, role: Role) -> SimNode {
         var sc = StackConfig(mac: applianceMAC, interface: applianceIP)
         sc.isnKey = isnKey

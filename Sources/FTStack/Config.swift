@@ -39,6 +39,27 @@ public struct StackConfig: Sendable, Equatable {
     public var msl: Nanos = 30_000 * nsPerMs
     public var finWait2Timeout: Nanos = 60_000 * nsPerMs
     public var ttl: UInt8 = 64
+    /// Keepalive (RFC 1122 4.2.3.6), off when 0: after this much log time
+    /// without a segment from the peer, probe it every `keepaliveInterval`;
+    /// `keepaliveProbes` unanswered probes reset the connection.
+    public var keepaliveIdle: Nanos = 0
+    public var keepaliveInterval: Nanos = 75_000 * nsPerMs
+    public var keepaliveProbes: Int = 9
+    /// A connection that hears nothing from its peer for this long is reset
+    /// (off when 0): an idle limit for peers that vanished without a FIN.
+    public var idleTimeout: Nanos = 0
+    /// How long the peer may keep its window closed while we have data for
+    /// it, answering our probes, before the connection is reset (RFC 6429
+    /// allows a sender to abort a connection stuck in persist). 0: forever,
+    /// as RFC 1122 4.2.2.17 otherwise asks.
+    public var zeroWindowTimeout: Nanos = 120_000 * nsPerMs
+    /// Connections (all states but TIME-WAIT) one source address may hold;
+    /// its SYNs beyond it get RST. 0: no limit.
+    public var maxConnectionsPerSource: Int = 0
+    /// The smallest path MTU an ICMP "fragmentation needed" (RFC 1191) may
+    /// lower a connection to, as Linux's min_pmtu (552): below it the
+    /// message is ignored, so forged ICMP cannot shrink segments to nothing.
+    public var minPathMTU: Int = 552
     /// Simulator-only sabotage: mixed into ISNs, so a node whose salt differs
     /// derives ISNs from something outside the log. Always 0 in the daemon.
     public var sabotageISNSalt: UInt64 = 0
@@ -63,6 +84,10 @@ public struct StackConfig: Sendable, Equatable {
             && a.maxRetransmits == b.maxRetransmits && a.synAckRetries == b.synAckRetries
             && a.msl == b.msl && a.finWait2Timeout == b.finWait2Timeout && a.ttl == b.ttl
             && a.sabotageISNSalt == b.sabotageISNSalt
+            && a.keepaliveIdle == b.keepaliveIdle && a.keepaliveInterval == b.keepaliveInterval
+            && a.keepaliveProbes == b.keepaliveProbes && a.idleTimeout == b.idleTimeout
+            && a.zeroWindowTimeout == b.zeroWindowTimeout && a.maxConnectionsPerSource == b.maxConnectionsPerSource
+            && a.minPathMTU == b.minPathMTU
     }
 }
 
@@ -86,7 +111,9 @@ protocol ConfigCoder {
 extension StackConfig {
     /// Version of the layout below. Bump it with any change to `schema`
     /// (ConfigSchemaTests holds the golden hash that notices).
-    public static let encodingVersion: UInt8 = 1
+    /// Version 2 appends keepalive, idle and zero-window limits, the
+    /// per-source connection limit and the minimum path MTU.
+    public static let encodingVersion: UInt8 = 2
 
     mutating func schema<C: ConfigCoder>(_ c: inout C) throws(C.Failure) {
         try c.field("mac", &mac); try c.field("ip", &interface); try c.field("mtu", &mtu)
@@ -97,6 +124,11 @@ extension StackConfig {
         try c.field("rto-initial-ns", &rtoInitial); try c.field("rto-min-ns", &rtoMin); try c.field("rto-max-ns", &rtoMax)
         try c.field("max-retransmits", &maxRetransmits); try c.field("synack-retries", &synAckRetries)
         try c.field("msl-ns", &msl); try c.field("fin-wait2-timeout-ns", &finWait2Timeout); try c.field("ttl", &ttl)
+        // Version 2.
+        try c.field("keepalive-idle-ns", &keepaliveIdle); try c.field("keepalive-interval-ns", &keepaliveInterval)
+        try c.field("keepalive-probes", &keepaliveProbes); try c.field("idle-timeout-ns", &idleTimeout)
+        try c.field("zero-window-timeout-ns", &zeroWindowTimeout)
+        try c.field("max-conns-per-source", &maxConnectionsPerSource); try c.field("min-path-mtu", &minPathMTU)
     }
 
     /// Canonical encoding (no version byte; see `encodingVersion`).
@@ -124,10 +156,13 @@ extension StackConfig {
         try check((0...32).contains(c.interface.prefixLength), "ip prefix length", c.interface.prefixLength)
         try check((68...65535).contains(c.mtu), "mtu", c.mtu)
         try check(c.windowScale <= 14, "window-scale", c.windowScale)
+        try check((68...c.mtu).contains(c.minPathMTU), "min-path-mtu", c.minPathMTU)
+        try check(c.keepaliveIdle == 0 || c.keepaliveInterval > 0, "keepalive-interval-ns", c.keepaliveInterval)
         for (name, v) in [("max-connections", c.maxConnections), ("syn-backlog", c.synBacklog),
                           ("send-buffer", c.sendBufferBytes), ("recv-buffer", c.receiveBufferBytes),
                           ("max-ooo-segments", c.maxOutOfOrderSegments), ("max-retransmits", c.maxRetransmits),
-                          ("synack-retries", c.synAckRetries)] {
+                          ("synack-retries", c.synAckRetries), ("keepalive-probes", c.keepaliveProbes),
+                          ("max-conns-per-source", c.maxConnectionsPerSource)] {
             try check(v >= 0, name, v)
         }
         return c
@@ -218,6 +253,21 @@ public struct StackCounters: Equatable, Sendable {
     public var tcpSynCookiesAccepted: UInt64 = 0
     /// ACKs sent by the delayed-ACK timer (RFC 1122 4.2.3.2).
     public var tcpDelayedAcks: UInt64 = 0
+    /// ICMP "fragmentation needed" that lowered a connection's MSS (RFC 1191).
+    public var tcpPMTUUpdates: UInt64 = 0
+    /// ICMP errors dropped: no matching connection, sequence outside the
+    /// unacknowledged data, an MTU below the floor, or a type we do not use.
+    public var icmpErrorsIgnored: UInt64 = 0
+    /// Segments dropped by PAWS (RFC 7323 section 5): an old timestamp.
+    public var tcpPAWSDropped: UInt64 = 0
+    /// Keepalive probes sent (RFC 1122 4.2.3.6).
+    public var tcpKeepaliveProbes: UInt64 = 0
+    /// Connections reset by the keepalive, the idle limit or the zero-window limit.
+    public var tcpKeepaliveResets: UInt64 = 0
+    public var tcpIdleResets: UInt64 = 0
+    public var tcpZeroWindowResets: UInt64 = 0
+    /// SYNs refused because their source holds `maxConnectionsPerSource`.
+    public var tcpSourceLimited: UInt64 = 0
 
     public init() {}
 
@@ -239,6 +289,10 @@ public struct StackCounters: Equatable, Sendable {
         ("tcp_lost_retransmits", \.tcpLostRetransmits), ("tcp_loss_probes", \.tcpLossProbes),
         ("tcp_reorder_timeouts", \.tcpReorderTimeouts), ("tcp_delayed_acks", \.tcpDelayedAcks),
         ("tcp_syncookies_sent", \.tcpSynCookiesSent), ("tcp_syncookies_accepted", \.tcpSynCookiesAccepted),
+        ("tcp_pmtu_updates", \.tcpPMTUUpdates), ("icmp_errors_ignored", \.icmpErrorsIgnored),
+        ("tcp_paws_dropped", \.tcpPAWSDropped), ("tcp_keepalive_probes", \.tcpKeepaliveProbes),
+        ("tcp_keepalive_resets", \.tcpKeepaliveResets), ("tcp_idle_resets", \.tcpIdleResets),
+        ("tcp_zero_window_resets", \.tcpZeroWindowResets), ("tcp_source_limited", \.tcpSourceLimited),
     ]
 
     /// Name/value pairs in the order of `fields`.

@@ -8,6 +8,7 @@ import FTWire
 /// Format "FTS3" (after the tag, all big-endian):
 ///   every counter of `StackCounters.fields` (u64, in that order),
 ///   next connection id (u64), IPv4 identification (u16),
+///   time shift (u64),
 ///   connection count (i64), connections in `ConnKey` order (`TCB.schema`),
 ///   then per stream service, then per datagram service, in port order:
 ///   port (u16), kind (string), the service's own `encodeState`.
@@ -16,7 +17,11 @@ import FTWire
 /// connection (it was added without a new tag; "FTS2" also reorders the
 /// connection fields into `TCB.schema`). "FTS3" adds the four loss-recovery
 /// counters and, at the end of a connection, the SACK scoreboard, HighRxt,
-/// the loss-probe state, timestamps and delayed-ACK state.
+/// the loss-probe state, timestamps and delayed-ACK state. "FTS4" adds the
+/// stack's time shift after the IPv4 identification,
+/// eight counters (path MTU, ICMP, PAWS, keepalive, idle, zero window,
+/// per-source limit) and, at the end of a connection, the zero-window,
+/// keepalive and idle state and TS.Recent's age.
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)
@@ -138,6 +143,9 @@ extension TCB {
         try c.field(&recoveryResends)
         try c.field(&tsOK); try c.field(&tsRecent); try c.field(&lastAckSent)
         try c.field(&unackedSegments); try c.field(&quickAcks); try c.field(&delAckDeadline); try c.field(&lastOOOSeq)
+        // FTS4: zero-window limit, keepalive and idle limit, TS.Recent's age.
+        try c.field(&zeroWindowSince); try c.field(&lastHeard); try c.field(&keepaliveSent)
+        try c.field(&idleDeadline); try c.field(&tsRecentTime)
     }
 
     func encode(into w: inout ByteWriter) {
@@ -153,8 +161,8 @@ extension TCB {
 }
 
 extension Stack {
-    /// "FTS3": the tag that starts `encodeState`. Change it with the encoding.
-    public static let stateFormat: UInt32 = 0x4654_5333
+    /// "FTS4": the tag that starts `encodeState`. Change it with the encoding.
+    public static let stateFormat: UInt32 = 0x4654_5334
 
     /// Appends the complete replicated state in a canonical order: no
     /// Dictionary order reaches it (connections and services are sorted).
@@ -162,6 +170,7 @@ extension Stack {
         w.u32(Self.stateFormat)
         for (_, v) in counters.all { w.u64(v) }
         w.u64(nextConnID); w.u16(ipID)
+        w.u64(timeShift)
         let keys = conns.keys.sorted()
         w.int(keys.count)
         for k in keys { conns[k]!.encode(into: &w) }
@@ -179,6 +188,7 @@ extension Stack {
         for (_, kp) in StackCounters.fields { c[keyPath: kp] = try r.u64() }
         let nextID = try r.u64()
         let ipID = try r.u16()
+        let shift = try r.u64()
         let n = try r.int()
         guard n >= 0, n <= 1 << 24 else { throw DecodeError.invalid(offset: r.offset - 8, what: "connection count \(n)") }
         var restored: [ConnKey: TCB] = [:]
@@ -203,6 +213,7 @@ extension Stack {
         counters = c
         nextConnID = nextID
         self.ipID = ipID
+        timeShift = shift
         conns = restored
     }
 }

@@ -26,6 +26,11 @@ public final class Stack {
     /// The TSecr of the segment being processed, if it carries timestamps
     /// and ACK (set by `segmentArrives`, read while it runs).
     var inputTSEcr: UInt32? = nil
+    /// Stack time = log time - `timeShift`. The shift grows by the gap
+    /// before each go-live entry, so the appliance's timers and timestamps
+    /// see no time pass while no node served it, however far the new
+    /// primary's clock is ahead of the last logged time (`goLive`).
+    var timeShift: Nanos = 0
 
     public init(config: StackConfig) {
         self.config = config
@@ -58,9 +63,9 @@ public final class Stack {
     // MARK: - Inputs
 
     /// Processes one inbound Ethernet frame at log time `now`; appends frames to emit to `out`.
-    public func handleFrame(_ f: [UInt8], now: Nanos, out: inout [[UInt8]]) {
+    public func handleFrame(_ f: [UInt8], now logNow: Nanos, out: inout [[UInt8]]) {
         counters.framesIn += 1
-        clock = now
+        let now = enter(logNow)
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         guard let eth = try? EthernetHeader.parse(f) else { counters.malformed += 1; return }
@@ -73,8 +78,8 @@ public final class Stack {
     }
 
     /// Fires every timer due at or before `now`.
-    public func advanceTime(to now: Nanos, out: inout [[UInt8]]) {
-        clock = now
+    public func advanceTime(to logNow: Nanos, out: inout [[UInt8]]) {
+        let now = enter(logNow)
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         var due: [TCB] = []
@@ -83,18 +88,37 @@ public final class Stack {
         for t in due where conns[t.key] === t { fireTimers(t, now: now, out: &out) }
     }
 
-    /// The earliest pending timer, if any.
+    /// The earliest pending timer, if any, in log time.
     public var nextDeadline: Nanos? {
         var d: Nanos? = nil
         for t in conns.values { if let x = t.deadline { d = d.map { min($0, x) } ?? x } }
-        return d
+        return d.map { $0 + timeShift }
+    }
+
+    /// Log time to stack time for an input; sets `clock`.
+    func enter(_ logNow: Nanos) -> Nanos {
+        let now = logNow >= timeShift ? logNow - timeShift : 0
+        clock = now
+        return now
+    }
+
+    /// A go-live entry (takeover or planned switchover) at log time
+    /// `logNow`, after an entry at log time `previous`: the time between
+    /// them is not the appliance's (no node served it, and a new primary's
+    /// clock may be far ahead of the log's), so the stack's clock resumes
+    /// where it stopped and no timer fires for the gap. Then, after a
+    /// takeover, every connection resends at once (`retransmitAll`).
+    public func goLive(now logNow: Nanos, previous: Nanos, retransmit: Bool, out: inout [[UInt8]]) {
+        if logNow > previous { timeShift += logNow - previous }
+        advanceTime(to: logNow, out: &out)
+        if retransmit { retransmitAll(now: logNow, out: &out) }
     }
 
     /// Retransmits, right now, the oldest unacknowledged segment of every
     /// connection and resets its backoff. Used by a replica going live after a
     /// takeover, so clients do not wait for a backed-off RTO.
-    public func retransmitAll(now: Nanos, out: inout [[UInt8]]) {
-        clock = now
+    public func retransmitAll(now logNow: Nanos, out: inout [[UInt8]]) {
+        let now = enter(logNow)
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
         for key in conns.keys.sorted() {
@@ -194,6 +218,7 @@ public final class Stack {
             guard p.count >= 8 else { counters.malformed += 1; return }
             var c = InternetChecksum(); c.add(f, p)
             guard c.value == 0 else { counters.badChecksum += 1; return }
+            if f[p.lowerBound] == ICMPError.destinationUnreachable { icmpError(f, ip: ip, now: now, out: &out); return }
             guard f[p.lowerBound] == 8, f[p.lowerBound + 1] == 0 else { counters.notForUs += 1; return }
             out.append(FrameBuilder.icmp(ethSrc: config.mac, ethDst: eth.src, src: config.ip, dst: ip.src,
                                          type: 0, code: 0, rest: f.readBE32(p.lowerBound + 4),

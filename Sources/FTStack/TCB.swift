@@ -170,6 +170,18 @@ final class TCB {
     var persistUnanswered = 0
     var timeWaitDeadline: Nanos? = nil
     var finWait2Deadline: Nanos? = nil
+    /// When the peer's window closed with data waiting (the zero-window limit).
+    var zeroWindowSince: Nanos? = nil
+
+    // Idle resources: keepalive and the idle limit (RFC 1122 4.2.3.6), PAWS age.
+    /// Stack time of the last acceptable segment from the peer.
+    var lastHeard: Nanos = 0
+    /// Keepalive probes sent since the peer was last heard.
+    var keepaliveSent = 0
+    /// When the keepalive or idle limit must next be looked at.
+    var idleDeadline: Nanos? = nil
+    /// Stack time TS.Recent was last set (RFC 7323 5.5: invalid after 24 days).
+    var tsRecentTime: Nanos = 0
 
     init(id: ConnectionID, key: ConnKey, peerMAC: MACAddress, iss: UInt32, irs: UInt32, sendMSS: Int, rto: Nanos) {
         self.id = id; self.key = key; self.peerMAC = peerMAC
@@ -182,7 +194,7 @@ final class TCB {
 
     var deadline: Nanos? {
         var d: Nanos? = nil
-        for x in [rtoDeadline, persistDeadline, timeWaitDeadline, finWait2Deadline, tlpDeadline, delAckDeadline] {
+        for x in [rtoDeadline, persistDeadline, timeWaitDeadline, finWait2Deadline, tlpDeadline, delAckDeadline, idleDeadline] {
             if let x { d = d.map { min($0, x) } ?? x }
         }
         return d

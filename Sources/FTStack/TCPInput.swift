@@ -45,6 +45,11 @@ extension Stack {
         }
         // LISTEN, fourth check: any other text or control without SYN is dropped.
         guard seg.flags.contains(.syn) else { return }
+        if sourceAtLimit(key.remote.ip) {
+            counters.tcpSourceLimited += 1
+            sendReset(to: key, mac: srcMAC, seg: seg, segLen: segLen, out: &out)
+            return
+        }
         // Limits: refuse cleanly with RST when full.
         var live = 0, embryonic = 0
         for t in conns.values where t.state != .timeWait {
@@ -76,7 +81,9 @@ extension Stack {
             // RFC 7323 section 3.2: the SYN offered timestamps; we answer with ours.
             t.tsOK = true
             t.tsRecent = ts.value
+            t.tsRecentTime = now
         }
+        heard(t, now: now)
         t.sndWnd = Int(seg.window)  // the window in a SYN is never scaled
         t.maxSndWnd = t.sndWnd
         t.sndWl1 = seg.seq; t.sndWl2 = 0
@@ -143,8 +150,9 @@ extension Stack {
                       out: inout [[UInt8]]) {
         var live = 0
         for t in conns.values where t.state != .timeWait { live += 1 }
-        guard live < config.maxConnections else {
-            counters.tcpConnectionsRefused += 1
+        let limited = sourceAtLimit(key.remote.ip)
+        guard live < config.maxConnections, !limited else {
+            if limited { counters.tcpSourceLimited += 1 } else { counters.tcpConnectionsRefused += 1 }
             sendReset(to: key, mac: srcMAC, seg: seg, segLen: UInt32(seg.payload.count), out: &out)
             return
         }
@@ -158,6 +166,7 @@ extension Stack {
         t.sndWl1 = seg.seq &- 1
         t.lastAckSent = t.rcvNxt
         t.rcvAdvEdge = t.rcvNxt &+ UInt32(min(config.receiveBufferBytes, 65535))
+        heard(t, now: now)
         conns[key] = t
         segmentArrives(t, f, seg, srcMAC: srcMAC, now: now, out: &out)
     }
@@ -188,6 +197,13 @@ extension Stack {
             return
         }
 
+        // PAWS (RFC 7323 5.3 R1) comes before the sequence number check.
+        if failsPAWS(t, seg, now: now) {
+            counters.tcpPAWSDropped += 1
+            sendAck(t, out: &out)
+            return
+        }
+
         // 1. Sequence number check (RFC 9293 3.10.7.4, first).
         let wnd = receiveWindowForAcceptance(t)
         if !acceptable(t, seq: seq, len: segLen, wnd: wnd) {
@@ -212,7 +228,7 @@ extension Stack {
         // RFC 7323 section 4.3 (3): remember the TSval to echo when the
         // segment covers Last.ACK.sent (the one our next ACK acknowledges).
         if t.tsOK, let ts = seg.timestamps, seqLE(seq, t.lastAckSent), !seg.flags.contains(.rst) {
-            if seqGE(ts.value, t.tsRecent) || t.state == .synReceived { t.tsRecent = ts.value }
+            if seqGE(ts.value, t.tsRecent) || t.state == .synReceived { t.tsRecent = ts.value; t.tsRecentTime = now }
         }
 
         // 2. RST (RFC 5961 section 3): exact match resets, in-window gets a challenge ACK.
@@ -239,6 +255,7 @@ extension Stack {
         // failover). Earlier, any LAN host could redirect our ACKs, and with
         // them the exact sequence numbers RFC 5961 keeps from off-path hosts.
         t.peerMAC = srcMAC
+        heard(t, now: now)
 
         // 4. ACK processing.
         guard seg.flags.contains(.ack) else { return }
@@ -301,7 +318,7 @@ extension Stack {
                 t.sndWnd = peerWindow
                 t.maxSndWnd = max(t.maxSndWnd, peerWindow)
                 t.sndWl1 = seq; t.sndWl2 = ack
-                if t.sndWnd > 0 { t.persistDeadline = nil; t.persistBackoff = 0 }
+                if t.sndWnd > 0 { t.persistDeadline = nil; t.persistBackoff = 0; t.zeroWindowSince = nil }
                 if opened { t.persistUnanswered = 0 }
             }
             t.persistUnanswered = 0

@@ -68,6 +68,7 @@ extension Stack {
         // Zero window with data waiting and nothing in flight: probe (RFC 9293 3.8.6.1).
         if t.unsentBytes > 0 && t.sndWnd == 0 && t.outstanding == 0 && t.persistDeadline == nil {
             t.persistDeadline = now + persistInterval(t)
+            if t.zeroWindowSince == nil { t.zeroWindowSince = now }
         }
         if sentNow > 0 { scheduleTLP(t, now: now) }
         if t.ackNeeded { sendAck(t, out: &out) }
@@ -267,6 +268,7 @@ extension Stack {
                 }
             }
         }
+        if let d = t.idleDeadline, d <= now, !fireIdleTimer(t, now: now, out: &out) { return }
         if let d = t.delAckDeadline, d <= now {
             t.delAckDeadline = nil
             if t.unackedSegments > 0 || t.ackNeeded {
@@ -278,6 +280,12 @@ extension Stack {
             t.persistDeadline = nil
             if t.sndWnd == 0 && t.unsentBytes > 0 && t.outstanding == 0 {
                 t.persistUnanswered += 1
+                if zeroWindowExpired(t, now: now) {
+                    counters.tcpZeroWindowResets += 1
+                    sendReset(seq: t.sndMax, t: t, out: &out)
+                    remove(t)
+                    return
+                }
                 if t.persistUnanswered > config.maxRetransmits {
                     sendReset(seq: t.sndMax, t: t, out: &out)
                     remove(t)

@@ -130,6 +130,19 @@ struct Run: ParsableCommand {
     var sendBufferKb: Int = 256
     @Option(help: "Per-connection receive buffer (and window) in KiB.")
     var recvBufferKb: Int = 256
+    // TCP resource limits (issue 13).
+    @Option(help: "Reset a TCP connection that hears nothing from its peer for this many seconds (0: off).")
+    var tcpIdleTimeoutS: Int = 0
+    @Option(help: "TCP keepalive: probe a peer silent for this many seconds (0: off).")
+    var tcpKeepaliveS: Int = 0
+    @Option(help: "TCP keepalive: seconds between probes.")
+    var tcpKeepaliveIntervalS: Int = 75
+    @Option(help: "TCP keepalive: unanswered probes before the connection is reset.")
+    var tcpKeepaliveProbes: Int = 9
+    @Option(help: "Reset a connection whose peer keeps its window closed this many seconds while data waits (RFC 6429; 0: never).")
+    var tcpZeroWindowTimeoutS: Int = 120
+    @Option(help: "Maximum TCP connections per source address; SYNs beyond it get RST (0: no limit).")
+    var tcpMaxPerSource: Int = 0
 
     @Option(help: "Write in.pcap (frames applied), out.pcap (frames emitted) and shadow.pcap (frames a backup suppressed) here.")
     var pcapDir: String?
@@ -173,6 +186,10 @@ struct Run: ParsableCommand {
         for i in trackInterfaces where i.isEmpty || i.utf8.count > 15 {
             throw ValidationError("--track-interface '\(i)' is not an interface name (1-15 bytes)")
         }
+        guard tcpIdleTimeoutS >= 0, tcpKeepaliveS >= 0, tcpKeepaliveIntervalS > 0, tcpKeepaliveProbes >= 0,
+              tcpZeroWindowTimeoutS >= 0, tcpMaxPerSource >= 0 else {
+            throw ValidationError("--tcp-idle-timeout-s, --tcp-keepalive-s, --tcp-keepalive-probes, --tcp-zero-window-timeout-s and --tcp-max-per-source must be >= 0, --tcp-keepalive-interval-s > 0")
+        }
         guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
         if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
         if let s = secret, ChannelKeys.parseSecret(s) == nil { throw ValidationError("--secret must be 32 to 128 hex digits") }
@@ -211,6 +228,12 @@ struct Run: ParsableCommand {
         sc.synBacklog = synBacklog
         sc.sendBufferBytes = sendBufferKb * 1024
         sc.receiveBufferBytes = recvBufferKb * 1024
+        sc.idleTimeout = Nanos(tcpIdleTimeoutS) * 1000 * nsPerMs
+        sc.keepaliveIdle = Nanos(tcpKeepaliveS) * 1000 * nsPerMs
+        sc.keepaliveInterval = Nanos(tcpKeepaliveIntervalS) * 1000 * nsPerMs
+        sc.keepaliveProbes = tcpKeepaliveProbes
+        sc.zeroWindowTimeout = Nanos(tcpZeroWindowTimeoutS) * 1000 * nsPerMs
+        sc.maxConnectionsPerSource = tcpMaxPerSource
         let keys: ChannelKeys
         var adminToken: [UInt8]? = nil
         do {

@@ -114,7 +114,7 @@ final class RecordingTests: XCTestCase {
         let stack = good["stack"]!
         let cases: [(String?, String)] = [
             (nil, "lacks stack="),
-            ("2:" + stack.dropFirst(2), "encoding version 2; this ftap reads version 1"),
+            ("3:" + stack.dropFirst(2), "encoding version 3; this ftap reads version 2"),
             ("x" + stack, "bad stack="),
             (stack + "0", "not lowercase hex"),
             (String(stack.dropLast(2)), "does not decode"),
@@ -135,6 +135,7 @@ final class RecordingTests: XCTestCase {
     func testConfigBlockMatchesGoldenForItsVersions() {
         let golden: [(record: Int, stackConfig: UInt8, hash: UInt64)] = [
             (2, 1, 0xff46_8035_fbe4_2952),
+            (2, 2, 0x37fd_f605_dccc_e88c),  // TCP resource limits, minimum path MTU (issue 13)
         ]
         var c = StackConfig(mac: applianceMAC, interface: applianceIP)
         c.isnKey = (1, 2)

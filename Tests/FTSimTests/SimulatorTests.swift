@@ -23,6 +23,10 @@ final class SimulatorTests: XCTestCase {
         XCTAssertGreaterThan(summary.stats["entries-compared"] ?? 0, 1000)
         XCTAssertGreaterThan(summary.stats["digests-compared"] ?? 0, 50)
         XCTAssertGreaterThan(summary.stats["incr-completed"] ?? 0, 500)
+        // Clients negotiate SACK and timestamps (issue 13): lost and reordered
+        // frames make them send SACK blocks, which drive the appliance's recovery.
+        XCTAssertGreaterThan(summary.stats["client-sack-acks"] ?? 0, 20)
+        XCTAssertGreaterThan(summary.stats["client-timestamp-connections"] ?? 0, 10)
     }
 
     /// The same seed yields the same trace and hash; another seed differs.

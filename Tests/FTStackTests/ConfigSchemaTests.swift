@@ -11,6 +11,8 @@ final class ConfigSchemaTests: XCTestCase {
         c.maxConnections = 17; c.synBacklog = 3; c.sendBufferBytes = 12_345; c.receiveBufferBytes = 54_321
         c.windowScale = 3; c.maxOutOfOrderSegments = 9; c.rtoInitial = 2 * ms; c.rtoMin = 1 * ms; c.rtoMax = 9 * ms
         c.maxRetransmits = 4; c.synAckRetries = 2; c.msl = 5 * ms; c.finWait2Timeout = 6 * ms; c.ttl = 33
+        c.keepaliveIdle = 7 * ms; c.keepaliveInterval = 8 * ms; c.keepaliveProbes = 5; c.idleTimeout = 10 * ms
+        c.zeroWindowTimeout = 11 * ms; c.maxConnectionsPerSource = 12; c.minPathMTU = 600
         return c
     }
 
@@ -37,10 +39,13 @@ final class ConfigSchemaTests: XCTestCase {
         old.int(c.sendBufferBytes); old.int(c.receiveBufferBytes); old.u8(c.windowScale); old.int(c.maxOutOfOrderSegments)
         old.u64(c.rtoInitial); old.u64(c.rtoMin); old.u64(c.rtoMax); old.int(c.maxRetransmits); old.int(c.synAckRetries)
         old.u64(c.msl); old.u64(c.finWait2Timeout); old.u8(c.ttl)
+        // Version 2 appends the TCP resource limits.
+        old.u64(c.keepaliveIdle); old.u64(c.keepaliveInterval); old.int(c.keepaliveProbes); old.u64(c.idleTimeout)
+        old.u64(c.zeroWindowTimeout); old.int(c.maxConnectionsPerSource); old.int(c.minPathMTU)
         var w = ByteWriter()
         c.encode(into: &w)
         XCTAssertEqual(w.bytes, old.bytes)
-        XCTAssertEqual(StackConfig.encodingVersion, 1, "the layout above is version 1; a new layout needs a new version")
+        XCTAssertEqual(StackConfig.encodingVersion, 2, "the layout above is version 2; a new layout needs a new version")
     }
 
     /// Every stored field of StackConfig is in the schema (by its readable
@@ -53,11 +58,15 @@ final class ConfigSchemaTests: XCTestCase {
             "windowScale": "window-scale", "maxOutOfOrderSegments": "max-ooo-segments", "rtoInitial": "rto-initial-ns",
             "rtoMin": "rto-min-ns", "rtoMax": "rto-max-ns", "maxRetransmits": "max-retransmits",
             "synAckRetries": "synack-retries", "msl": "msl-ns", "finWait2Timeout": "fin-wait2-timeout-ns", "ttl": "ttl",
+            "keepaliveIdle": "keepalive-idle-ns", "keepaliveInterval": "keepalive-interval-ns",
+            "keepaliveProbes": "keepalive-probes", "idleTimeout": "idle-timeout-ns",
+            "zeroWindowTimeout": "zero-window-timeout-ns", "maxConnectionsPerSource": "max-conns-per-source",
+            "minPathMTU": "min-path-mtu",
         ]
         let notEncoded: Set<String> = ["sabotageISNSalt"]
         let c = allFieldsSet()
         let stored = Mirror(reflecting: c).children.compactMap(\.label)
-        XCTAssertEqual(stored.count, 19)
+        XCTAssertEqual(stored.count, 26)
         let schemaNames = c.text.map(\.0)
         XCTAssertEqual(Set(schemaNames).count, schemaNames.count, "schema names are unique")
         for field in stored where !notEncoded.contains(field) {
@@ -81,7 +90,8 @@ final class ConfigSchemaTests: XCTestCase {
         let bad: [(String, (inout StackConfig) -> Void)] = [
             ("ip prefix length", { $0.interface.prefixLength = 33 }), ("mtu", { $0.mtu = 20 }),
             ("window-scale", { $0.windowScale = 15 }), ("syn-backlog", { $0.synBacklog = -1 }),
-            ("recv-buffer", { $0.receiveBufferBytes = -5 }),
+            ("recv-buffer", { $0.receiveBufferBytes = -5 }), ("min-path-mtu", { $0.minPathMTU = 9001 }),
+            ("keepalive-probes", { $0.keepaliveProbes = -1 }),
         ]
         for (name, edit) in bad {
             var c = base

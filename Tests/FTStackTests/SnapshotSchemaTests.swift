@@ -16,11 +16,15 @@ private enum Golden {
         // "FTS3": SACK scoreboard, loss probe, timestamps, delayed ACK (not yet
         // released when later fields and counters of this branch were added: same tag).
         (0x4654_5333, 0x0d99_9697_89fc_115c),
+        // "FTS4": time shift (go-live freeze), path MTU/PAWS/keepalive/idle/zero-window/per-source
+        // counters, and per connection the zero-window, keepalive, idle and TS.Recent-age state.
+        (0x4654_5334, 0x83b2_b80e_47a4_023c),
     ]
     /// `Replica.snapshot()` ("FTSN") of `schemaFixture()` after three ticks.
     static let snapshot: [(version: UInt32, hash: UInt64)] = [
         (2, 0x978c_ce90_c697_5737),  // "FTS2" inside
         (3, 0xa94b_1a4c_9209_4cc3),  // "FTS3" inside: SACK scoreboard, loss probe, timestamps, delayed ACK
+        (4, 0xd22a_3e61_e7d6_de67),  // "FTS4" inside: TCP resource limits, go-live time shift (issue 13)
     ]
 }
 
@@ -43,6 +47,7 @@ func schemaFixture() -> Stack {
     for (i, (_, kp)) in StackCounters.fields.enumerated() { s.counters[keyPath: kp] = UInt64(i + 1) * 1_000 + 7 }
     s.nextConnID = 42
     s.ipID = 0xBEEF
+    s.timeShift = 77 * ms
 
     let a = TCB(id: 40, key: ConnKey(remote: Endpoint(ip: IPv4Address(10, 0, 0, 1), port: 43512), localPort: 7000),
                 peerMAC: MACAddress(raw: 0x0200_0000_0001), iss: 0x1000_0000, irs: 0x2000_0000, sendMSS: 1400, rto: 300 * ms)
@@ -64,6 +69,8 @@ func schemaFixture() -> Stack {
     a.recoveryResends = 2
     a.tsOK = true; a.tsRecent = 0xABCD_0123; a.lastAckSent = 0x2000_0010
     a.unackedSegments = 1; a.quickAcks = 3; a.delAckDeadline = 5_040 * ms; a.lastOOOSeq = 0x2000_0200
+    a.zeroWindowSince = 4_500 * ms; a.lastHeard = 4_900 * ms; a.keepaliveSent = 2; a.idleDeadline = 9_000 * ms
+    a.tsRecentTime = 4_800 * ms
 
     let b = TCB(id: 41, key: ConnKey(remote: Endpoint(ip: IPv4Address(10, 0, 0, 2), port: 1025), localPort: 7),
                 peerMAC: MACAddress(raw: 0x0200_0000_0002), iss: 0xFFFF_FFF0, irs: 5, sendMSS: 536, rto: 1_000 * ms)
@@ -142,6 +149,7 @@ final class SnapshotSchemaTests: XCTestCase {
             "persistDeadline", "persistBackoff", "persistUnanswered", "timeWaitDeadline", "finWait2Deadline",
             "sacked", "highRxt", "rxtSndMax", "tlpDeadline", "tlpHigh", "recoveryResends", "tsOK", "tsRecent", "lastAckSent",
             "unackedSegments", "quickAcks", "delAckDeadline", "lastOOOSeq",
+            "zeroWindowSince", "lastHeard", "keepaliveSent", "idleDeadline", "tsRecentTime",
         ]
         let t = schemaFixture().conns.values.first!
         let fields = Set(Mirror(reflecting: t).children.compactMap(\.label))
@@ -178,7 +186,7 @@ final class SnapshotSchemaTests: XCTestCase {
         var r = ByteReader(bytes)
         XCTAssertThrowsError(try makeStack().restoreState(from: &r)) { e in
             XCTAssertEqual(e as? SnapshotError, .badVersion(0x4654_5332))
-            XCTAssertTrue("\(e)".contains("this ftap reads 0x46545333"), "\(e)")
+            XCTAssertTrue("\(e)".contains("this ftap reads 0x46545334"), "\(e)")
         }
     }
 

@@ -184,9 +184,11 @@ final class TCPRecoveryTests: XCTestCase {
         XCTAssertNil(h.stack.nextDeadline)
     }
 
+    /// RFC 1122 4.2.2.17, with the zero-window limit (RFC 6429) off.
     func testZeroWindowPeerThatKeepsAnsweringIsNotReset() throws {
         var cfg = applianceConfig()
         cfg.maxRetransmits = 2
+        cfg.zeroWindowTimeout = 0
         let h = Harness(cfg)
         let c = h.client(serverPort: 7)
         c.connect()
