@@ -116,6 +116,8 @@ public final class ReplicationCore {
     /// A node serving without a backup re-checks its epoch at this time.
     var nextEpochCheck: Nanos = 0
     var epochCheckInFlight = false
+    /// The alone node's lease (Ownership.swift).
+    var ownership = OwnershipLease()
 
     public init(config: ReplicationConfig, stack: Stack) {
         self.config = config

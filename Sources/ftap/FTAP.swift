@@ -253,6 +253,7 @@ struct Run: ParsableCommand {
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
             rc.arbiterIdentity = no.arbiter!.identity
+            rc.ownershipBound = no.arbiter!.ownershipBound
         }
         if pcapDir != nil || record != nil {
             do {

@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""Integration tests of the etcd arbiter (issue 15), run from the client
+namespace of scripts/netns.sh by scripts/etcd-test.sh:
+
+    ip netns exec ${P}-c python3 tests/integration/etcd_tests.py --prefix P --only NAME --out-dir DIR
+
+Every test starts a real three-member etcd cluster (Debian's etcd-server 3.4)
+in its own namespace ${P}-e: members ftap-etcd-m1..m3 on 10.77.0.11-13 (ports
+2379/2380) on a bridge that nodes A and B reach through their own "arbiter
+links" arbA (10.77.0.1) and arbB (10.77.0.2), apart from the log link and
+the uplinks. The pair runs with --arbiter etcd://10.77.0.11:2379,...:2379/ftap/t
+?ttl=$FTAP_ETCD_TTL (default 2 s). Captures on the switch's ports sw-a and
+sw-b (frames the nodes send, source = the appliance's MAC) check that the
+appliance's frames come from one port at a time: the sequence of ports, with
+runs collapsed, must be exactly the expected one (e.g. a then b).
+
+Tests:
+  e1_failover              SIGKILL A under INCR load: B claims epoch 2 in etcd, serves; client continues;
+                           `ftap arbiter status` lists epoch 1 tapA, epoch 2 tapB and B's alone lease
+  e2_member_killed_during_takeover  the etcd leader and A SIGKILLed together: B's claim
+                           succeeds (after the election), the client continues
+  e3_etcd_down_during_takeover  all members SIGKILLed, then A: B retries (arbiter_unavailable
+                           grows), never exits, never goes live; members restarted: B takes over
+  e4_cable_pull            upA + logA down at once (A's arbiter link up): B takes over; A never
+                           wins an epoch; links back: A wins nothing and emits nothing
+  e5_alone_lease_bound     B serving alone loses its arbiter link: B exits 2 within its bound,
+                           and only after B exited can another claimant win epoch 3
+                           (`ftap arbiter claim` polled from A's namespace); the timing argument
+
+Environment: FTAP_RUN_BIN, FTAP_PIDFILE, FTAP_LOG_LEVEL (see pairlib);
+FTAP_ETCD_TTL (lease seconds, default 2); FTAP_ETCD_FAILOVER_MS (default 500).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ftaplib as L  # noqa: E402
+import pairlib as PL  # noqa: E402
+from ftaplib import TestFailure, check, check_eq, test  # noqa: E402
+from pairlib import Capture, IncrLoad, Pair  # noqa: E402
+
+AMAC = PL.APPLIANCE_MAC
+T_MS = int(os.environ.get("FTAP_ETCD_FAILOVER_MS", "500") or 500)
+TTL = int(os.environ.get("FTAP_ETCD_TTL", "2") or 2)
+# Spec.ownershipBound: TTL·0.99/1.01 − 100 ms.
+BOUND = TTL * 0.99 / 1.01 - 0.1
+MEMBERS = [("m1", "10.77.0.11"), ("m2", "10.77.0.12"), ("m3", "10.77.0.13")]
+PREFIX = "/ftap/t"
+
+
+def ms(x):
+    return f"{x * 1000:.1f} ms"
+
+
+def links(ns: str, *changes: str):
+    L.run(["ip", "-b", "-"], ns=ns, input="".join(f"link set {c}\n" for c in changes).encode(), timeout=10)
+
+
+# --- the etcd cluster ------------------------------------------------------------
+
+class EtcdCluster:
+    """Three etcd members in namespace ${P}-e, reachable from A and B over
+    their arbiter links. ``close`` kills the members and deletes the namespace."""
+
+    def __init__(self, topo: L.Topology, out_dir: str):
+        self.topo = topo
+        self.ns = f"{topo.prefix}-e"
+        self.dir = os.path.join(out_dir, "etcd")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, object] = {}
+        self.key = L.register_cleanup("etcd cluster", self.close)
+        self.setup_net()
+        for name, _ in MEMBERS:
+            self.start(name)
+        self.wait_healthy(30)
+
+    def setup_net(self):
+        L.run(["ip", "netns", "delete", self.ns], check=False, timeout=10)
+        L.run(["ip", "netns", "add", self.ns], timeout=10)
+        e = self.ns
+        cmds = [(e, "ip link set lo up"), (e, "ip link add bre type bridge"), (e, "ip link set bre up")]
+        cmds += [(e, f"ip addr add {ip}/24 dev bre") for _, ip in MEMBERS]
+        L.run(["ip", "link", "add", "arbA", "netns", self.topo.node_a, "type", "veth", "peer", "name", "e-a",
+               "netns", e], timeout=10)
+        L.run(["ip", "link", "add", "arbB", "netns", self.topo.node_b, "type", "veth", "peer", "name", "e-b",
+               "netns", e], timeout=10)
+        cmds += [(e, "ip link set e-a master bre up"), (e, "ip link set e-b master bre up"),
+                 (self.topo.node_a, "ip addr add 10.77.0.1/24 dev arbA"), (self.topo.node_a, "ip link set arbA up"),
+                 (self.topo.node_b, "ip addr add 10.77.0.2/24 dev arbB"), (self.topo.node_b, "ip link set arbB up")]
+        for ns, c in cmds:
+            L.run(c.split(), ns=ns, timeout=10)
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(f"{ip}:2379" for _, ip in MEMBERS)
+
+    def url(self, prefix: str = PREFIX) -> str:
+        return f"etcd://{self.endpoints}{prefix}?ttl={TTL}"
+
+    def start(self, name: str):
+        ip = dict(MEMBERS)[name]
+        cluster = ",".join(f"ftap-etcd-{n}=http://{i}:2380" for n, i in MEMBERS)
+        argv = ["ip", "netns", "exec", self.ns, "etcd", "--name", f"ftap-etcd-{name}",
+                "--data-dir", os.path.join(self.dir, name),
+                "--listen-client-urls", f"http://{ip}:2379", "--advertise-client-urls", f"http://{ip}:2379",
+                "--listen-peer-urls", f"http://{ip}:2380", "--initial-advertise-peer-urls", f"http://{ip}:2380",
+                "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                "--initial-cluster-token", f"ftap-{self.topo.prefix}",
+                "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap"]
+        logf = open(os.path.join(self.dir, f"{name}.log"), "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        PL.record_pid(p.pid, f"ftap-etcd-{name}")
+        self.procs[name] = p
+        self.logs[name] = logf
+
+    def kill(self, name: str, sig: int = signal.SIGKILL):
+        p = self.procs.get(name)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            p.wait(10)
+
+    def etcdctl(self, *args, timeout: float = 10, check_rc: bool = True, endpoints: str | None = None):
+        return L.run(["etcdctl", "--endpoints", endpoints or self.endpoints, "--dial-timeout", "1s",
+                      "--command-timeout", "2s"] + list(args), ns=self.ns, timeout=timeout, check=check_rc)
+
+    def wait_healthy(self, timeout: float):
+        dl = L.Deadline(timeout)
+        while True:
+            cp = self.etcdctl("endpoint", "health", check_rc=False)
+            if cp.returncode == 0:
+                return
+            if dl.expired():
+                raise TestFailure(f"etcd cluster not healthy within {timeout}s: {cp.stdout} {cp.stderr}")
+            time.sleep(0.2)
+
+    def leader(self) -> str:
+        """The name (m1..m3) of the current leader."""
+        cp = self.etcdctl("endpoint", "status", "-w", "json")
+        for st in json.loads(cp.stdout):
+            s = st["Status"]
+            if s["header"]["member_id"] == s["leader"]:
+                ep = st["Endpoint"]
+                for n, ip in MEMBERS:
+                    if ip in ep:
+                        return n
+        raise TestFailure(f"no leader in {cp.stdout}")
+
+    def alone_key(self) -> bool:
+        cp = self.etcdctl("get", f"{PREFIX}/alone", "--print-value-only", check_rc=False, timeout=5)
+        return cp.returncode == 0 and cp.stdout.strip() != ""
+
+    def close(self):
+        for name in list(self.procs):
+            self.kill(name)
+            self.logs[name].close()
+        self.procs.clear()
+        L.run(["ip", "netns", "delete", self.ns], check=False, timeout=10)
+        if self.key is not None:
+            L.unregister_cleanup(self.key)
+            self.key = None
+
+
+def ftap_in(ns: str, *args, timeout: float = 20) -> subprocess.CompletedProcess:
+    return L.run([PL.ftap_bin()] + list(args), ns=ns, timeout=timeout, check=False)
+
+
+def arbiter_status(topo, cluster) -> str:
+    cp = ftap_in(topo.node_b, "arbiter", "status", "--arbiter", cluster.url())
+    check(cp.returncode == 0, f"ftap arbiter status failed: {cp.stdout} {cp.stderr}")
+    return cp.stdout
+
+
+def claimed(status_text: str) -> dict:
+    out = {}
+    for line in status_text.splitlines():
+        if line.startswith("epoch "):
+            e, who = line[6:].split(":", 1)
+            out[int(e)] = who.strip().split(" ")[0]
+    return out
+
+
+# --- at most one emitter ---------------------------------------------------------
+
+class EmitterWatch:
+    """Frames with the appliance's source MAC entering the switch from each
+    node's port; ``sequence`` is the list of ports they came from, in time
+    order with runs collapsed (one port at a time: ["a", "b"] for one failover)."""
+
+    def __init__(self, topo, out_dir):
+        self.caps = {p: Capture(topo.switch, f"sw-{p}", os.path.join(out_dir, f"sw-{p}-in.pcap"),
+                                bpf=f"ether src {AMAC}", direction="in", snaplen=96).start() for p in ("a", "b")}
+
+    def stop(self):
+        for c in self.caps.values():
+            c.stop()
+
+    def sequence(self) -> tuple[list[str], dict]:
+        self.stop()
+        frames = sorted((ts, p) for p, c in self.caps.items() for ts, _ in c.frames())
+        seq: list[str] = []
+        switches = {}
+        last = {}
+        for ts, p in frames:
+            if not seq or seq[-1] != p:
+                if seq:
+                    switches[f"{seq[-1]}->{p}"] = ts - last[seq[-1]]
+                seq.append(p)
+            last[p] = ts
+        return seq, {"frames": len(frames), "gaps": switches, "list": frames}
+
+    def check(self, ctx, want: list[str]):
+        seq, info = self.sequence()
+        ctx.note(f"appliance-MAC frames on the switch: {info['frames']}, from ports {seq}; "
+                 f"silence at each change {', '.join(f'{k} {ms(v)}' for k, v in info['gaps'].items()) or 'none'}")
+        check_eq(seq, want, "ports the appliance's frames came from (runs collapsed): two emitters at once?")
+
+
+def start_load(req_timeout: float = 15.0) -> IncrLoad:
+    load = IncrLoad(pace_s=0.001, req_timeout=req_timeout).start()
+    load.wait_count(50, 10)
+    return load
+
+
+def finish_load(ctx, load: IncrLoad, t_event: float, what: str, after: float = 3.0) -> dict:
+    load.stop()
+    values = load.values
+    stall, sv = load.stall_around(t_event, before=0.05, after=after)
+    err = load.error
+    ctx.note(f"client ({what}): {PL.describe_values(values)}; stall {ms(stall)}; error {err or 'none'}")
+    check(err is None, f"{what}: client error: {err}; {PL.describe_values(values)}")
+    PL.check_consecutive(values, 1, f"{what}: INCR replies")
+    return {"stall": stall, "values": len(values)}
+
+
+def setup(ctx):
+    cluster = EtcdCluster(ctx.topo, ctx.out_dir)
+    cp = ftap_in(ctx.topo.node_a, "arbiter", "init", "--arbiter", cluster.url())
+    check(cp.returncode == 0, f"ftap arbiter init failed: {cp.stdout} {cp.stderr}")
+    pair = Pair(ctx.topo, ctx.out_dir, failover_timeout_ms=T_MS, arbiter=cluster.url())
+    a, b = pair.start()
+    return cluster, pair, a, b
+
+
+def takeover(b, timeout: float, epoch: int = 2):
+    return b.wait_status(f"B live in epoch {epoch}", timeout, role="primary", live=True, epoch=epoch)
+
+
+# --- tests -------------------------------------------------------------------------
+
+@test("e1_failover", timeout=120)
+def e1_failover(ctx):
+    """SIGKILL A under load: B claims epoch 2 in etcd and serves."""
+    cluster = pair = load = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA"}, "claims before the failover")
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load()
+        t0 = time.monotonic()
+        a.send_signal(signal.SIGKILL)
+        _, t1 = takeover(b, 10)
+        load.wait_progress_after(t1, 100, 10)
+        r = finish_load(ctx, load, t0, "SIGKILL A")
+        st = arbiter_status(ctx.topo, cluster)
+        check_eq(claimed(st), {1: "tapA", 2: "tapB"}, "claims after the failover")
+        check("serving alone under a lease: tapB (epoch 2" in st, f"B's alone lease missing:\n{st}")
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"B live {ms(t1 - t0)} after the kill")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e2_member_killed_during_takeover", timeout=120)
+def e2_member_killed_during_takeover(ctx):
+    """The etcd leader and A die together: B's claim goes through once the
+    remaining two members elected a leader."""
+    cluster = pair = load = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load(req_timeout=30)
+        leader = cluster.leader()
+        t0 = time.monotonic()
+        cluster.kill(leader)
+        a.send_signal(signal.SIGKILL)
+        st, t1 = takeover(b, 15)
+        load.wait_progress_after(t1, 100, 10)
+        r = finish_load(ctx, load, t0, f"SIGKILL A and etcd leader {leader}", after=15)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        check(b.alive(), "B exited")
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"leader {leader} killed with A; B live {ms(t1 - t0)} later "
+                 f"(arbiter_unavailable {st['arbiter_unavailable']})")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000,
+                         arbiter_unavailable=st["arbiter_unavailable"])
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e3_etcd_down_during_takeover", timeout=150)
+def e3_etcd_down_during_takeover(ctx):
+    """Every member down, then A dies: B keeps retrying (never exits, never
+    live); members back: B takes over and the client's connection continues."""
+    cluster = pair = load = watch = None
+    HOLD = 3.0
+    try:
+        cluster, pair, a, b = setup(ctx)
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load(req_timeout=40)
+        for n, _ in MEMBERS:
+            cluster.kill(n)
+        t0 = time.monotonic()
+        a.send_signal(signal.SIGKILL)
+        s1, _ = b.wait_status("arbiter unavailable at least twice", 15, cond=lambda s: s["arbiter_unavailable"] >= 2)
+        time.sleep(HOLD)
+        s2 = b.status()
+        check(b.alive(), f"B exited while etcd was down: {pair.describe_exit(b)}\n{b.tail()}")
+        check(s2["live"] is False, f"B went live without etcd: {PL.brief(s2)}")
+        check(s2["arbiter_unavailable"] > s1["arbiter_unavailable"], "arbiter_unavailable did not grow")
+        t_back = time.monotonic()
+        for n, _ in MEMBERS:
+            cluster.start(n)
+        s3, t3 = takeover(b, 30)
+        load.wait_progress_after(t3, 100, 20)
+        r = finish_load(ctx, load, t0, "etcd down during the takeover", after=HOLD + 30)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"arbiter_unavailable {s1['arbiter_unavailable']} -> {s2['arbiter_unavailable']} "
+                 f"-> {s3['arbiter_unavailable']}; B live {ms(t3 - t_back)} after the members restarted")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_restart_ms=(t3 - t_back) * 1000)
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e4_cable_pull", timeout=120)
+def e4_cable_pull(ctx):
+    """upA and logA down at once (A still reaches etcd): B takes over; A,
+    unhealthy, never claims; its links back, it wins nothing, emits nothing."""
+    cluster = pair = load = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load()
+        t0 = time.monotonic()
+        links(ctx.topo.node_a, "logA down", "upA down")
+        _, t1 = takeover(b, 10)
+        load.wait_progress_after(t1, 100, 10)
+        time.sleep(3 * T_MS / 1000)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims while A is isolated")
+        st_a = a.status()
+        check(st_a["live"] is False, f"A live while isolated: {PL.brief(st_a)}")
+        links(ctx.topo.node_a, "upA up", "logA up")
+        time.sleep(2 + 2 * T_MS / 1000)
+        b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=2)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims after A's links came back")
+        rc_a = a.poll()
+        check(rc_a in (None, 2, 3), f"A exited {rc_a}")
+        r = finish_load(ctx, load, t0, "cable pull on A", after=8)
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"B live {ms(t1 - t0)} after the pull; A afterwards: "
+                 f"{'running, not live' if rc_a is None else f'exit {rc_a}'}")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        L.run(["ip", "link", "set", "upA", "up"], ns=ctx.topo.node_a, check=False)
+        L.run(["ip", "link", "set", "logA", "up"], ns=ctx.topo.node_a, check=False)
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e5_alone_lease_bound", timeout=120)
+def e5_alone_lease_bound(ctx):
+    """B serves alone in epoch 2 and loses its link to etcd: it must stop
+    (exit 2, "lost epoch") within its bound, and another claimant of epoch 3
+    (polling `ftap arbiter claim` from A's namespace) wins only after B exited."""
+    cluster = pair = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        a.send_signal(signal.SIGKILL)
+        takeover(b, 10)
+        time.sleep(1.0)  # a few renewals
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        t_cut = time.time()
+        links(ctx.topo.node_b, "arbB down")
+        answers = []
+        t_won = None
+        dl = L.Deadline(TTL * 3 + 10)
+        while not dl.expired():
+            cp = ftap_in(ctx.topo.node_a, "arbiter", "claim", "--arbiter", cluster.url(), "--epoch", "3",
+                         "--node", "intruder", timeout=10)
+            now = time.time()
+            answers.append((now - t_cut, cp.returncode))
+            if cp.returncode == 0:
+                t_won = now
+                break
+            check(cp.returncode == 75, f"claim of epoch 3 answered {cp.returncode}: {cp.stdout} {cp.stderr}")
+            time.sleep(0.05)
+        check(t_won is not None, f"epoch 3 never granted after B lost etcd (answers {answers[-3:]})")
+        rc = b.wait_exit(5)
+        check_eq(rc, 2, "B's exit status (lost epoch)")
+        t_exit = b.exit_wall
+        check(t_exit < t_won, f"B exited {t_exit - t_won:.3f}s AFTER epoch 3 was granted: two owners")
+        check(b.search(PL.LOST_RE), "B did not log why it stopped")
+        waited = sum(1 for _, rc in answers if rc == 75)
+        check(waited >= 1, "the intruder's claim was never refused while B's lease lived")
+        seq, info = watch.sequence()
+        check(seq in ([], ["b"]), f"appliance frames came from ports {seq} after B lost etcd")
+        late = [ts for ts, _ in info["list"] if ts > t_exit]
+        check(not late, f"{len(late)} appliance frames on the switch after B exited")
+        ctx.note(f"arbiter link cut; B exited {ms(t_exit - t_cut)} later (bound {ms(BOUND)} from its last "
+                 f"renewal request); epoch 3 granted {ms(t_won - t_cut)} after the cut, {ms(t_won - t_exit)} after "
+                 f"B's exit; {waited} refused claims meanwhile")
+        PL.write_measure(ctx.out_dir, exit_after_cut_ms=(t_exit - t_cut) * 1000,
+                         granted_after_exit_ms=(t_won - t_exit) * 1000)
+    finally:
+        if watch:
+            watch.stop()
+        L.run(["ip", "link", "set", "arbB", "up"], ns=ctx.topo.node_b, check=False)
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+if __name__ == "__main__":
+    sys.exit(L.main(__doc__.splitlines()[0]))
