@@ -39,6 +39,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -413,6 +414,13 @@ def e5_alone_lease_bound(ctx):
         takeover(b, 10)
         time.sleep(1.0)  # a few renewals
         watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        # B's exit time to within ~2 ms (Daemon.poll stamps it when first seen).
+        stop = threading.Event()
+
+        def watch_exit():
+            while not stop.is_set() and b.poll() is None:
+                time.sleep(0.002)
+        threading.Thread(target=watch_exit, daemon=True).start()
         t_cut = time.time()
         links(ctx.topo.node_b, "arbB down")
         answers = []
@@ -430,6 +438,7 @@ def e5_alone_lease_bound(ctx):
             time.sleep(0.05)
         check(t_won is not None, f"epoch 3 never granted after B lost etcd (answers {answers[-3:]})")
         rc = b.wait_exit(5)
+        stop.set()
         check_eq(rc, 2, "B's exit status (lost epoch)")
         t_exit = b.exit_wall
         check(t_exit < t_won, f"B exited {t_exit - t_won:.3f}s AFTER epoch 3 was granted: two owners")
