@@ -3,6 +3,9 @@
 #
 #   scripts/demo.sh            failover demo (as root)
 #   scripts/demo.sh --solo     the single-node appliance only
+#   scripts/demo.sh --etcd     failover demo with an etcd arbiter (FTAP_DEMO_ARBITER=etcd does the same):
+#                              a three-member etcd cluster in namespace ${P}-e (tests/integration/etcdlib.py),
+#                              `--arbiter etcd://10.77.0.11:2379,...`; prints `ftap arbiter status` at the end
 #
 # Failover demo: installs what it needs (scripts/deps.sh), builds ftap
 # (release), builds the namespace topology of scripts/netns.sh (prefix
@@ -22,10 +25,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MODE=failover
+ETCD=0
+[ "${FTAP_DEMO_ARBITER:-file}" = etcd ] && ETCD=1
 for a in "$@"; do
     case $a in
         --solo) MODE=solo ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --etcd) ETCD=1 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,6 +49,10 @@ cleanup() {
     local rc=$?
     set +e
     ftap_cleanup "$P"
+    if ip netns list | awk '{print $1}' | grep -qxF "${P}-e"; then
+        for pid in $(ip netns pids "${P}-e" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns delete "${P}-e"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -80,7 +90,7 @@ PIDFILE=$OUT/pids
 set +e
 timeout -k 10 120 ip netns exec "${P}-c" env FTAP_RUN_BIN="${FTAP_CMD[0]}" FTAP_PIDFILE="$PIDFILE" \
     python3 -u "$FTAP_REPO/tests/integration/failover_demo.py" --prefix "$P" --out-dir "$OUT" \
-    --before "${FTAP_DEMO_BEFORE:-2}" --after "${FTAP_DEMO_AFTER:-2}"
+    --before "${FTAP_DEMO_BEFORE:-2}" --after "${FTAP_DEMO_AFTER:-2}" $([ "$ETCD" = 1 ] && echo --etcd)
 rc=$?
 set -e
 # Anything the driver left behind (it stops what it started; this is for crashes).
