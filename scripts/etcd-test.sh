@@ -13,6 +13,8 @@
 #   e2_member_killed_during_takeover  etcd leader SIGKILLed with A: the takeover succeeds
 #   e3_etcd_down_during_takeover      all members down, SIGKILL A: B retries, never exits; members back: B serves
 #   e4_cable_pull                     upA + logA down: B takes over, A never wins
+#   e4b_host_cut                      upA + logA + arbA down: B takes over, A never wins
+#   e6_partition_log_link             logA down: both claim epoch 2, one wins, the other exits 2
 #   e5_alone_lease_bound              B alone loses etcd: exits 2 within its bound, before epoch 3 can be granted
 # Every test checks from captures on the switch that the appliance's frames
 # come from one node's port at a time.

@@ -23,6 +23,9 @@ Tests:
                            grows), never exits, never goes live; members restarted: B takes over
   e4_cable_pull            upA + logA down at once (A's arbiter link up): B takes over; A never
                            wins an epoch; links back: A wins nothing and emits nothing
+  e4b_host_cut             upA + logA + arbA down (A's host cut off): B takes over, A never wins
+  e6_partition_log_link    logA down only (both healthy, both reach etcd): both claim epoch 2,
+                           exactly one wins and serves, the other exits 2 ("lost epoch")
   e5_alone_lease_bound     B serving alone loses its arbiter link: B exits 2 within its bound,
                            and only after B exited can another claimant win epoch 3
                            (`ftap arbiter claim` polled from A's namespace); the timing argument
@@ -272,6 +275,86 @@ def e4_cable_pull(ctx):
             cluster.close()
 
 
+@test("e4b_host_cut", timeout=120)
+def e4b_host_cut(ctx):
+    """A's host loses every link (uplink, log link, arbiter link): B takes
+    over; A cannot reach etcd and never wins; links back, it wins nothing."""
+    cluster = pair = load = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load()
+        t0 = time.monotonic()
+        links(ctx.topo.node_a, "arbA down", "logA down", "upA down")
+        _, t1 = takeover(b, 10)
+        load.wait_progress_after(t1, 100, 10)
+        time.sleep(3 * T_MS / 1000)
+        check(a.poll() is None or a.poll() in (2, 3), f"A exited {a.poll()}")
+        if a.alive():
+            check(a.status()["live"] is False, f"A live while cut off: {PL.brief(a.status())}")
+        links(ctx.topo.node_a, "arbA up", "upA up", "logA up")
+        time.sleep(2 + 2 * T_MS / 1000)
+        b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=2)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims after A's links came back")
+        rc_a = a.poll()
+        check(rc_a in (None, 2, 3), f"A exited {rc_a}")
+        r = finish_load(ctx, load, t0, "host cut on A", after=8)
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"B live {ms(t1 - t0)} after the cut; A afterwards: "
+                 f"{'running, not live' if rc_a is None else f'exit {rc_a}'}")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        for n in ("upA", "logA", "arbA"):
+            L.run(["ip", "link", "set", n, "up"], ns=ctx.topo.node_a, check=False)
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e6_partition_log_link", timeout=120)
+def e6_partition_log_link(ctx):
+    """Only the log link fails: both nodes are healthy and reach etcd, both
+    claim epoch 2; exactly one wins and serves, the other exits 2."""
+    cluster = pair = load = watch = None
+    try:
+        cluster, pair, a, b = setup(ctx)
+        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        load = start_load(req_timeout=20)
+        t0 = time.monotonic()
+        links(ctx.topo.node_a, "logA down")
+        dl = L.Deadline(10)
+        winner = loser = None
+        while not dl.expired():
+            for me, other in ((a, b), (b, a)):
+                if not other.alive() and other.poll() == 2 and me.alive():
+                    winner, loser = me, other
+            if winner:
+                break
+            time.sleep(0.02)
+        check(winner is not None, f"no single winner: A {pair.describe_exit(a)}, B {pair.describe_exit(b)}")
+        st, t1 = winner.wait_status("the winner live in epoch 2", 5, role="primary", live=True, epoch=2)
+        check(loser.search(PL.LOST_RE), f"{loser.name} did not log that it lost the epoch")
+        load.wait_progress_after(t1, 100, 15)
+        r = finish_load(ctx, load, t0, "log link partition", after=10)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: f"tap{winner.node}"}, "claims")
+        watch.check(ctx, ["a"] if winner.node == "A" else ["a", "b"])
+        ctx.note(f"winner {winner.node} live {ms(t1 - t0)} after the partition; {loser.node} exited 2")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
+    finally:
+        for x in (watch, load):
+            if x:
+                (x.stop() if isinstance(x, EmitterWatch) else x.close())
+        L.run(["ip", "link", "set", "logA", "up"], ns=ctx.topo.node_a, check=False)
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
 @test("e5_alone_lease_bound", timeout=120)
 def e5_alone_lease_bound(ctx):
     """B serves alone in epoch 2 and loses its link to etcd: it must stop
@@ -305,6 +388,8 @@ def e5_alone_lease_bound(ctx):
                 t_won = now
                 break
             check(cp.returncode == 75, f"claim of epoch 3 answered {cp.returncode}: {cp.stdout} {cp.stderr}")
+            check("tapB serves epoch 2 alone under lease" in cp.stdout,
+                  f"claim of epoch 3 refused for another reason: {cp.stdout.strip()}")
             time.sleep(0.05)
         check(t_won is not None, f"epoch 3 never granted after B lost etcd (answers {answers[-3:]})")
         rc = b.wait_exit(5)
