@@ -111,15 +111,21 @@ public final class EtcdArbiter: Arbiter {
         }
         let owner = EtcdOwner(node: node, token: token, epoch: epoch, at: Self.wallClock())
         var ownAlone: Int64? = nil
-        for _ in 0..<3 {
+        var adopting = false
+        for _ in 0..<4 {
             let j: JSON
             do {
-                j = try client.call("/v3/kv/txn", EtcdRequests.claim(keys: keys, owner: owner, lease: fresh, ownAloneRevision: ownAlone))
+                j = try client.call("/v3/kv/txn", adopting
+                    ? EtcdRequests.adopt(keys: keys, owner: owner, lease: fresh, ownAloneRevision: ownAlone)
+                    : EtcdRequests.claim(keys: keys, owner: owner, lease: fresh, ownAloneRevision: ownAlone))
             } catch {
-                // Perhaps committed: a retry finds our own record (`token`) and wins.
+                // Perhaps committed: a retry finds our own record (`token`) and adopts it.
+                revoke(fresh)
                 return .unavailable("claim txn: \(error)")
             }
-            switch EtcdAnswers.claim(j, keys: keys, epoch: epoch, token: token) {
+            let step = adopting ? EtcdAnswers.adopt(j, keys: keys, epoch: epoch, token: token)
+                                : EtcdAnswers.claim(j, keys: keys, epoch: epoch, token: token)
+            switch step {
             case .won(let d):
                 if let old = lease, old != fresh { revoke(old) }
                 lease = fresh
@@ -128,6 +134,9 @@ public final class EtcdArbiter: Arbiter {
                 revoke(fresh)
                 return .lost(d)
             case .replaceOwnAlone(let rev):
+                ownAlone = rev
+            case .ownEpoch(let rev):
+                adopting = true
                 ownAlone = rev
             case .wait(let d):
                 revoke(fresh)
@@ -148,14 +157,13 @@ public final class EtcdArbiter: Arbiter {
         } catch {
             return .unavailable("lease keep-alive: \(error)")
         }
-        let highest: EtcdKV?
+        let j: JSON
         do {
-            let j = try client.call("/v3/kv/range", EtcdRequests.range(from: keys.epoch(epoch + 1), to: keys.epochsEnd, highestOnly: true))
-            highest = EtcdAnswers.kvs(j).first
+            j = try client.call("/v3/kv/txn", EtcdRequests.check(keys: keys, epoch: epoch))
         } catch {
-            return .unavailable("epoch range: \(error)")
+            return .unavailable("epoch check: \(error)")
         }
-        return EtcdAnswers.check(leaseTTL: ttl, lease: l, highest: highest, keys: keys, epoch: epoch)
+        return EtcdAnswers.check(leaseTTL: ttl, lease: l, answer: j, keys: keys, epoch: epoch, token: token)
     }
 
     public func releaseOwnership() {

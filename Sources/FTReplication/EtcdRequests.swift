@@ -16,6 +16,10 @@
 //   else range PREFIX/epoch/N; range PREFIX/alone
 // When the alone key is our own (an older lease of this process), the txn is
 // repeated with `mod_revision(PREFIX/alone) == that key's revision` instead.
+// When epoch N turns out to be ours already (an earlier attempt committed but
+// its answer was lost), the alone key must be ours under the lease this
+// process renews: "adopt" puts it, if epoch N+1 was never claimed and the
+// alone key is absent or still our own.
 
 public struct EtcdKeys: Equatable, Sendable {
     /// Without a trailing slash, e.g. "/ftap/pair1".
@@ -93,9 +97,52 @@ public enum EtcdRequests {
 
     /// POST /v3/kv/range: [from, to), ascending by key, or only the highest key.
     public static func range(from: String, to: String, highestOnly: Bool = false) -> String {
+        rangeObject(from: from, to: to, highestOnly: highestOnly).encoded
+    }
+
+    static func rangeObject(from: String, to: String, highestOnly: Bool) -> JSON {
         var m: [(String, JSON)] = [("key", b64(from)), ("range_end", b64(to))]
         if highestOnly { m += [("limit", int(1)), ("sort_order", .string("DESCEND")), ("sort_target", .string("KEY"))] }
-        return JSON.object(m).encoded
+        return JSON.object(m)
+    }
+
+    /// POST /v3/kv/txn without conditions, one consistent read: the highest
+    /// epoch key above `epoch`, and the alone key.
+    public static func check(keys: EtcdKeys, epoch: UInt64) -> String {
+        JSON.object([("success", .array([
+            .object([("request_range", rangeObject(from: keys.epoch(epoch + 1), to: keys.epochsEnd, highestOnly: true))]),
+            .object([("request_range", .object([("key", b64(keys.alone))]))]),
+        ]))]).encoded
+    }
+
+    /// POST /v3/kv/txn: make the alone key ours under `lease` for epoch
+    /// `owner.epoch`, which is ours already (see the file comment).
+    public static func adopt(keys: EtcdKeys, owner: EtcdOwner, lease: Int64, ownAloneRevision: Int64?) -> String {
+        let next = keys.epoch(owner.epoch + 1)
+        let value = b64(owner.json)
+        return JSON.object([
+            ("compare", .array([
+                .object([("key", b64(next)), ("result", .string("EQUAL")), ("target", .string("CREATE")),
+                         ("create_revision", int(0))]),
+                aloneCompare(keys, ownAloneRevision),
+            ])),
+            ("success", .array([
+                .object([("request_put", .object([("key", b64(keys.alone)), ("value", value), ("lease", int(lease))]))]),
+            ])),
+            ("failure", .array([
+                .object([("request_range", .object([("key", b64(next))]))]),
+                .object([("request_range", .object([("key", b64(keys.alone))]))]),
+            ])),
+        ]).encoded
+    }
+
+    static func aloneCompare(_ keys: EtcdKeys, _ ownAloneRevision: Int64?) -> JSON {
+        if let r = ownAloneRevision {
+            return .object([("key", b64(keys.alone)), ("result", .string("EQUAL")), ("target", .string("MOD")),
+                            ("mod_revision", int(r))])
+        }
+        return .object([("key", b64(keys.alone)), ("result", .string("EQUAL")), ("target", .string("VERSION")),
+                        ("version", int(0))])
     }
 
     /// POST /v3/kv/txn: the claim (see the file comment). `ownAloneRevision`
@@ -103,20 +150,12 @@ public enum EtcdRequests {
     /// one of ours seen at that revision".
     public static func claim(keys: EtcdKeys, owner: EtcdOwner, lease: Int64, ownAloneRevision: Int64? = nil) -> String {
         let epochKey = keys.epoch(owner.epoch)
-        let aloneCompare: JSON
-        if let r = ownAloneRevision {
-            aloneCompare = .object([("key", b64(keys.alone)), ("result", .string("EQUAL")), ("target", .string("MOD")),
-                                    ("mod_revision", int(r))])
-        } else {
-            aloneCompare = .object([("key", b64(keys.alone)), ("result", .string("EQUAL")), ("target", .string("VERSION")),
-                                    ("version", int(0))])
-        }
         let value = b64(owner.json)
         return JSON.object([
             ("compare", .array([
                 .object([("key", b64(epochKey)), ("result", .string("EQUAL")), ("target", .string("CREATE")),
                          ("create_revision", int(0))]),
-                aloneCompare,
+                aloneCompare(keys, ownAloneRevision),
             ])),
             ("success", .array([
                 .object([("request_put", .object([("key", b64(epochKey)), ("value", value)]))]),
@@ -170,6 +209,10 @@ public enum EtcdAnswers {
         case lost(String)
         /// The alone key is an older one of ours: repeat the txn comparing its revision.
         case replaceOwnAlone(revision: Int64)
+        /// Epoch N is ours already (an earlier attempt committed): adopt the
+        /// alone key (`EtcdRequests.adopt`), comparing this revision of our
+        /// own alone key, or its absence (nil).
+        case ownEpoch(aloneRevision: Int64?)
         /// Another node holds the alone lease (it may be emitting): not an
         /// answer about epoch N; retry after its lease had time to expire.
         case wait(String)
@@ -184,29 +227,64 @@ public enum EtcdAnswers {
         if let kv = epochKV {
             let o = EtcdOwner(json: kv.value)
             if let o, o.token == token {
-                // An earlier attempt of ours committed (its answer was lost).
-                return .won("\(keys.epoch(epoch)) already ours (created at revision \(kv.createRevision))")
+                // An earlier attempt of ours committed (its answer was lost):
+                // the alone key must be ours under the lease we renew.
+                if let a = aloneKV {
+                    let ao = EtcdOwner(json: a.value)
+                    if ao?.token == token { return .ownEpoch(aloneRevision: a.modRevision) }
+                    return waitFor(a, ao, epoch: epoch)
+                }
+                return .ownEpoch(aloneRevision: nil)
             }
             return .lost("\(keys.epoch(epoch)) already claimed by \(o?.description ?? "an unreadable owner record")")
         }
         if let kv = aloneKV {
             let o = EtcdOwner(json: kv.value)
             if let o, o.token == token { return .replaceOwnAlone(revision: kv.modRevision) }
-            return .wait("\(o.map { "\($0.node) serves epoch \($0.epoch)" } ?? "another node serves") alone under lease "
-                + "\(String(kv.lease, radix: 16)); epoch \(epoch) can be granted only once that lease expired")
+            return waitFor(kv, o, epoch: epoch)
         }
         return .wait("the alone key changed during the claim; retrying")
     }
 
-    /// Decides an epoch check from the keep-alive TTL of our lease (nil:
-    /// this process holds none) and the highest epoch key above ours.
-    public static func check(leaseTTL: Int64?, lease: Int64, highest: EtcdKV?, keys: EtcdKeys, epoch: UInt64) -> EpochCheck {
-        if let kv = highest, let e = keys.epochNumber(ofKey: kv.key), e > epoch {
+    static func waitFor(_ kv: EtcdKV, _ o: EtcdOwner?, epoch: UInt64) -> ClaimStep {
+        .wait("\(o.map { "\($0.node) serves epoch \($0.epoch)" } ?? "another node serves") alone under lease "
+            + "\(String(kv.lease, radix: 16)); epoch \(epoch) can be granted only once that lease expired")
+    }
+
+    /// Decides an adopt txn's answer (epoch N is ours; see `EtcdRequests.adopt`).
+    public static func adopt(_ j: JSON, keys: EtcdKeys, epoch: UInt64, token: String) -> ClaimStep {
+        if j["succeeded"]?.bool == true {
+            return .won("\(keys.epoch(epoch)) already ours (an earlier attempt committed); alone key taken over")
+        }
+        let rs = j["responses"]?.array ?? []
+        if let kv = kvs(rs.first?["response_range"]).first {
+            return .lost("\(kv.key) was claimed meanwhile by \(EtcdOwner(json: kv.value)?.description ?? "an unreadable owner record")")
+        }
+        if rs.count > 1, let a = kvs(rs[1]["response_range"]).first {
+            let ao = EtcdOwner(json: a.value)
+            if ao?.token == token { return .ownEpoch(aloneRevision: a.modRevision) }
+            return waitFor(a, ao, epoch: epoch)
+        }
+        return .ownEpoch(aloneRevision: nil)
+    }
+
+    /// Decides an epoch check from the keep-alive TTL of our lease and the
+    /// check txn's answer (`EtcdRequests.check`): `current` only if no higher
+    /// epoch exists and the alone key is still ours, under that lease.
+    public static func check(leaseTTL: Int64, lease: Int64, answer j: JSON, keys: EtcdKeys, epoch: UInt64, token: String) -> EpochCheck {
+        let rs = j["responses"]?.array ?? []
+        guard rs.count == 2 else { return .unavailable("check answer without its two ranges") }
+        if let kv = kvs(rs[0]["response_range"]).first, let e = keys.epochNumber(ofKey: kv.key), e > epoch {
             let o = EtcdOwner(json: kv.value)
             return .superseded(epoch: e, detail: "\(kv.key) owned by \(o?.description ?? "an unreadable owner record")")
         }
-        if let t = leaseTTL, t <= 0 {
+        if leaseTTL <= 0 {
             return .unavailable("lease \(String(lease, radix: 16)) expired: this node can no longer prove it owns epoch \(epoch)")
+        }
+        guard let a = kvs(rs[1]["response_range"]).first, let o = EtcdOwner(json: a.value), o.token == token,
+              a.lease == lease, o.epoch == epoch else {
+            return .unavailable("\(keys.alone) is no longer this node's (under lease \(String(lease, radix: 16)), epoch \(epoch)): "
+                + "cannot prove ownership")
         }
         return .current
     }

@@ -297,6 +297,7 @@ public enum Base64 {
 public struct HTTPResponse: Equatable, Sendable {
     public var status: Int
     public var body: [UInt8]
+    public init(status: Int, body: [UInt8]) { self.status = status; self.body = body }
 
     public enum Framing: Equatable, Sendable {
         /// More bytes are needed (the connection is still open).

@@ -109,10 +109,13 @@ final class EtcdWireTests: XCTestCase {
         let lost = try txnAnswer(epochKV: kv(keys.epoch(2), other), aloneKV: nil)
         XCTAssertEqual(EtcdAnswers.claim(lost, keys: keys, epoch: 2, token: me), .lost("\(keys.epoch(2)) already claimed by B at t"))
 
+        // A retried claim whose first attempt committed: epoch 2 is ours, but
+        // the alone key must be re-attached to the lease this process renews.
         let mine = EtcdOwner(node: "A", token: me, epoch: 2, at: "t")
-        guard case .won = EtcdAnswers.claim(try txnAnswer(epochKV: kv(keys.epoch(2), mine), aloneKV: nil), keys: keys, epoch: 2, token: me) else {
-            return XCTFail("a retried claim whose first attempt committed is ours")
-        }
+        XCTAssertEqual(EtcdAnswers.claim(try txnAnswer(epochKV: kv(keys.epoch(2), mine), aloneKV: nil), keys: keys, epoch: 2, token: me),
+                       .ownEpoch(aloneRevision: nil))
+        XCTAssertEqual(EtcdAnswers.claim(try txnAnswer(epochKV: kv(keys.epoch(2), mine), aloneKV: kv(keys.alone, mine, lease: 7, rev: 12)),
+                                         keys: keys, epoch: 2, token: me), .ownEpoch(aloneRevision: 12))
         // Same node name, another process: lost (the token decides, not the name).
         let sameName = EtcdOwner(node: "A", token: "tok-other", epoch: 2, at: "t")
         guard case .lost = EtcdAnswers.claim(try txnAnswer(epochKV: kv(keys.epoch(2), sameName), aloneKV: nil), keys: keys, epoch: 2, token: me) else {
@@ -129,6 +132,33 @@ final class EtcdWireTests: XCTestCase {
                        .replaceOwnAlone(revision: 41))
     }
 
+    /// Adopting the alone key for an epoch that is ours: only if epoch N+1
+    /// was never claimed and the alone key is absent or still ours.
+    func testAdoptTransactionAndDecisions() throws {
+        let me = "tok-me"
+        let owner = EtcdOwner(node: "A", token: me, epoch: 2, at: "t")
+        let j = try JSON.parse(Array(EtcdRequests.adopt(keys: keys, owner: owner, lease: 5, ownAloneRevision: nil).utf8))
+        let cmp = j["compare"]!.array!
+        XCTAssertEqual(cmp[0]["key"]?.string.flatMap(Base64.decodeString), keys.epoch(3), "no higher epoch meanwhile")
+        XCTAssertEqual(cmp[0]["create_revision"], .string("0"))
+        XCTAssertEqual(cmp[1]["target"], .string("VERSION"))
+        let put = j["success"]!.array![0]["request_put"]!
+        XCTAssertEqual(put["key"]?.string.flatMap(Base64.decodeString), keys.alone)
+        XCTAssertEqual(put["lease"], .string("5"))
+
+        let ok = try JSON.parse(Array(#"{"header":{},"succeeded":true}"#.utf8))
+        guard case .won = EtcdAnswers.adopt(ok, keys: keys, epoch: 2, token: me) else { return XCTFail("adopted") }
+        let higher = EtcdOwner(node: "B", token: "b", epoch: 3, at: "t")
+        guard case .lost = EtcdAnswers.adopt(try txnAnswer(epochKV: kv(keys.epoch(3), higher), aloneKV: nil), keys: keys, epoch: 2, token: me) else {
+            return XCTFail("epoch 3 claimed while our alone key was gone: lost")
+        }
+        guard case .wait = EtcdAnswers.adopt(try txnAnswer(epochKV: nil, aloneKV: kv(keys.alone, higher, lease: 3)), keys: keys, epoch: 2, token: me) else {
+            return XCTFail("another process holds the alone key")
+        }
+        XCTAssertEqual(EtcdAnswers.adopt(try txnAnswer(epochKV: nil, aloneKV: kv(keys.alone, owner, rev: 30)), keys: keys, epoch: 2, token: me),
+                       .ownEpoch(aloneRevision: 30))
+    }
+
     func testKeepAliveAndCheck() throws {
         let alive = Array(#"{"result":{"header":{"cluster_id":"1","revision":"9"},"ID":"7587","TTL":"5"}}"#.utf8) + [10]
         XCTAssertEqual(try EtcdAnswers.keepAliveTTL(alive), 5)
@@ -136,14 +166,32 @@ final class EtcdWireTests: XCTestCase {
         XCTAssertEqual(try EtcdAnswers.keepAliveTTL(gone), 0, "proto3 omits TTL 0: the lease is gone")
         XCTAssertThrowsError(try EtcdAnswers.keepAliveTTL(Array(#"{"error":{"grpc_code":14,"message":"no leader"}}"#.utf8)))
 
-        XCTAssertEqual(EtcdAnswers.check(leaseTTL: 5, lease: 1, highest: nil, keys: keys, epoch: 2), .current)
-        guard case .unavailable = EtcdAnswers.check(leaseTTL: 0, lease: 1, highest: nil, keys: keys, epoch: 2) else {
+        let body = try JSON.parse(Array(EtcdRequests.check(keys: keys, epoch: 2).utf8))
+        XCTAssertNil(body["compare"], "an unconditional txn: one consistent read of both keys")
+        let ranges = body["success"]!.array!.map { $0["request_range"]! }
+        XCTAssertEqual(ranges[0]["key"]?.string.flatMap(Base64.decodeString), keys.epoch(3))
+        XCTAssertEqual(ranges[0]["range_end"]?.string.flatMap(Base64.decodeString), keys.epochsEnd)
+        XCTAssertEqual(ranges[0]["sort_order"], .string("DESCEND"))
+        XCTAssertEqual(ranges[1]["key"]?.string.flatMap(Base64.decodeString), keys.alone)
+
+        let me = EtcdOwner(node: "B", token: "tb", epoch: 2, at: "t")
+        let higher = EtcdOwner(node: "C", token: "x", epoch: 3, at: "t")
+        let mine = kv(keys.alone, me, lease: 0x77)
+        XCTAssertEqual(EtcdAnswers.check(leaseTTL: 5, lease: 0x77, answer: try txnAnswer(epochKV: nil, aloneKV: mine), keys: keys, epoch: 2, token: "tb"),
+                       .current)
+        guard case .unavailable = EtcdAnswers.check(leaseTTL: 0, lease: 0x77, answer: try txnAnswer(epochKV: nil, aloneKV: mine), keys: keys, epoch: 2, token: "tb") else {
             return XCTFail("an expired lease proves nothing")
         }
-        let j = try JSON.parse(Array(#"{"header":{},"kvs":[\#(kv(keys.epoch(3), EtcdOwner(node: "C", token: "x", epoch: 3, at: "t")))],"count":"1"}"#.utf8))
-        let higher = EtcdAnswers.kvs(j).first
-        XCTAssertEqual(EtcdAnswers.check(leaseTTL: 5, lease: 1, highest: higher, keys: keys, epoch: 2),
+        guard case .unavailable = EtcdAnswers.check(leaseTTL: 5, lease: 0x77, answer: try txnAnswer(epochKV: nil, aloneKV: nil), keys: keys, epoch: 2, token: "tb") else {
+            return XCTFail("the alone key deleted (by an operator): no proof")
+        }
+        guard case .unavailable = EtcdAnswers.check(leaseTTL: 5, lease: 0x78, answer: try txnAnswer(epochKV: nil, aloneKV: mine), keys: keys, epoch: 2, token: "tb") else {
+            return XCTFail("the alone key under another lease: no proof")
+        }
+        XCTAssertEqual(EtcdAnswers.check(leaseTTL: 5, lease: 0x77, answer: try txnAnswer(epochKV: kv(keys.epoch(3), higher), aloneKV: mine), keys: keys, epoch: 2, token: "tb"),
                        .superseded(epoch: 3, detail: "\(keys.epoch(3)) owned by C at t"))
+        let j = try JSON.parse(Array(#"{"header":{},"kvs":[\#(kv(keys.epoch(3), higher))],"count":"1"}"#.utf8))
+        XCTAssertEqual(EtcdAnswers.kvs(j).map(\.key), [keys.epoch(3)])
         XCTAssertEqual(EtcdAnswers.error(try JSON.parse(Array(#"{"error":"etcdserver: requested lease not found","code":5,"message":"etcdserver: requested lease not found"}"#.utf8))),
                        "etcdserver: requested lease not found")
         XCTAssertNil(EtcdAnswers.error(j))
