@@ -208,6 +208,7 @@ public final class ReplicationCore {
             discardedWhileNotLive += 1; return
         }
         guard replica.stack.classify(f) == .accept else { ignoredFrames += 1; return }
+        if ownershipLapsed(now: now, &a) { return }  // alone under an expired arbiter lease (Ownership.swift)
         let entry = LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
                              kind: .frame, payload: f)
         append(entry, now: now, &a)
@@ -242,6 +243,7 @@ public final class ReplicationCore {
     /// Fires due work: stack timers (as logged ticks), heartbeats, failure
     /// detection, GARP repeats, digest checks.
     public func tick(now: Nanos, _ a: inout [Action]) {
+        if ownershipLapsed(now: now, &a) { return }  // before anything here can emit
         if isLive && mode != .handingOver, let d = replica.stack.nextDeadline, clock.toLocal(d) <= now {
             let t = clock.stamp(localNow: now)
             if d <= t { append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: t, kind: .tick), now: now, &a) }

@@ -61,13 +61,24 @@ extension ReplicationCore {
             a.append(.releaseOwnership(epoch))
             return
         }
+        _ = ownershipLapsed(now: now, &a)
+    }
+
+    /// Stops the node (exit 2) if it emits without a backup and its
+    /// ownership is no longer proven at `now`. Called before anything that
+    /// can emit (a TAP frame's entry, `tick`), so that no frame leaves after
+    /// the bound even when the loop resumes late (the deadline wakeup may
+    /// come after a long iteration or a pause).
+    func ownershipLapsed(now: Nanos, _ a: inout [Action]) -> Bool {
+        guard let b = config.ownershipBound, ownership.held, checksEpoch else { return false }
         let until = ownership.provenUntil ?? 0
-        guard now >= until else { return }
+        guard now >= until else { return false }
         state = .stopped
         let n = gate.discardHeld()
         a.append(.exit(code: 2, reason: "lost epoch \(epoch): serving without a backup, this node could not renew its arbiter lease "
             + "for \((now - (until - b)) / nsPerMs) ms (bound \(b / nsPerMs) ms); stopping before another node can be granted "
             + "epoch \(epoch + 1); \(n) held frames discarded, emitting nothing"))
+        return true
     }
 
     func ownershipWakeup(_ c: (Nanos) -> Void) {

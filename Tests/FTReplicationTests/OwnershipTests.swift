@@ -49,6 +49,24 @@ final class OwnershipTests: XCTestCase {
         XCTAssertEqual(p.emitted["B"]!.count, n)
     }
 
+    /// The loop resumes late (a long iteration, a pause) past the bound and a
+    /// client frame is read before any tick: nothing is emitted for it, the
+    /// node stops. Before the bound the same frame is answered.
+    func testFrameAfterTheBoundIsNotAnswered() {
+        let p = Pair(ownershipBound: bound)
+        let asked = takeOver(p)
+        let ping = icmpFrame(type: 8, rest: 0x0001_0001, body: [1, 2, 3])
+        p.now = asked + bound - 1
+        let n0 = p.emittedByBackup.count
+        p.clientSends(ping, to: "B")
+        XCTAssertEqual(p.emittedByBackup.count, n0 + 1, "answered while proven")
+        p.now = asked + bound
+        p.clientSends(ping, to: "B")
+        XCTAssertEqual(p.emittedByBackup.count, n0 + 1, "nothing emitted after the bound")
+        XCTAssertEqual(p.backup.mode, .stopped)
+        XCTAssertEqual(p.exitCodes(of: "B"), [2])
+    }
+
     /// A renewal proves ownership from the time it was ASKED, however late the answer.
     func testRenewalCountsFromTheRequest() {
         let p = Pair(ownershipBound: bound)
