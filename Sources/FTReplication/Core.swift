@@ -146,6 +146,7 @@ public final class ReplicationCore {
             startGARP(now: now, &a)
         case .primary:
             state = .claiming(epoch: 1)
+            ownership.claimAskedAt = now  // a leasing arbiter's bound counts from here (Ownership.swift)
             a.append(.claimEpoch(1))
         case .backup:
             a.append(.log(.info, "backup: connecting to its peer"))

@@ -109,11 +109,17 @@ final class OwnershipTests: XCTestCase {
         p.tick("A")
         XCTAssertEqual(p.releases.map(\.node), ["A"])
         XCTAssertEqual(p.releases.map(\.epoch), [1])
-        // A primary serving alone keeps it.
+        // A primary serving alone keeps it, proven from its first claim (the
+        // simulator found the epoch-1 claim counted from time 0: a node whose
+        // clock read more than the bound stopped at once).
         let q = Pair(.started, startAlone: true, ownershipBound: bound)
         q.tick("A")
         XCTAssertEqual(q.primary.mode, .alone)
         XCTAssertTrue(q.releases.isEmpty)
+        q.now += bound - 1
+        q.tick("A")
+        XCTAssertEqual(q.primary.mode, .alone, "proven until the epoch-1 claim's time + bound")
+        XCTAssertTrue(q.exits.isEmpty)
     }
 
     /// The file arbiter (no bound): an alone node with an unreachable arbiter
