@@ -15,6 +15,7 @@
 #   e4_cable_pull                     upA + logA down: B takes over, A never wins
 #   e4b_host_cut                      upA + logA + arbA down: B takes over, A never wins
 #   e6_partition_log_link             logA down: both claim epoch 2, one wins, the other exits 2
+#   e7_start_alone_renew_release      A alone renews its lease; gives it up once protected; B takes over at once
 #   e5_alone_lease_bound              B alone loses etcd: exits 2 within its bound, before epoch 3 can be granted
 # Every test checks from captures on the switch that the appliance's frames
 # come from one node's port at a time.

@@ -26,6 +26,8 @@ Tests:
   e4b_host_cut             upA + logA + arbA down (A's host cut off): B takes over, A never wins
   e6_partition_log_link    logA down only (both healthy, both reach etcd): both claim epoch 2,
                            exactly one wins and serves, the other exits 2 ("lost epoch")
+  e7_start_alone_renew_release  A started alone serves for 2.5 lease bounds (renewals work);
+                           B joins: A gives the lease up; SIGKILL A: B takes over within 1 s
   e5_alone_lease_bound     B serving alone loses its arbiter link: B exits 2 within its bound,
                            and only after B exited can another claimant win epoch 3
                            (`ftap arbiter claim` polled from A's namespace); the timing argument
@@ -349,6 +351,50 @@ def e6_partition_log_link(ctx):
             if x:
                 (x.stop() if isinstance(x, EmitterWatch) else x.close())
         L.run(["ip", "link", "set", "logA", "up"], ns=ctx.topo.node_a, check=False)
+        if pair:
+            pair.close()
+        if cluster:
+            cluster.close()
+
+
+@test("e7_start_alone_renew_release", timeout=120)
+def e7_start_alone_renew_release(ctx):
+    """A primary started alone serves for several lease bounds (its renewals
+    work), holds the alone lease; once B joined (protected) it gives the
+    lease up, so B's takeover after SIGKILL of A does not wait for it."""
+    cluster = pair = load = None
+    try:
+        cluster = EtcdCluster(ctx.topo, ctx.out_dir)
+        pair = Pair(ctx.topo, ctx.out_dir, failover_timeout_ms=T_MS, arbiter=cluster.url())
+        a = pair.start_node("A", "primary", extra=["--start-alone"])
+        a.wait_status("A alone in epoch 1", 15, mode="alone", epoch=1, live=True)
+        PL.wait_ping(ctx.topo, 15, [a])
+        load = start_load()
+        time.sleep(2.5 * BOUND)
+        st = a.status()
+        check(a.alive() and st["mode"] == "alone", f"A stopped serving alone: {pair.describe_exit(a)} {PL.brief(st)}")
+        s1 = arbiter_status(ctx.topo, cluster)
+        check("serving alone under a lease: tapA (epoch 1" in s1, f"A's alone lease missing:\n{s1}")
+        b = pair.start_node("B", "backup")
+        a.wait_status("A protected", 20, mode="protected")
+        b.wait_status("B in sync", 20, mode="backup", in_sync=True)
+        dl = L.Deadline(5)
+        while "serving alone under a lease: nobody" not in arbiter_status(ctx.topo, cluster):
+            check(not dl.expired(), "A did not give its lease up once protected")
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        a.send_signal(signal.SIGKILL)
+        st_b, t1 = takeover(b, 10)
+        check(t1 - t0 < 1.0, f"B took {ms(t1 - t0)} to take over: waited for a lease?")
+        load.wait_progress_after(t1, 100, 10)
+        r = finish_load(ctx, load, t0, "start alone, join, SIGKILL A", after=5)
+        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        ctx.note(f"A alone for {2.5 * BOUND:.1f} s (bound {ms(BOUND)}); lease released once protected; "
+                 f"B live {ms(t1 - t0)} after the kill")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
+    finally:
+        if load:
+            load.close()
         if pair:
             pair.close()
         if cluster:
