@@ -77,6 +77,7 @@ class Bench:
             "ping_interval": 0.01,
             "failover_trials": args.trials or (3 if q else 10),
             "failover_clients": 2,
+            "failover_mirror": os.environ.get("FTAP_BENCH_MIRROR", "on") != "off",
             "failover_before_s": 1.0,
             "failover_after_s": 1.5 if q else 2.0,
             "memory_connections": 1000,
@@ -563,7 +564,12 @@ class Bench:
         d["link_delta"] = {k: after[k] - before[k] for k in after}
         return d
 
-    def failover_phase(self) -> list[dict]:
+    def set_mirror(self, node: str):
+        """scripts/netns.sh mirror a|b|off: the switch copies what it sends
+        node's port to the other node's port (README: Mirroring)."""
+        self.sh([os.path.join(REPO, "scripts", "netns.sh"), "mirror", node, self.topo.prefix])
+
+    def failover_phase(self, mirror: bool = False) -> list[dict]:
         trials = []
         arp_txt = os.path.join(self.out, "failover-arp.txt")
         open(arp_txt, "w").close()
@@ -572,15 +578,23 @@ class Bench:
         time.sleep(1.0)
         try:
             for i in range(self.p["failover_trials"]):
-                trials.append(self.failover_trial(i, arp_txt))
+                trials.append(self.failover_trial(i, arp_txt, mirror))
                 t = trials[-1]
-                log(f"failover trial {i + 1}/{self.p['failover_trials']}: stall "
+                log(f"failover trial {i + 1}/{self.p['failover_trials']}{' (mirror)' if mirror else ''}: stall "
                     f"{max(c['max_stall_ms'] for c in t['clients']):.1f} ms, GARP after {t['kill_to_garp_ms']} ms, "
                     f"lost {t['lost']} dup {t['duplicated']} resets {t['resets']} errors {t['errors']}")
         finally:
             time.sleep(0.3)
             self.stop(td.pid, sig=signal.SIGINT)
         return trials
+
+    def backup_status_field(self, key: str):
+        out = self.sh(["curl", "-s", "--max-time", "3", "http://127.0.0.1:7410/status"], ns=self.topo.node_b,
+                      check=False)
+        try:
+            return json.loads(out).get(key)
+        except ValueError:
+            return None
 
     def nstat(self) -> dict:
         """The client namespace's TCP retransmission counters (absolute)."""
@@ -593,10 +607,12 @@ class Bench:
                 r[f[0]] = int(f[1])
         return r
 
-    def failover_trial(self, i: int, arp_txt: str) -> dict:
-        tag = f"fo{i + 1}"
+    def failover_trial(self, i: int, arp_txt: str, mirror: bool = False) -> dict:
+        tag = f"fo{'m' if mirror else ''}{i + 1}"
         self.start_pair(tag)
         p = self.pair
+        if mirror:
+            self.set_mirror("a")
         secs = self.p["failover_before_s"] + self.p["failover_after_s"]
         cl = self.spawn(f"stream-{tag}", [self.client, "stream", PAIR_IP, str(PORT_COUNTER), str(secs),
                                           str(self.p["failover_clients"])], self.topo.client, stdout=subprocess.PIPE)
@@ -635,6 +651,9 @@ class Bench:
             # The gap between replies that spans the kill (begun at most 10 ms after it), if over 2 ms.
             span = [g for g in c.get("gaps", []) if g[0] <= t_kill + 0.01 and g[0] + g[1] / 1000 >= t_kill]
             c["kill_stall_ms"] = round(max(g[1] for g in span), 1) if span else 0.0
+        if mirror:
+            res["standby_applied"] = self.backup_status_field("standby_applied")
+            self.set_mirror("off")
         self.stop(p["primary"])  # reaps the killed process
         self.pair["primary"] = None
         res["backup_exit"] = self.stop(p["backup"])
@@ -684,6 +703,9 @@ class Bench:
         log(f"failover: {self.p['failover_trials']} SIGKILLs of the primary under "
             f"{self.p['failover_clients']} INCR streams")
         result["failover"] = self.failover_phase()
+        if self.p["failover_mirror"]:
+            log(f"failover with mirroring (netns.sh mirror a): {self.p['failover_trials']} SIGKILLs")
+            result["failover_mirror"] = self.failover_phase(mirror=True)
         result["elapsed_s"] = round(time.monotonic() - t_start, 1)
         return result
 
@@ -804,11 +826,17 @@ def summarise(res: dict) -> dict:
     s["paired"]["added_minus_log_rtt_us"] = round(med(
         [x["median_us"] - y["median_us"] - z["median_us"]
          for x, y, z in zip(R["lat_pair_counter"], R["lat_solo_counter"], R["log_ping"])]), 1)
-    fo = res["failover"]
+    s["failover"] = failover_summary(res["failover"])
+    if res.get("failover_mirror"):
+        s["failover_mirror"] = failover_summary(res["failover_mirror"])
+    return s
+
+
+def failover_summary(fo: list[dict]) -> dict:
     stalls = [c["max_stall_ms"] for t in fo for c in t["clients"]]
     kstalls = [c["kill_stall_ms"] for t in fo for c in t["clients"]]
     garps = [t["kill_to_garp_ms"] for t in fo if t["kill_to_garp_ms"] is not None]
-    s["failover"] = {
+    return {
         "trials": len(fo),
         "stall_median_ms": round(med(stalls), 1) if stalls else None,
         "stall_max_ms": round(max(stalls), 1) if stalls else None,
@@ -825,8 +853,9 @@ def summarise(res: dict) -> dict:
         "requests": sum(t["total"] for t in fo),
         "client_rto": sum(t.get("client_tcp", {}).get("TcpExtTCPTimeouts", 0) for t in fo),
         "trials_with_client_rto": sum(1 for t in fo if t.get("client_tcp", {}).get("TcpExtTCPTimeouts", 0) > 0),
+        "client_loss_probes": sum(t.get("client_tcp", {}).get("TcpExtTCPLossProbes", 0) for t in fo),
+        "standby_applied": sum(t.get("standby_applied") or 0 for t in fo),
     }
-    return s
 
 
 def targets(s: dict) -> list[dict]:
@@ -862,6 +891,14 @@ def targets(s: dict) -> list[dict]:
     add("failover lost/duplicated/resets", f"{f['lost']}/{f['duplicated']}/{f['resets']}", "0/0/0",
         bad == 0 and f["trials"] > 0,
         f"{f['requests']} requests; other errors {f['errors']}, takeovers missing {f['not_live']}")
+    if s.get("failover_mirror"):
+        f = s["failover_mirror"]
+        add("failover stall max, switch mirroring", f"{f['stall_max_ms']} ms", "<= 50 ms",
+            f["stall_max_ms"] is not None and f["stall_max_ms"] <= 50,
+            f"{f['trials']} trials; client loss probes {f['client_loss_probes']}, RTOs {f['client_rto']}")
+        bad = f["lost"] + f["duplicated"] + f["resets"] + f["errors"] + f["not_live"]
+        add("failover lost/duplicated/resets, mirroring", f"{f['lost']}/{f['duplicated']}/{f['resets']}", "0/0/0",
+            bad == 0 and f["trials"] > 0, f"{f['requests']} requests")
     return t
 
 
@@ -969,19 +1006,24 @@ def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
     L.append(f"  {'replicated/solo, solo/kernel':{W}s} {s['paired']['udp_repl_over_solo']:>10.2f} "
              f"{s['paired']['udp_solo_over_kernel']:>8.2f}")
     L.append("")
-    f = s["failover"]
-    L.append(f"Failover: {f['trials']} SIGKILLs of the primary, {p['failover_clients']} clients streaming INCR "
-             f"(fresh pair per trial)")
-    L.append(f"  {'longest stall per client: median / max':{W}s} {f['stall_median_ms']} / {f['stall_max_ms']} ms")
-    L.append(f"  {'  of which the gap spanning the kill':{W}s} {f['kill_stall_median_ms']} / "
-             f"{f['kill_stall_max_ms']} ms")
-    L.append(f"  {'kill -> first GARP on br0: median / max':{W}s} {f['garp_median_ms']} / {f['garp_max_ms']} ms"
-             + (f"  ({f['garp_missing']} trials without GARP)" if f["garp_missing"] else ""))
-    L.append(f"  {'requests; lost / duplicated / resets':{W}s} {f['requests']}; {f['lost']} / {f['duplicated']} / "
-             f"{f['resets']}  (other errors {f['errors']}, no takeover {f['not_live']})")
-    L.append(f"  {'client TCP retransmission timeouts (all trials)':{W}s} {f['client_rto']}  "
-             f"(trials with one: {f['trials_with_client_rto']})")
-    L.append("")
+    for key, title in (("failover", ""), ("failover_mirror", ", the switch mirroring the primary's port to the backup's")):
+        if key not in s:
+            continue
+        f = s[key]
+        L.append(f"Failover: {f['trials']} SIGKILLs of the primary, {p['failover_clients']} clients streaming INCR "
+                 f"(fresh pair per trial){title}")
+        L.append(f"  {'longest stall per client: median / max':{W}s} {f['stall_median_ms']} / {f['stall_max_ms']} ms")
+        L.append(f"  {'  of which the gap spanning the kill':{W}s} {f['kill_stall_median_ms']} / "
+                 f"{f['kill_stall_max_ms']} ms")
+        L.append(f"  {'kill -> first GARP on br0: median / max':{W}s} {f['garp_median_ms']} / {f['garp_max_ms']} ms"
+                 + (f"  ({f['garp_missing']} trials without GARP)" if f["garp_missing"] else ""))
+        L.append(f"  {'requests; lost / duplicated / resets':{W}s} {f['requests']}; {f['lost']} / {f['duplicated']} / "
+                 f"{f['resets']}  (other errors {f['errors']}, no takeover {f['not_live']})")
+        L.append(f"  {'client TCP loss probes / RTOs (all trials)':{W}s} {f['client_loss_probes']} / {f['client_rto']}  "
+                 f"(trials with an RTO: {f['trials_with_client_rto']})")
+        if key == "failover_mirror":
+            L.append(f"  {'frames applied from the standby buffer':{W}s} {f['standby_applied']}")
+        L.append("")
     L.append("Log overhead: logA counters in the primary's namespace around the replicated bulk runs")
     for mode in ("discard", "echo"):
         o = s[f"log_overhead_{mode}"]

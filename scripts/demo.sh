@@ -3,6 +3,8 @@
 #
 #   scripts/demo.sh            failover demo (as root)
 #   scripts/demo.sh --solo     the single-node appliance only
+#   scripts/demo.sh --mirror   failover demo with the switch mirroring A's port to B's
+#                              (scripts/netns.sh mirror a): B applies what A never logged
 #   scripts/demo.sh --etcd     failover demo with an etcd arbiter (FTAP_DEMO_ARBITER=etcd does the same):
 #                              a three-member etcd cluster in namespace ${P}-e (tests/integration/etcdlib.py),
 #                              `--arbiter etcd://10.77.0.11:2379,...`; prints `ftap arbiter status` at the end
@@ -25,13 +27,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MODE=failover
+MIRROR=0
 ETCD=0
 [ "${FTAP_DEMO_ARBITER:-file}" = etcd ] && ETCD=1
 for a in "$@"; do
     case $a in
         --solo) MODE=solo ;;
+        --mirror) MIRROR=1 ;;
         --etcd) ETCD=1 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -63,6 +67,10 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 ftap_say "topology $P: client ${P}-c (10.0.0.1) -- switch ${P}-sw (br0) -- nodes ${P}-a / ${P}-b (+ log link)"
 "$FTAP_REPO/scripts/netns.sh" up "$P"
+if [ "$MIRROR" = 1 ]; then
+    "$FTAP_REPO/scripts/netns.sh" mirror a "$P"
+    ftap_say "switch mirrors what it sends A's port (sw-a) to B's (sw-b), appliance MAC only"
+fi
 
 if [ "$MODE" = solo ]; then
     ftap_say "solo appliance in ${P}-a"

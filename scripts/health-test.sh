@@ -27,7 +27,7 @@
 #   s13_unhealthy_during_switchover  upB down racing a switchover: the healthy A serves within 1 s
 #   s7_different_arbiters         different arbiter dirs refused at hello, naming both; B exits 3
 #   trials_cable_pull             FTAP_HEALTH_TRIALS (default 2) pulls of each kind: B serves, per-trial stall
-#   trials_stall_bound            uplink-only pulls: every stall <= failover timeout + 100 ms
+#   trials_stall_bound            10 pulls of each kind: every stall <= failover timeout + 100 ms
 #   k1_keepalived_comparison      only with FTAP_HEALTH_KEEPALIVED=1 (needs keepalived): a VRRP pair
 #                                 with the same pulls, for comparison (recorded, not checked)
 #

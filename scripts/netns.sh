@@ -2,6 +2,7 @@
 # Network-namespace topology for ftap's integration tests and demos.
 #
 #   scripts/netns.sh up|down|status [PREFIX]
+#   scripts/netns.sh mirror a|b|off|status [PREFIX]
 #
 # PREFIX defaults to $FTAP_NS, else "ftap". Every name below is created by
 # this script and `down` deletes exactly these namespaces (missing ones are
@@ -18,12 +19,31 @@
 # IPv6 is disabled in sw, a and b; bridge netfilter is off there, so the
 # bridges forward malformed frames untouched. Nothing touches the root
 # namespace: every veth is created directly inside its namespaces.
+#
+# `mirror a` makes the switch copy every frame it sends to node A's port
+# (sw-a) to node B's port (sw-b), for frames addressed to the appliance MAC
+# ($FTAP_MAC, default 02:00:00:00:00:10) only: tc clsact on the egress of
+# sw-a, a u32 match on the destination MAC, action `mirred egress mirror`;
+# `mirror b` the reverse (and removes the first); `off` removes both. The
+# mirror must follow the primary (set it to the primary's node after every
+# takeover or switchover): the standby then receives a copy of what the
+# switch sends the primary and keeps it for a takeover (README: Mirroring).
+# Only one direction at a time: with both, each copy egresses the other
+# port and is mirrored back, until mirred's recursion limit (4) drops it,
+# so the primary would receive its own traffic again. Matching the
+# destination MAC matters: a whole-port mirror would also copy the
+# standby's own broadcasts (its GARPs) back to it.
 set -euo pipefail
 
-usage() { echo "usage: $0 up|down|status [PREFIX]" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status [PREFIX] | mirror on|off|status [PREFIX]" >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 cmd=$1
+sub=""
+if [ "$cmd" = mirror ]; then
+    [ $# -ge 2 ] || usage
+    sub=$2; shift
+fi
 P=${2:-${FTAP_NS:-ftap}}
 case $P in
     ''|*[!A-Za-z0-9_.-]*) echo "netns.sh: bad prefix '$P'" >&2; exit 2 ;;
@@ -123,9 +143,51 @@ status() {
     done
 }
 
+# mirror a|b|off|status: see the header.
+mirror() {
+    local mac=${FTAP_MAC:-02:00:00:00:00:10} port other
+    case $mac in
+        [0-9a-fA-F][0-9a-fA-F]:[0-9a-fA-F][0-9a-fA-F]:[0-9a-fA-F][0-9a-fA-F]:[0-9a-fA-F][0-9a-fA-F]:[0-9a-fA-F][0-9a-fA-F]:[0-9a-fA-F][0-9a-fA-F]) ;;
+        *) echo "netns.sh: FTAP_MAC '$mac' is not a MAC address" >&2; exit 2 ;;
+    esac
+    local h=${mac//:/}
+    case $1 in
+        a|b|off)
+            # The clsact qdiscs stay; only filters change (filter updates do not
+            # disturb traffic; replacing a port's qdisc while it carries the new
+            # primary's traffic can).
+            for port in sw-a sw-b; do
+                ip netns exec "$NS_SW" tc qdisc show dev "$port" | grep -q clsact \
+                    || ip netns exec "$NS_SW" tc qdisc add dev "$port" clsact
+            done
+            if [ "$1" != off ]; then
+                port=sw-$1; other=$([ "$1" = a ] && echo sw-b || echo sw-a)
+                # u32 offsets count from the network header: the destination MAC is
+                # the 6 bytes at -14 (u32 matches 4-byte-aligned words).
+                ip netns exec "$NS_SW" tc filter replace dev "$port" egress protocol all prio 1 handle 800::800 u32 \
+                    match u16 "0x${h:0:4}" 0xffff at -14 match u32 "0x${h:4:8}" 0xffffffff at -12 \
+                    action mirred egress mirror dev "$other"
+                ip netns exec "$NS_SW" tc filter del dev "$other" egress 2>/dev/null || true
+            else
+                for port in sw-a sw-b; do
+                    ip netns exec "$NS_SW" tc filter del dev "$port" egress 2>/dev/null || true
+                done
+            fi
+            ;;
+        status)
+            for port in sw-a sw-b; do
+                echo "== $port egress"
+                ip netns exec "$NS_SW" tc filter show dev "$port" egress
+            done
+            ;;
+        *) usage ;;
+    esac
+}
+
 case $cmd in
     up) up ;;
     down) down ;;
     status) status ;;
+    mirror) mirror "$sub" ;;
     *) usage ;;
 esac

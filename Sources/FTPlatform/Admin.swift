@@ -85,6 +85,11 @@ public final class NodeMetrics {
         count("ftap_joins_served_total", core.joinsServed)
         count("ftap_divergence_detections_total", core.divergences)
         count("ftap_digest_checks_total", core.digestChecks)
+        gauge("ftap_standby_receiving_client_frames",
+              core.standby.receivingClientFrames(now: monotonicNanos(), recent: 2_000_000_000) ? 1 : 0)
+        count("ftap_standby_client_frames_total", core.standby.clientFrames)
+        gauge("ftap_standby_buffer_bytes", Double(core.standby.bytes))
+        count("ftap_standby_applied_total", core.standbyApplied)
         if let r = n.options.recorder { count("ftap_capture_dropped_total", r.dropped) }
     }
 

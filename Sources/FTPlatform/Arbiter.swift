@@ -42,15 +42,24 @@ public final class FileArbiter: Arbiter {
         return id
     }
 
-    /// Creates `path` exclusively with `text` and a newline, and makes the
-    /// file and its directory entry durable. Returns 0 or the errno.
+    /// Creates `path` exclusively holding `text` and a newline, durably (file
+    /// and directory entry fsynced), and atomically: a reader never sees it
+    /// empty (measured: a node starting beside its peer on a fresh directory
+    /// read the peer's `arbiter-id` between its O_EXCL create and its write,
+    /// and exited). The text goes to a private temporary file first, which
+    /// link(2) then publishes under `path` (EEXIST if it exists; atomic on
+    /// local file systems and NFS alike). Returns 0 or an errno.
     static func createDurably(_ path: String, in directory: String, text: String) -> Int32 {
-        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
+        let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o644)
         if fd < 0 { return errno }
+        defer { unlink(tmp) }
         let bytes = Array("\(text)\n".utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n != bytes.count { let e = n < 0 ? errno : EIO; close(fd); return e }
+        if fsync(fd) != 0 { let e = errno; close(fd); return e }
         close(fd)
+        if link(tmp, path) != 0 { return errno }
         // The new directory entry must survive a crash of this host too.
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }

@@ -39,6 +39,32 @@ public enum Netlink {
         }
     }
 
+    /// Pins `mac` to the bridge port `name` with a static forwarding entry
+    /// (`bridge fdb replace MAC dev NAME master static sticky`; a static entry without `sticky` still moves when the MAC is learned on another port). The appliance's
+    /// MAC lives behind its TAP: without the pin, a backup's host bridge
+    /// learns the MAC on the uplink from the primary's frames and drops
+    /// every client frame the switch floods or mirrors to it (a bridge does
+    /// not send a frame back out of the port it came in on), so the standby
+    /// buffer would never see them. The entry goes away with the TAP.
+    public static func pinBridgeFDB(mac: [UInt8], to name: String) throws {
+        guard let sock = nl_socket_alloc() else { throw SystemError("netlink", detail: "cannot allocate socket") }
+        defer { nl_socket_free(sock) }
+        try check(nl_connect(sock, NETLINK_ROUTE), "netlink connect")
+        let ifindex = if_nametoindex(name)
+        guard ifindex > 0 else { throw SystemError("netlink: pin fdb on \(name)", detail: "no such interface") }
+        guard let neigh = rtnl_neigh_alloc() else { throw SystemError("netlink", detail: "cannot allocate neighbour") }
+        defer { rtnl_neigh_put(neigh) }
+        var bytes = mac
+        guard let addr = nl_addr_build(AF_LLC, &bytes, 6) else { throw SystemError("netlink", detail: "cannot build address") }
+        defer { nl_addr_put(addr) }
+        rtnl_neigh_set_ifindex(neigh, Int32(ifindex))
+        rtnl_neigh_set_family(neigh, Int32(AF_BRIDGE))
+        rtnl_neigh_set_lladdr(neigh, addr)
+        rtnl_neigh_set_state(neigh, Int32(NUD_NOARP))
+        rtnl_neigh_set_flags(neigh, UInt32(NTF_MASTER | NTF_STICKY))  // sticky: learning must not move it
+        try check(rtnl_neigh_add(sock, neigh, Int32(NLM_F_CREATE | NLM_F_REPLACE)), "netlink: pin \(name)'s MAC in its bridge")
+    }
+
     /// Stops the kernel from sending IPv6 (MLD, RS, DAD) on an interface it
     /// only bridges for us. Best effort: IPv6 may be absent.
     public static func disableIPv6(on name: String) {

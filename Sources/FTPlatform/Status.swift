@@ -45,6 +45,19 @@ extension Node {
             ("health_reason", jsonString(core.healthReason)),
             ("peer_healthy", core.peerHealthy.map { $0 ? "true" : "false" } ?? "null"),
             ("arbiter_unavailable", "\(core.arbiterUnavailable)"),
+            // The standby buffer (StandbyBuffer.swift): whether this node, as
+            // standby, receives copies of client traffic (switch mirroring),
+            // what it holds and what it applied at go-live.
+            ("standby_receiving_client_frames", core.standby.receivingClientFrames(now: monotonicNanos(), recent: 2_000_000_000) ? "true" : "false"),
+            ("standby_client_frames", "\(core.standby.clientFrames)"),
+            ("standby_buffer_frames", "\(core.standby.count)"),
+            ("standby_buffer_bytes", "\(core.standby.bytes)"),
+            ("standby_buffer_max_bytes", "\(core.standby.isOn ? core.standby.maxBytes : 0)"),
+            ("standby_matched", "\(core.standby.matched)"),
+            ("standby_unlogged", "\(core.standby.unlogged)"),
+            ("standby_expired", "\(core.standby.expired)"),
+            ("standby_applied", "\(core.standbyApplied)"),
+            ("standby_skipped_old", "\(core.standbySkippedOld)"),
         ]
         let counters = s.counters.all.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ")
         fields.append(("stack", "{\(counters)}"))

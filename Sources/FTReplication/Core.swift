@@ -89,6 +89,12 @@ public final class ReplicationCore {
     /// Frames a former primary read on its TAP after handing over and passed
     /// to the new primary (the switch still sent them to its port).
     public internal(set) var forwardedFrames: UInt64 = 0
+    /// What a standby keeps of the frames reaching its TAP, for go-live (StandbyBuffer.swift).
+    public internal(set) var standby: StandbyBuffer
+    /// Frames from the standby buffer logged at go-live, and those skipped
+    /// there as data the log already held.
+    public internal(set) var standbyApplied: UInt64 = 0
+    public internal(set) var standbySkippedOld: UInt64 = 0
     var forwardUntil: Nanos = 0
     var checkpoints = FIFO<(index: UInt64, digest: UInt64)>()
     public internal(set) var takeovers: UInt64 = 0
@@ -128,6 +134,7 @@ public final class ReplicationCore {
         configDigest = SipHash24.hash(k0: 1, k1: 2, w.bytes)
         role = config.role
         gate = OutputGate(config: config)
+        standby = StandbyBuffer(window: config.effectiveStandbyWindow, maxBytes: config.standbyMaxBytes)
         faults = Faults(plan: config.fault, sabotage: config.sabotage)
         switch config.role {
         case .solo: state = .alone; epoch = 1
@@ -165,11 +172,24 @@ public final class ReplicationCore {
 
     /// True when frames arriving on the TAP should be read and discarded
     /// (a backup's TAP never drives its replica).
-    /// Not while claiming: a backup taking over leaves what arrives in the
-    /// kernel's queue, to read it once live.
+    /// While claiming, a backup taking over keeps reading into its standby
+    /// buffer (order is kept either way); with the buffer off, or taking a
+    /// planned handover (the old primary forwards what it gets), it leaves
+    /// what arrives in the kernel's queue, to read it once live.
     public var drainsTap: Bool {
-        if case .claiming = state { return false }
+        if case .claiming = state { return role == .backup && standby.isOn && !handoverClaim }
         return !isLive
+    }
+
+    /// A standby keeps frames for go-live: a backup following the log or
+    /// claiming to take over (not a planned handover).
+    var keepsStandbyFrames: Bool {
+        guard role == .backup, standby.isOn else { return false }
+        switch state {
+        case .backup: return true
+        case .claiming: return !handoverClaim
+        default: return false
+        }
     }
 
     /// The node may emit frames.
@@ -204,6 +224,12 @@ public final class ReplicationCore {
             if shouldForward(f, now: now) {
                 forwardedFrames += 1
                 send(.forward(frame: f), now: now, &a)
+                return
+            }
+            // Our own MAC as source: the primary's frames (its GARPs), not input.
+            if keepsStandbyFrames, MACAddress(bytes: f, at: 6) != replica.stack.config.mac,
+               replica.stack.classify(f) == .accept {
+                standby.arrived(f, unicastToUs: MACAddress(bytes: f, at: 0) == replica.stack.config.mac, now: now)
                 return
             }
             discardedWhileNotLive += 1; return

@@ -58,6 +58,12 @@ public struct ReplicationConfig: Sendable {
     /// this, and after go-live and handover entries (0: never). Taken right
     /// after the entry is applied; `takeCheckpoint` hands them to a recorder.
     public var checkpointEvery: UInt64 = 0
+    /// How long a standby keeps the frames that reach its own TAP
+    /// (`StandbyBuffer`); nil: the failover timeout plus one second; 0: off.
+    public var standbyWindow: Nanos? = nil
+    /// At most this many bytes of them.
+    public var standbyMaxBytes: Int = 8 << 20
+    public var effectiveStandbyWindow: Nanos { standbyWindow ?? failoverTimeout + 1000 * nsPerMs }
     /// Simulator-only: deliberately break one rule, to prove the checkers catch it.
     /// The command line never sets this.
     public var sabotage: Set<Sabotage> = []

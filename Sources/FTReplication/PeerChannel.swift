@@ -164,6 +164,7 @@ extension ReplicationCore {
                 a.append(.applied(e, outputs: out))
                 for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
                 if e.kind == .handover { handover = true }
+                if e.kind == .frame { standby.wasLogged(e.payload, now: now) }
             }
             ackDue = true
             if handover { takeHandover(now: now, &a) }

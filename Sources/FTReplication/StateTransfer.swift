@@ -97,6 +97,7 @@ extension ReplicationCore {
             return snapshotFailed("restored state does not match the primary's digest", now: now, &a)
         }
         epoch = max(epoch, s.epoch)
+        standby.reset()  // frames before the snapshot cannot be matched against the log
         state = .backup(takeoverAt: nil)
         ackDue = true
         a.append(.log(.notice, "restored snapshot at log index \(s.index) (\(s.total) bytes, digest \(hex(s.digest))); following the primary"))

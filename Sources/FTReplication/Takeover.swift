@@ -112,6 +112,7 @@ extension ReplicationCore {
             // Planned switchover: the old primary follows us on the same channel.
             role = .primary
             state = .protected
+            standby.reset()  // the old primary forwards what its TAP still gets
             gate.restart(ackedIndex: replica.appliedIndex)
             lastDigestAt = now
             append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
@@ -131,6 +132,7 @@ extension ReplicationCore {
                             kind: .goLive, payload: [1]), now: now, &a)
             a.append(.log(.notice, "LIVE in epoch \(epoch) at log index \(replica.appliedIndex) (took over from the primary)"))
             startGARP(now: now, &a)
+            applyStandbyFrames(now: now, &a)
         } else {
             // The primary lost its backup: release what was held and go on alone.
             state = .alone
@@ -162,5 +164,29 @@ extension ReplicationCore {
             garp.left -= 1
             garp.next = now + config.garpInterval
         }
+    }
+}
+
+extension ReplicationCore {
+    /// Go-live after a takeover: log and apply what the standby kept and the
+    /// old primary's log does not cover (StandbyBuffer.swift has the rule),
+    /// after the GARP, so replies follow the MAC's move.
+    func applyStandbyFrames(now: Nanos, _ a: inout [Action]) {
+        let frames = standby.takeAll(now: now)
+        guard !frames.isEmpty else { return }
+        var applied = 0, old = 0
+        for f in frames {
+            if replica.stack.isOldData(f) {
+                old += 1
+                a.append(.log(.debug, "standby buffer: skipped (data already received) \(frameSummary(f))"))
+                continue
+            }
+            a.append(.log(.debug, "standby buffer: applying \(frameSummary(f))"))
+            tapFrame(f, now: now, &a)
+            applied += 1
+        }
+        standbyApplied += UInt64(applied)
+        standbySkippedOld += UInt64(old)
+        a.append(.log(.notice, "applied \(applied) frames the old primary never logged from the standby buffer (\(old) skipped as data already received)"))
     }
 }

@@ -68,6 +68,10 @@ public struct SimParameters: CustomStringConvertible {
     public var arbiterOutages: [(at: Nanos, duration: Nanos)] = []
     /// An etcd-like store with an alone lease of this TTL (SimLease.swift); nil: file-like.
     public var arbiterLeaseTTL: Nanos? = nil
+    /// The switch mirrors frames for the appliance's MAC sent to one node's
+    /// port to the other's (what `scripts/netns.sh mirror` sets up), so the
+    /// standby buffer holds what the primary never logged.
+    public var mirror = false
 
     // Checker sampling.
     public var digestEvery: UInt64 = 32
@@ -176,6 +180,7 @@ public struct SimParameters: CustomStringConvertible {
         if r.chance(0.2) {
             for _ in 0..<r.int(1...2) { p.arbiterOutages.append((at(), r.logNanos(10 * nsPerMs, 3_000 * nsPerMs))) }
         }
+        p.mirror = r.chance(0.5)
         // Long enough that outages and slow answers (above) never make an
         // alone node stop: the liveness phase needs it to keep serving.
         if r.chance(0.3) { p.arbiterLeaseTTL = r.nanos(10_000, 15_000) * nsPerMs }
@@ -201,6 +206,7 @@ public struct SimParameters: CustomStringConvertible {
         if let b = channelBreak { s += "fault: log channel reset at \(fmtTime(b))\n" }
         for x in healthFaults { s += "fault: \(x.cable ? "cable pull" : "uplink down") on n\(x.node) at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         for x in arbiterOutages { s += "fault: arbiter unavailable at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
+        if mirror { s += "switch: mirrors the appliance's frames to the other node's port\n" }
         s += "checker: full-state digests sampled every \(digestEvery) entries"
         return s
     }

@@ -278,6 +278,10 @@ public final class Simulation {
         stat("digests-compared", checker.digestsCompared)
         stat("entries-compared", checker.entriesCompared)
         stat("incr-completed", counter.incrCompleted)
+        for n in nodes + retired {
+            stat("standby-applied", Int(n.core.standbyApplied))
+            stat("standby-skipped-old", Int(n.core.standbySkippedOld))
+        }
         if tracing {
             traceLines.append(violation.map { "\(fmtTime(now)) RESULT FAIL \($0)" } ?? "\(fmtTime(now)) RESULT PASS")
         }

@@ -242,6 +242,10 @@ extension Simulation {
         }
         if !dst.isMulticast, let out = macTable[dst.raw] {
             if out != port { forward(to: out, f) }
+            if params.mirror, out < 2, dst == applianceMAC, 1 - out != port {
+                count("frame-mirrored")
+                forward(to: 1 - out, f)
+            }
             return
         }
         // Broadcast, multicast or unknown unicast: flood.

@@ -92,6 +92,12 @@ struct Run: ParsableCommand {
     var garpCount: Int = 3
     @Option(help: "Milliseconds between gratuitous ARPs.")
     var garpIntervalMs: Int = 100
+    @Option(help: ArgumentHelp(
+        "Backup: keep the frames reaching its own TAP this long (default: the failover timeout plus 1000), so that on a takeover it applies what the dead primary never logged; 0 turns it off. Useful when the switch mirrors the primary's port to this node's (README: Mirroring), or floods after a cable pull.",
+        valueName: "ms"))
+    var standbyBufferMs: Int?
+    @Option(help: "Backup: at most this many KiB of kept frames.")
+    var standbyBufferKb: Int = 8192
 
     @Option(name: .customLong("track-interface"), help: ArgumentHelp(
         "Count this node unhealthy while this interface is down (repeatable). With --bridge, the bridge's other ports (its uplinks) are tracked too, unless --no-track-bridge.",
@@ -153,6 +159,8 @@ struct Run: ParsableCommand {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be 576-9000") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical") }
         guard heartbeatMs > 0, failoverTimeoutMs > heartbeatMs else { throw ValidationError("need 0 < --heartbeat-ms < --failover-timeout-ms") }
+        if let s = standbyBufferMs, s < 0 || s > 600_000 { throw ValidationError("--standby-buffer-ms must be 0-600000") }
+        guard standbyBufferKb > 0 else { throw ValidationError("--standby-buffer-kb must be positive") }
         guard garpCount >= 0, garpIntervalMs > 0 else { throw ValidationError("--garp-count must be >= 0 and --garp-interval-ms > 0") }
         guard maxConnections > 0, synBacklog > 0, sendBufferKb > 0, recvBufferKb > 0 else {
             throw ValidationError("--max-connections, --syn-backlog and the buffer sizes must be positive")
@@ -226,6 +234,8 @@ struct Run: ParsableCommand {
         rc.garpCount = garpCount
         rc.garpInterval = UInt64(garpIntervalMs) * nsPerMs
         rc.startAlone = startAlone
+        rc.standbyWindow = standbyBufferMs.map { UInt64($0) * nsPerMs }
+        rc.standbyMaxBytes = standbyBufferKb * 1024
         if record != nil { rc.checkpointEvery = 1000 }
         if let f = getenv("FTAP_FAULT").map({ String(cString: $0) }), !f.isEmpty {
             guard let plan = FaultPlan(f) else {

@@ -21,7 +21,14 @@ struct Status: ParsableCommand {
         func v(_ k: String) -> String { f[k] ?? "?" }
         print("node \(v("node")): role \(v("role")), mode \(v("mode")), epoch \(v("epoch")), live \(v("live"))")
         print("log: applied \(v("applied_index")), acknowledged \(v("acked_index")), lag \(v("lag_entries")) entries / \(v("lag_bytes")) bytes, \(v("held_frames")) frames held")
-        print("peer connected: \(v("peer_connected")); failovers \(v("failovers")); divergences \(v("divergences"))")
+        print("peer connected: \(v("peer_connected")), in sync \(v("in_sync")), protected \(v("protected")); failovers \(v("failovers")), switchovers \(v("switchovers")); divergences \(v("divergences"))")
+        let reason = v("health_reason")
+        print("health: \(v("healthy") == "true" ? "healthy" : "UNHEALTHY")\(reason.isEmpty || reason == "?" ? "" : " (\(reason))"), peer healthy \(v("peer_healthy")); arbiter unavailable \(v("arbiter_unavailable")) times")
+        if v("role") == "backup" {
+            print("standby buffer: \(v("standby_buffer_frames")) frames / \(v("standby_buffer_bytes")) bytes, receiving client frames (switch mirror) \(v("standby_receiving_client_frames")), matched \(v("standby_matched")), expired \(v("standby_expired"))")
+        } else if v("standby_applied") != "0" && v("standby_applied") != "?" {
+            print("standby buffer: \(v("standby_applied")) frames applied at go-live, \(v("standby_skipped_old")) skipped as already received")
+        }
         print("tcp connections \(v("tcp_connections")); frames emitted \(v("frames_emitted")), suppressed \(v("frames_suppressed")), ignored \(v("frames_ignored"))")
         print("uptime \(v("uptime_seconds")) s; state digest \(v("digest"))")
     }
@@ -61,7 +68,7 @@ func flatJSON(_ s: String) -> [String: String] {
             while j < s.endIndex && s[j] != "\"" { if s[j] == "\\" { j = s.index(after: j) }; str.append(s[j]); j = s.index(after: j) }
             i = j
             if key == nil { key = str } else { out[key!] = str; key = nil }
-        } else if depth == 1 && key != nil && (c.isNumber || c == "t" || c == "f") {
+        } else if depth == 1 && key != nil && (c.isNumber || c == "-" || c == "t" || c == "f" || c == "n") {
             var j = i; var val = ""
             while j < s.endIndex && s[j] != "," && s[j] != "}" { val.append(s[j]); j = s.index(after: j) }
             out[key!] = val.trimmingCharacters; key = nil

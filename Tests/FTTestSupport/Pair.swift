@@ -69,7 +69,8 @@ public final class Pair {
     /// different one to make the configurations disagree.
     /// `ownershipBound`: both nodes use a leasing arbiter (etcd) with this bound.
     public init(_ start: Start = .protected, fault: FaultPlan? = nil, maxLag: Int? = nil, startAlone: Bool = false,
-                backupStack: Stack? = nil, ownershipBound: Nanos? = nil, file: StaticString = #filePath, line: UInt = #line) {
+                backupStack: Stack? = nil, standbyWindow: Nanos? = nil, ownershipBound: Nanos? = nil,
+                file: StaticString = #filePath, line: UInt = #line) {
         var pc = ReplicationConfig(role: .primary, nodeName: "A")
         pc.fault = fault
         if let maxLag { pc.maxLagEntries = maxLag }
@@ -77,6 +78,7 @@ public final class Pair {
         pc.ownershipBound = ownershipBound
         var bc = ReplicationConfig(role: .backup, nodeName: "B")
         bc.ownershipBound = ownershipBound
+        bc.standbyWindow = standbyWindow
         primary = ReplicationCore(config: pc, stack: makeStack())
         backup = ReplicationCore(config: bc, stack: backupStack ?? makeStack())
         switch start {
