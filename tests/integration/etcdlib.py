@@ -6,7 +6,7 @@ port 2380) on bridge bre in ${P}-e; nodes A and B reach them through their
 own "arbiter links" (veth arbA 10.77.0.1 in ${P}-a, arbB 10.77.0.2 in
 ${P}-b), apart from the log link and the uplinks. Fast elections
 (heartbeat 50 ms, election timeout 500 ms). ``close`` kills the members and
-deletes the namespace; every member's pid goes to FTAP_PIDFILE (its
+deletes the namespace and the members' data (their logs stay); every member's pid goes to FTAP_PIDFILE (its
 command line names "ftap-etcd-", so the harnesses' leftover killers find it).
 """
 
@@ -30,7 +30,7 @@ TTL = int(os.environ.get("FTAP_ETCD_TTL", "2") or 2)
 
 class EtcdCluster:
     """Three etcd members in namespace ${P}-e, reachable from A and B over
-    their arbiter links. ``close`` kills the members and deletes the namespace."""
+    their arbiter links. ``close`` kills the members, deletes their data and the namespace."""
 
     def __init__(self, topo: L.Topology, out_dir: str):
         self.topo = topo
@@ -126,6 +126,10 @@ class EtcdCluster:
             self.kill(name)
             self.logs[name].close()
         self.procs.clear()
+        # The members' data (WAL files are preallocated: ~120 MB per member);
+        # their logs stay.
+        for name, _ in MEMBERS:
+            shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
         L.run(["ip", "netns", "delete", self.ns], check=False, timeout=10)
         if self.key is not None:
             L.unregister_cleanup(self.key)
