@@ -5,6 +5,9 @@
 #   scripts/demo.sh --solo     the single-node appliance only
 #   scripts/demo.sh --mirror   failover demo with the switch mirroring A's port to B's
 #                              (scripts/netns.sh mirror a): B applies what A never logged
+#   scripts/demo.sh --etcd     failover demo with an etcd arbiter (FTAP_DEMO_ARBITER=etcd does the same):
+#                              a three-member etcd cluster in namespace ${P}-e (tests/integration/etcdlib.py),
+#                              `--arbiter etcd://10.77.0.11:2379,...`; prints `ftap arbiter status` at the end
 #
 # Failover demo: installs what it needs (scripts/deps.sh), builds ftap
 # (release), builds the namespace topology of scripts/netns.sh (prefix
@@ -25,11 +28,14 @@ set -euo pipefail
 
 MODE=failover
 MIRROR=0
+ETCD=0
+[ "${FTAP_DEMO_ARBITER:-file}" = etcd ] && ETCD=1
 for a in "$@"; do
     case $a in
         --solo) MODE=solo ;;
         --mirror) MIRROR=1 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --etcd) ETCD=1 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,6 +53,10 @@ cleanup() {
     local rc=$?
     set +e
     ftap_cleanup "$P"
+    if ip netns list | awk '{print $1}' | grep -qxF "${P}-e"; then
+        for pid in $(ip netns pids "${P}-e" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns delete "${P}-e"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -88,7 +98,7 @@ PIDFILE=$OUT/pids
 set +e
 timeout -k 10 120 ip netns exec "${P}-c" env FTAP_RUN_BIN="${FTAP_CMD[0]}" FTAP_PIDFILE="$PIDFILE" \
     python3 -u "$FTAP_REPO/tests/integration/failover_demo.py" --prefix "$P" --out-dir "$OUT" \
-    --before "${FTAP_DEMO_BEFORE:-2}" --after "${FTAP_DEMO_AFTER:-2}"
+    --before "${FTAP_DEMO_BEFORE:-2}" --after "${FTAP_DEMO_AFTER:-2}" $([ "$ETCD" = 1 ] && echo --etcd)
 rc=$?
 set -e
 # Anything the driver left behind (it stops what it started; this is for crashes).

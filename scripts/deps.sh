@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ftap needs to build, test and demo.
+# etcd-server and etcd-client: the etcd arbiter suite (scripts/etcd-test.sh) runs a real 3-member cluster.
 # Idempotent and quiet when everything is present. Needs root.
 set -euo pipefail
-PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc nftables hping3)
+PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc nftables hping3 etcd-server etcd-client)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -129,5 +129,6 @@ public func makeArbiter(_ spec: String) throws -> Arbiter {
         guard !dir.isEmpty else { throw SystemError("--arbiter \(spec)", detail: "file: needs a directory, e.g. file:/run/ftap/arb") }
         return try FileArbiter(directory: dir)
     }
-    throw SystemError("--arbiter \(spec)", detail: "unknown arbiter backend; supported: file:DIR")
+    if spec.hasPrefix("etcd://") { return try EtcdArbiter(url: spec) }
+    throw SystemError("--arbiter \(spec)", detail: "unknown arbiter backend; supported: file:DIR, etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
 }

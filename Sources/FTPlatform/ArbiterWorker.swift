@@ -8,7 +8,8 @@ import FTReplication
 /// remote service) never stops the event loop: heartbeats, the channel and
 /// timers go on. The loop polls `fd`; each answer arrives with one byte on it.
 final class ArbiterWorker {
-    enum Job { case claim(UInt64), check(UInt64) }
+    /// `release`: give up the alone lease (no answer).
+    enum Job { case claim(UInt64), check(UInt64), release }
     enum Result { case claimed(UInt64, ArbiterAnswer, Double), checked(UInt64, EpochCheck) }
 
     let arbiter: Arbiter
@@ -70,6 +71,9 @@ final class ArbiterWorker {
                 r = .claimed(e, a, Double(monotonicNanos() - start) / 1e6)
             case .check(let e):
                 r = .checked(e, arbiter.check(above: e))
+            case .release:
+                arbiter.releaseOwnership()
+                continue
             }
             pthread_mutex_lock(&mutex)
             results.append(r)

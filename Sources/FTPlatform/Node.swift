@@ -319,6 +319,10 @@ public final class Node: NodeIO {
         return .pending
     }
 
+    public func releaseOwnership(epoch e: UInt64) {
+        arbiterWorker?.submit(.release)
+    }
+
     /// Tells the loop when this node's health changed.
     func reportHealth() {
         guard let h = health, h.generation != reportedGeneration else { return }

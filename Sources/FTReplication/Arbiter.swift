@@ -1,8 +1,11 @@
-/// The interface every arbiter backend implements (the file backend lives in
-/// the platform layer; the simulator has an in-memory one). The replication
-/// core never calls it directly: it emits `Action.claimEpoch`/`.checkEpoch`
-/// and receives `arbiterAnswered`/`epochChecked`, so claims can be slow or
-/// fail without blocking the core or the loop.
+import FTStack
+
+/// The interface every arbiter backend implements (the file and etcd backends
+/// live in the platform layer; the simulator has an in-memory one). The
+/// replication core never calls it directly: it emits `Action.claimEpoch`/
+/// `.checkEpoch`/`.releaseOwnership` and receives `arbiterAnswered`/
+/// `epochChecked`, so calls can be slow or fail without blocking the core or
+/// the loop.
 /// Decides which node may go live in an epoch: an atomic test-and-set per
 /// epoch. Exactly one claimant of an epoch wins.
 public protocol Arbiter: AnyObject {
@@ -13,6 +16,21 @@ public protocol Arbiter: AnyObject {
     /// Claims `epoch` for `node`: won, lost (someone else holds it) or
     /// unavailable (the store did not answer; says nothing about the owner).
     func claim(epoch: UInt64, node: String) -> ArbiterAnswer
-    /// Whether an epoch above `epoch` was claimed.
+    /// Whether an epoch above `epoch` was claimed. With an ownership bound,
+    /// `.current` also proves this node still holds its lease.
     func check(above epoch: UInt64) -> EpochCheck
+    /// A store that grants ownership under a lease (etcd): a node that won a
+    /// claim, or whose check answered `.current`, may emit without a backup
+    /// for at most this long after it *asked* (see ARCHITECTURE.md, "The etcd
+    /// arbiter"). nil: no lease (the file arbiter); the node serves on until
+    /// a higher epoch is seen.
+    var ownershipBound: Nanos? { get }
+    /// This node no longer emits without a backup (it is protected, or a
+    /// backup): give up the lease so another node's claim need not wait it out.
+    func releaseOwnership()
+}
+
+extension Arbiter {
+    public var ownershipBound: Nanos? { nil }
+    public func releaseOwnership() {}
 }

@@ -122,6 +122,8 @@ public final class ReplicationCore {
     /// A node serving without a backup re-checks its epoch at this time.
     var nextEpochCheck: Nanos = 0
     var epochCheckInFlight = false
+    /// The alone node's lease (Ownership.swift).
+    var ownership = OwnershipLease()
 
     public init(config: ReplicationConfig, stack: Stack) {
         self.config = config
@@ -151,6 +153,7 @@ public final class ReplicationCore {
             startGARP(now: now, &a)
         case .primary:
             state = .claiming(epoch: 1)
+            ownership.claimAskedAt = now  // a leasing arbiter's bound counts from here (Ownership.swift)
             a.append(.claimEpoch(1))
         case .backup:
             a.append(.log(.info, "backup: connecting to its peer"))
@@ -232,6 +235,7 @@ public final class ReplicationCore {
             discardedWhileNotLive += 1; return
         }
         guard replica.stack.classify(f) == .accept else { ignoredFrames += 1; return }
+        if ownershipLapsed(now: now, &a) { return }  // alone under an expired arbiter lease (Ownership.swift)
         let entry = LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
                              kind: .frame, payload: f)
         append(entry, now: now, &a)
@@ -266,6 +270,7 @@ public final class ReplicationCore {
     /// Fires due work: stack timers (as logged ticks), heartbeats, failure
     /// detection, GARP repeats, digest checks.
     public func tick(now: Nanos, _ a: inout [Action]) {
+        if ownershipLapsed(now: now, &a) { return }  // before anything here can emit
         if isLive && mode != .handingOver, let d = replica.stack.nextDeadline, clock.toLocal(d) <= now {
             let t = clock.stamp(localNow: now)
             if d <= t { append(LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: t, kind: .tick), now: now, &a) }

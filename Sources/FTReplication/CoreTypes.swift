@@ -49,6 +49,9 @@ public struct ReplicationConfig: Sendable {
     public var startAlone = false
     /// The identity of this node's arbiter store (`Arbiter.identity`), compared at hello.
     public var arbiterIdentity = ""
+    /// `Arbiter.ownershipBound` (etcd's lease): a node serving without a
+    /// backup stops once it could not prove its epoch for this long. nil: no lease.
+    public var ownershipBound: Nanos? = nil
     /// Size of the chunks a snapshot is streamed in.
     public var snapshotChunkBytes: Int = 256 * 1024
     /// Record the state digest after every entry whose index is a multiple of
@@ -134,6 +137,8 @@ public enum Action: Sendable {
     case claimEpoch(UInt64)
     /// Ask the arbiter whether an epoch above this one was claimed; answer with `epochChecked`.
     case checkEpoch(UInt64)
+    /// This node emits only with a backup now: give up the arbiter's lease on `epoch` (no answer).
+    case releaseOwnership(UInt64)
     /// The node must exit with this code.
     case exit(code: Int32, reason: String)
     /// Test fault hook fired: die at once, like SIGKILL.

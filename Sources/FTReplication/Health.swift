@@ -38,7 +38,8 @@ public enum EpochCheck: Sendable, Equatable {
 // The arbiter answers won, lost or unavailable. Unavailable is retried with
 // backoff and never by itself ends a node. A node serving without a backup
 // re-checks its epoch every half failover timeout and stops (exit 2) as soon
-// as a higher epoch exists.
+// as a higher epoch exists; with a leasing arbiter (etcd) also once it could
+// not renew its lease for the arbiter's bound (Ownership.swift).
 extension ReplicationCore {
     /// This node's health changed (from the platform's link and script tracking).
     public func setHealth(_ h: Bool, reason: String, now: Nanos, _ a: inout [Action]) {
@@ -116,6 +117,7 @@ extension ReplicationCore {
             return
         }
         claimDeferred = false
+        ownership.claimAskedAt = now
         a.append(.claimEpoch(e))
     }
 
@@ -126,6 +128,7 @@ extension ReplicationCore {
         case .won(let detail):
             claimFailures = 0
             won(epoch: claimed, detail: detail, now: now, &a)
+            ownershipWon(now: now)
         case .lost(let detail):
             state = .stopped
             let n = gate.discardHeld()
@@ -150,14 +153,15 @@ extension ReplicationCore {
         epochCheckInFlight = false
         switch answer {
         case .current:
-            break
+            ownershipProven()
         case .superseded(let e, let detail):
             guard isLive, e > epoch else { return }
             state = .stopped
             a.append(.exit(code: 2, reason: "epoch \(e) was claimed by another node (\(detail)) while this node served epoch \(epoch) alone; stopping, emitting nothing"))
         case .unavailable(let detail):
             arbiterUnavailable += 1
-            a.append(.log(.warning, "arbiter unavailable for the epoch check (\(detail)); serving on in epoch \(epoch)"))
+            let proof = ownership.provenUntil.map { $0 > now ? " for at most \(($0 - now) / nsPerMs) ms" : "" } ?? ""
+            a.append(.log(.warning, "arbiter unavailable for the epoch check (\(detail)); serving on in epoch \(epoch)\(proof)"))
         }
     }
 
@@ -174,14 +178,17 @@ extension ReplicationCore {
         }
         if checksEpoch && !epochCheckInFlight && now >= nextEpochCheck {
             epochCheckInFlight = true
-            nextEpochCheck = now + config.failoverTimeout / 2
+            nextEpochCheck = now + epochCheckInterval
+            ownership.checkAskedAt = now
             a.append(.checkEpoch(epoch))
         }
+        tickOwnership(now: now, &a)
     }
 
     func arbiterWakeup(_ w: inout Nanos?) {
         func c(_ x: Nanos) { w = w.map { min($0, x) } ?? x }
         if let r = claimRetryAt, case .claiming = state { c(r) }
         if checksEpoch && !epochCheckInFlight { c(nextEpochCheck) }
+        ownershipWakeup(c)
     }
 }

@@ -160,6 +160,8 @@ public protocol NodeIO: AnyObject {
     func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer>
     /// Asks whether an epoch above `epoch` was claimed.
     func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck>
+    /// Gives up the arbiter's lease on `epoch` (fire and forget; default: nothing).
+    func releaseOwnership(epoch: UInt64)
     func applied(_ entry: LogEntry, outputs: [[UInt8]])
     func snapshotSent(index: UInt64, bytes: Int)
     func log(_ level: LogLevel, _ message: String)
@@ -178,6 +180,7 @@ public protocol NodeIO: AnyObject {
 }
 
 extension NodeIO {
+    public func releaseOwnership(epoch: UInt64) {}
     public func logStats() {}
     public func serviceOperator(_ driver: NodeDriver, now: Nanos) {}
     public func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>) {}
@@ -545,6 +548,8 @@ public final class NodeDriver {
                 case .pending:
                     checkInFlight = e
                 }
+            case .releaseOwnership(let e):
+                io.releaseOwnership(epoch: e)
             case .exit(let code, let reason):
                 exitCode = code
                 pending.removeAll(); pendingIndex = 0

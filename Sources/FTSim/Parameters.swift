@@ -66,6 +66,8 @@ public struct SimParameters: CustomStringConvertible {
     public var healthFaults: [(node: Int, at: Nanos, duration: Nanos, cable: Bool)] = []
     /// The arbiter answers nothing but `unavailable`.
     public var arbiterOutages: [(at: Nanos, duration: Nanos)] = []
+    /// An etcd-like store with an alone lease of this TTL (SimLease.swift); nil: file-like.
+    public var arbiterLeaseTTL: Nanos? = nil
     /// The switch mirrors frames for the appliance's MAC sent to one node's
     /// port to the other's (what `scripts/netns.sh mirror` sets up), so the
     /// standby buffer holds what the primary never logged.
@@ -179,6 +181,9 @@ public struct SimParameters: CustomStringConvertible {
             for _ in 0..<r.int(1...2) { p.arbiterOutages.append((at(), r.logNanos(10 * nsPerMs, 3_000 * nsPerMs))) }
         }
         p.mirror = r.chance(0.5)
+        // Long enough that outages and slow answers (above) never make an
+        // alone node stop: the liveness phase needs it to keep serving.
+        if r.chance(0.3) { p.arbiterLeaseTTL = r.nanos(10_000, 15_000) * nsPerMs }
         return p
     }
 
@@ -187,7 +192,8 @@ public struct SimParameters: CustomStringConvertible {
         s += "clocks: offsets \(clockOffset.map(fmtTime)), rates \(clockPPM) ppm, scheduling delay up to \(fmtMs(schedDelayMax))\n"
         s += "log channel: latency \(fmtMs(channelLatency)) + jitter \(fmtMs(channelJitter))\n"
         s += "client links: latency \(fmtMs(linkLatency)) + jitter \(fmtMs(linkJitter)), loss \(pct(lossRate)), duplication \(pct(dupRate)), reordering \(pct(reorderRate))\n"
-        s += "arbiter: one-way latency \(fmtMs(arbiterLatencyMin))..\(fmtMs(arbiterLatencyMax))\n"
+        s += "arbiter: one-way latency \(fmtMs(arbiterLatencyMin))..\(fmtMs(arbiterLatencyMax))"
+            + (arbiterLeaseTTL.map { ", alone lease \(fmtMs($0)) (etcd-like)" } ?? "") + "\n"
         s += "clients: \(counterClients) counter, \(echoClients) echo (up to \(echoMaxBytes) bytes), \(udpClients) udp-counter; think \(fmtMs(thinkMin))..\(fmtMs(thinkMax))\n"
         s += "phases: faults from \(fmtTime(faultStart)) to \(fmtTime(safetyEnd)), then liveness within \(fmtTime(livenessBound))\n"
         if startAlone { s += "primary starts alone; the backup joins by state transfer\n" }

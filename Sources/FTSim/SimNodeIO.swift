@@ -27,6 +27,7 @@ final class SimIO: NodeIO {
             }
             n.emitCountdown = c - 1
         }
+        sim.checkAloneLease(n)
         sim.emit(n, o)
     }
 
@@ -164,6 +165,10 @@ final class SimIO: NodeIO {
         sim.trace(n.name, "claims epoch \(e)")
         sim.schedule(sim.now + d, .arbiterArrive(node: n.id, epoch: e, token: token))
         return .pending
+    }
+
+    func releaseOwnership(epoch e: UInt64) {
+        sim.schedule(sim.now + sim.arbiterLatency(), .leaseRelease(node: n.id, uid: n.uid, epoch: e))
     }
 
     func checkEpoch(_ e: UInt64) -> ArbiterCall<EpochCheck> {

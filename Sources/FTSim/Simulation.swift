@@ -76,6 +76,7 @@ enum Ev {
     case arbiterReply(node: Int, epoch: UInt64, answer: ArbiterAnswer, token: UInt64)
     case checkArrive(node: Int, epoch: UInt64, token: UInt64)
     case checkReply(node: Int, answer: EpochCheck, token: UInt64)
+    case leaseRelease(node: Int, uid: Int, epoch: UInt64)
     case health(node: Int, healthy: Bool, cable: Bool)
     case chanPump(conn: Int, dir: Int, token: UInt64)
     case connectArrive(conn: Int)
@@ -128,6 +129,8 @@ public final class Simulation {
     let checker = Checker()
     let counter = CounterChecker()
     var arbiter: [UInt64: Int] = [:]
+    /// The alone lease of an etcd-like store (SimLease.swift).
+    var aloneLease: SimLease? = nil
     /// A node's switch port (its uplink) is down (SimHealth.swift).
     var portDown = [false, false]
 
@@ -182,6 +185,7 @@ public final class Simulation {
         rc.heartbeat = params.heartbeat
         rc.failoverTimeout = params.failoverTimeout
         rc.startAlone = params.startAlone
+        rc.ownershipBound = params.arbiterLeaseTTL.map(Simulation.ownershipBound)
         rc.sabotage = options.sabotage.subtracting([.isnOutsideLog])
         incarnations += 1
         let n = SimNode(id: i, uid: incarnations, core: ReplicationCore(config: rc, stack: stack))
@@ -316,10 +320,14 @@ public final class Simulation {
             if arbiterDown(now) {
                 answer = .unavailable("store unreachable")
                 count("arbiter-unavailable")
+            } else if arbiter[e] == nil, let l = leaseBlocking(node: i) {
+                answer = .unavailable("n\(l.node) holds the alone lease of epoch \(l.epoch)")
+                count("lease-wait")
             } else if arbiter[e] == nil {
                 arbiter[e] = i
                 answer = .won("epoch-\(e) created")
                 checker.claimGranted(self, node: nodes[i], epoch: e)
+                leaseGranted(node: i, epoch: e)
             } else {
                 answer = .lost("epoch-\(e) already claimed by n\(arbiter[e]!)")
             }
@@ -337,8 +345,10 @@ public final class Simulation {
             let top = arbiter.keys.max() ?? 0
             if arbiterDown(now) { answer = .unavailable("store unreachable") }
             else if top > e { answer = .superseded(epoch: top, detail: "epoch-\(top) owned by n\(arbiter[top]!)") }
-            else { answer = .current }
+            else { answer = leaseCheck(node: i, epoch: e) }
             schedule(now + arbiterLatency(), .checkReply(node: i, answer: answer, token: token))
+        case .leaseRelease(let i, let uid, let e):
+            leaseRelease(node: i, uid: uid, epoch: e)
         case .checkReply(let i, let answer, let token):
             let n = nodes[i]
             guard n.alive, n.checkToken == token else { return }

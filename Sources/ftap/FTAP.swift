@@ -78,7 +78,7 @@ struct Run: ParsableCommand {
     var listen: String?
     @Option(help: "Log channel: the other node's --listen address (IPv4:PORT).")
     var peer: String?
-    @Option(help: "Epoch arbiter, e.g. file:/run/ftap/arb (a directory both nodes can reach).")
+    @Option(help: "Epoch arbiter: file:DIR (a directory both nodes can reach) or etcd://IP:PORT[,IP:PORT...]/PREFIX[?ttl=S] (an etcd v3 cluster; see README).")
     var arbiter: String?
     @Option(help: "Name of this node in logs and arbiter claims (default: the TAP name).")
     var nodeName: String?
@@ -286,6 +286,7 @@ struct Run: ParsableCommand {
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
             rc.arbiterIdentity = no.arbiter!.identity
+            rc.ownershipBound = no.arbiter!.ownershipBound
         }
         if pcapDir != nil || record != nil {
             do {

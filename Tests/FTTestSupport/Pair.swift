@@ -51,6 +51,8 @@ public final class Pair {
     public var claims: [(node: String, epoch: UInt64)] = []
     /// Epoch checks a node serving alone asked for.
     public var checks: [(node: String, epoch: UInt64)] = []
+    /// `releaseOwnership` actions (leasing arbiters only).
+    public var releases: [(node: String, epoch: UInt64)] = []
     public var exits: [(node: String, code: Int32, reason: String)] = []
     public var crashes: [(node: String, why: String)] = []
     /// Channel closes a node asked for.
@@ -65,16 +67,19 @@ public final class Pair {
 
     /// `backupStack` defaults to a stack built like the primary's; pass a
     /// different one to make the configurations disagree.
+    /// `ownershipBound`: both nodes use a leasing arbiter (etcd) with this bound.
     public init(_ start: Start = .protected, fault: FaultPlan? = nil, maxLag: Int? = nil, startAlone: Bool = false,
-                backupStack: Stack? = nil, standbyWindow: Nanos? = nil,
+                backupStack: Stack? = nil, standbyWindow: Nanos? = nil, ownershipBound: Nanos? = nil,
                 file: StaticString = #filePath, line: UInt = #line) {
         var pc = ReplicationConfig(role: .primary, nodeName: "A")
         pc.fault = fault
         if let maxLag { pc.maxLagEntries = maxLag }
         pc.startAlone = startAlone
-        primary = ReplicationCore(config: pc, stack: makeStack())
+        pc.ownershipBound = ownershipBound
         var bc = ReplicationConfig(role: .backup, nodeName: "B")
+        bc.ownershipBound = ownershipBound
         bc.standbyWindow = standbyWindow
+        primary = ReplicationCore(config: pc, stack: makeStack())
         backup = ReplicationCore(config: bc, stack: backupStack ?? makeStack())
         switch start {
         case .started: form(file: file, line: line)
@@ -102,6 +107,7 @@ public final class Pair {
             case .send(let b): if node == "A" { toBackup += b } else { toPrimary += b }
             case .claimEpoch(let e): claims.append((node, e))
             case .checkEpoch(let e): checks.append((node, e))
+            case .releaseOwnership(let e): releases.append((node, e))
             case .exit(let code, let reason): exits.append((node, code, reason))
             case .crash(let why): crashes.append((node, why))
             case .closePeer(let reason): closes.append((node, reason))

@@ -32,11 +32,19 @@ def main():
     ap.add_argument("--out-dir", default=os.environ.get("FTAP_OUT", "/tmp/ftap-demo"))
     ap.add_argument("--before", type=float, default=2.0, help="seconds of load before the kill")
     ap.add_argument("--after", type=float, default=2.0, help="seconds of load after the kill")
+    ap.add_argument("--etcd", action="store_true", help="a three-member etcd cluster as the arbiter (etcdlib)")
     args = ap.parse_args()
     topo = L.Topology(args.prefix)
     os.makedirs(args.out_dir, exist_ok=True)
 
-    pair = PL.Pair(topo, args.out_dir)
+    cluster = None
+    if args.etcd:
+        import etcdlib
+        say(f"==> etcd: three members in {topo.prefix}-e ({etcdlib.MEMBERS[0][1]}..{etcdlib.MEMBERS[-1][1]}), "
+            f"reached by the nodes over arbA/arbB")
+        cluster = etcdlib.EtcdCluster(topo, args.out_dir)
+        say(f"    --arbiter {cluster.url()}")
+    pair = PL.Pair(topo, args.out_dir, arbiter=cluster.url() if cluster else None)
     cap = None
     load = None
     ok = True
@@ -94,7 +102,15 @@ def main():
         stall, sv, st0 = load.max_latency()
         fdb_after = PL.fdb_ports(topo)
         garps = [(ts, f) for ts, f in cap.frames() if is_garp(f, PL.APPLIANCE_IP) and (w_kill is None or ts >= w_kill)]
-        claims = pair.arbiter_claims()
+        if cluster:
+            import etcdlib
+            status = etcdlib.arbiter_status(topo, cluster)
+            say("==> ftap arbiter status --arbiter " + cluster.url())
+            for line in status.splitlines():
+                say("    " + line)
+            claims = etcdlib.claimed(status)
+        else:
+            claims = pair.arbiter_claims()
 
         say()
         say("==> what happened")
@@ -132,6 +148,8 @@ def main():
         if cap:
             cap.stop()
         pair.close()
+        if cluster:
+            cluster.close()
         L.run_cleanups()
 
 

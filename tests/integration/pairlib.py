@@ -353,8 +353,12 @@ class Pair:
     ``b`` are the latest incarnations of A and B."""
 
     def __init__(self, topo: L.Topology, out_dir: str, heartbeat_ms: int | None = None,
-                 failover_timeout_ms: int | None = None, extra: list[str] | None = None):
+                 failover_timeout_ms: int | None = None, extra: list[str] | None = None,
+                 arbiter: str | None = None):
+        """``arbiter``: an --arbiter URL (e.g. etcd://...) instead of the fresh
+        file:out_dir/arbiter directory."""
         self.topo = topo
+        self.arbiter = arbiter
         self.out_dir = out_dir
         os.makedirs(out_dir, exist_ok=True)
         for f in os.listdir(out_dir):
@@ -391,7 +395,7 @@ class Pair:
         c = ["--mac", APPLIANCE_MAC, "--ip", f"{APPLIANCE_IP}/24",
              "--service", f"counter:{PORT_COUNTER}", "--service", f"echo:{PORT_ECHO}",
              "--service", f"udp-counter:{PORT_UDP_COUNTER}",
-             "--isn-key", ISN_KEY, "--arbiter", f"file:{self.arb}", "--admin", ADMIN,
+             "--isn-key", ISN_KEY, "--arbiter", self.arbiter or f"file:{self.arb}", "--admin", ADMIN,
              "--admin-token-file", self.token_file,
              "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
         if self.heartbeat_ms is not None:
