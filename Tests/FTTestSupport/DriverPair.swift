@@ -102,6 +102,10 @@ public final class MemoryIO: NodeIO {
     public func log(_ level: LogLevel, _ message: String) { logs.append(message) }
     public func exit(code: Int32, reason: String) { exits.append(code) }
     public func crash(_ why: String) { halted = true }
+    /// Role and mode changes the driver reported (RoleEvents.swift).
+    public var roleChanges: [RoleChange] = []
+    public func roleChanged(_ change: RoleChange) { roleChanges.append(change) }
+    public var roleEvents: [RoleEvent] { roleChanges.map(\.event) }
     public var pendingCount: Int { ends.count }
     public func logged(_ text: String) -> Bool { logs.contains { $0.contains(text) } }
 }
@@ -111,9 +115,12 @@ public final class MemoryNode {
     public let io: MemoryIO
     public let driver: NodeDriver
     public var core: ReplicationCore { driver.core }
-    public init(_ role: Role, name: String, secret: [UInt8], seed: UInt64) {
+    public convenience init(_ role: Role, name: String, secret: [UInt8], seed: UInt64) {
+        self.init(config: ReplicationConfig(role: role, nodeName: name), secret: secret, seed: seed)
+    }
+    public init(config: ReplicationConfig, secret: [UInt8], seed: UInt64) {
         io = MemoryIO(seed: seed)
-        let core = ReplicationCore(config: ReplicationConfig(role: role, nodeName: name), stack: makeStack())
+        let core = ReplicationCore(config: config, stack: makeStack())
         driver = NodeDriver(core: core, keys: ChannelKeys(secret: secret))
     }
     /// One loop iteration as the daemon runs it: plan (connects if due), then iterate.
