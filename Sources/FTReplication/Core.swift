@@ -143,8 +143,8 @@ public final class ReplicationCore {
             a.append(.log(.notice, "solo: live, no replication"))
             startGARP(now: now, &a)
         case .primary:
-            state = .claiming(epoch: 1)
-            a.append(.claimEpoch(1))
+            state = .claiming(epoch: config.firstEpoch)
+            a.append(.claimEpoch(config.firstEpoch))
         case .backup:
             a.append(.log(.info, "backup: connecting to its peer"))
         }

@@ -86,11 +86,11 @@ extension ReplicationCore {
                 return
             }
             helloTaken = true
-            if case .claiming(1) = state, role == .primary, replica.appliedIndex == 0 {
+            if case .claiming(let e) = state, e == config.firstEpoch, role == .primary, replica.appliedIndex == 0 {
                 // A fresh primary still waiting for epoch 1 (the claim runs
                 // beside the loop): answer once the arbiter has.
                 pendingHello = h
-                a.append(.log(.info, "backup \(h.node) connected while epoch 1 is being claimed; answering once the arbiter has"))
+                a.append(.log(.info, "backup \(h.node) connected while epoch \(config.firstEpoch) is being claimed; answering once the arbiter has"))
                 return
             }
             guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
