@@ -53,7 +53,7 @@ final class HookRunner {
                     failures += 1
                     log("--notify-script \(options.script) \(childEvent): \(exited ? "exit status \(code)" : "killed by signal \(status & 0x7f)")")
                 }
-            } else if now - childStarted >= options.timeout {
+            } else if now >= childStarted && now - childStarted >= options.timeout {
                 kill(child, SIGKILL)
                 waitpid(child, nil, 0)
                 child = 0

@@ -40,14 +40,13 @@ public struct JournalLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var all = metadata
-        if let extra { all.merge(extra) { $1 } }
+        if let extra = event.metadata { all.merge(extra) { $1 } }
         let fields = all.keys.sorted().map { "\($0)=\(all[$0]!)" }.joined(separator: " ")
         // One journal record per line: keep a multi-line message on one.
-        let msg = "\(message)".split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " | ")
-        let text = "<\(Self.priority(level))>\(level) \(label): \(msg)\(fields.isEmpty ? "" : " " + fields)\n"
+        let msg = "\(event.message)".split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " | ")
+        let text = "<\(Self.priority(event.level))>\(event.level) \(label): \(msg)\(fields.isEmpty ? "" : " " + fields)\n"
         _ = text.withCString { fputs($0, stderr) }
     }
 }

@@ -72,21 +72,22 @@ public final class NodeMetrics {
         "ftap_last_role_change_timestamp_seconds": "When this node's role or mode last changed, seconds since the Unix epoch",
     ]
 
-    static func helpText(_ name: String) -> String {
+    /// The metric's name with its help text (the name is used whole, unit included).
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
         guard let h = help[name] else { preconditionFailure("metric \(name) has no help text in NodeMetrics.help") }
-        return h
+        return MetricNameDescriptor(metricName: name, unitName: "", helpText: h)
     }
 
     public init(build: BuildInfo = BuildInfo(version: "unknown", commit: "unknown")) {
-        holdTime = registry.makeDurationHistogram(name: "ftap_output_hold_seconds", labels: [], buckets: [
+        holdTime = registry.makeDurationHistogram(descriptor: Self.descriptor("ftap_output_hold_seconds"), labels: [], buckets: [
             .microseconds(20), .microseconds(50), .microseconds(100), .microseconds(200), .microseconds(500),
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(50),
             .milliseconds(100), .milliseconds(500), .seconds(1),
-        ], help: Self.helpText("ftap_output_hold_seconds"))
-        claimTime = registry.makeDurationHistogram(name: "ftap_arbiter_claim_duration_seconds", labels: [], buckets: [
+        ])
+        claimTime = registry.makeDurationHistogram(descriptor: Self.descriptor("ftap_arbiter_claim_duration_seconds"), labels: [], buckets: [
             .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100),
             .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
-        ], help: Self.helpText("ftap_arbiter_claim_duration_seconds"))
+        ])
         gauge("ftap_build_info", 1, [("version", build.version), ("commit", build.commit)])
         gauge("ftap_start_time_seconds", wallClockSeconds())
         gauge("ftap_last_role_change_timestamp_seconds", 0)
@@ -94,14 +95,14 @@ public final class NodeMetrics {
 
     func gauge(_ name: String, _ value: Double, _ dims: [(String, String)] = []) {
         let key = name + dims.map { "|\($0.0)=\($0.1)" }.joined()
-        let g = gauges[key] ?? registry.makeGauge(name: name, labels: dims, help: Self.helpText(name))
+        let g = gauges[key] ?? registry.makeGauge(descriptor: Self.descriptor(name), labels: dims)
         gauges[key] = g
         g.set(to: value)
     }
 
     func count(_ name: String, _ total: UInt64, _ dims: [(String, String)] = []) {
         let key = name + dims.map { "|\($0.0)=\($0.1)" }.joined()
-        let c = counters[key] ?? registry.makeCounter(name: name, labels: dims, help: Self.helpText(name))
+        let c = counters[key] ?? registry.makeCounter(descriptor: Self.descriptor(name), labels: dims)
         counters[key] = c
         let last = lastCounters[key] ?? 0
         if total > last { c.increment(by: Int64(total - last)) }
@@ -114,8 +115,8 @@ public final class NodeMetrics {
 
     /// A role or mode change (see RoleEvents.swift): counted by event, and its wall-clock time.
     func roleChanged(_ event: String) {
-        let c = roleChanges[event] ?? registry.makeCounter(name: "ftap_role_changes_total", labels: [("event", event)],
-                                                           help: Self.helpText("ftap_role_changes_total"))
+        let c = roleChanges[event] ?? registry.makeCounter(descriptor: Self.descriptor("ftap_role_changes_total"),
+                                                           labels: [("event", event)])
         roleChanges[event] = c
         c.increment()
         gauge("ftap_last_role_change_timestamp_seconds", wallClockSeconds())
