@@ -6,7 +6,8 @@
 
 /// What an operator's hook is told (`FTAP_EVENT`).
 public enum RoleEvent: String, Sendable, CaseIterable, CustomStringConvertible {
-    /// This node became the live primary (serving), or began a new epoch as one.
+    /// This node became the live primary (serving). A primary that loses its
+    /// backup claims the next epoch and goes on: that is `alone`, not a new `primary`.
     case primary
     /// This node follows a primary as its backup.
     case backup
@@ -41,7 +42,7 @@ public struct RoleChange: Equatable, Sendable {
 /// Compares the core's state with what it saw last and names the changes.
 /// Pure: state in, events out.
 public struct RoleWatch: Sendable {
-    enum Position: Equatable { case none, primary(epoch: UInt64), backup }
+    enum Position: Equatable { case none, primary, backup }
     var position = Position.none
     var servingMode: Mode? = nil
     var healthy = true
@@ -57,7 +58,7 @@ public struct RoleWatch: Sendable {
             events.append(healthy ? .healthy : .unhealthy)
         }
         if !stopped {
-            let now: Position = core.isLive ? .primary(epoch: core.epoch) : core.mode == .backup ? .backup : .none
+            let now: Position = core.isLive ? .primary : core.mode == .backup ? .backup : .none
             if now != position {
                 position = now
                 switch now {

@@ -72,3 +72,12 @@ public enum Startup {
         return c
     }
 }
+
+/// Refusals that say "no primary here (yet)" rather than "you may not join":
+/// a node that has not joined yet keeps retrying after them instead of
+/// exiting. Two nodes that both follow (a cold restart) meet this way.
+public enum TransientRefusal {
+    public static let notPrimary = "this node is a backup itself"
+    public static let busy = "this node already has a peer connected"
+    public static let all = [notPrimary, busy]
+}

@@ -257,7 +257,7 @@ struct Run: ParsableCommand {
         }
         let core = ReplicationCore(config: rc, stack: stack)
         if newPair && Role(rawValue: role) == .solo { log.warning("--new-pair has no effect with --role solo") }
-        log.notice("starting ftap \(ftapVersion) commit \(buildCommit) role=\(role) services=\(specs.map(\.description).joined(separator: ","))")
+        log.notice("starting ftap \(ftapVersion) commit \(buildCommit) role=\(rc.role.rawValue)\(rc.role.rawValue != role ? " (configured \(role))" : "") services=\(specs.map(\.description).joined(separator: ","))")
         let node = Node(options: no, core: core, logger: log)
         let code: Int32
         do { code = try node.run() } catch {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import FTReplication
+import FTStack
 import FTTestSupport
 
 /// Startup.swift: the same flags are right on every start.
@@ -56,5 +57,33 @@ final class StartupTests: XCTestCase {
         XCTAssertEqual(a.core.replica.digest, b.core.replica.digest)
         XCTAssertEqual(b.io.roleEvents, [.primary, .alone, .protected])
         XCTAssertEqual(a.io.roleEvents, [.backup])
+    }
+}
+
+/// Two nodes that both follow (both restarted after a cold stop) meet, refuse
+/// each other quietly, and keep waiting: neither serves, neither exits.
+final class FollowersTests: XCTestCase {
+    func testTwoFollowersWaitWithoutExitingOrServing() {
+        let a = MemoryNode(.backup, name: "A", secret: testSecret, seed: 1)
+        let b = MemoryNode(.backup, name: "B", secret: testSecret, seed: 2)
+        a.io.peer = b.io
+        b.io.peer = a.io
+        var now: Nanos = 1_000 * ms
+        _ = a.driver.start(now: now, a.io)
+        _ = b.driver.start(now: now, b.io)
+        for _ in 0..<200 {
+            now += 10 * ms
+            a.step(now)
+            b.step(now)
+        }
+        for n in [a, b] {
+            XCTAssertTrue(n.io.exits.isEmpty, "\(n.io.logs)")
+            XCTAssertEqual(n.core.mode, .waitingForPeer)
+            XCTAssertFalse(n.core.isLive)
+            XCTAssertTrue(n.io.claims.isEmpty)
+            XCTAssertTrue(n.io.roleEvents.isEmpty)
+        }
+        let met = [a, b].contains { $0.io.logged("waiting to join too") || $0.io.logged("peer cannot take this backup now") }
+        XCTAssertTrue(met, "they did meet: \(a.io.logs.suffix(5)) \(b.io.logs.suffix(5))")
     }
 }
