@@ -58,7 +58,11 @@ public struct RoleWatch: Sendable {
             events.append(healthy ? .healthy : .unhealthy)
         }
         if !stopped {
-            let now: Position = core.isLive ? .primary : core.mode == .backup ? .backup : .none
+            // While a claim is in flight the node keeps the position it had:
+            // a primary that lost its backup stays primary, a backup taking
+            // over is still the backup until the arbiter answers.
+            var now: Position = core.isLive ? .primary : core.mode == .backup ? .backup : .none
+            if case .claiming = core.mode { now = position }
             if now != position {
                 position = now
                 switch now {

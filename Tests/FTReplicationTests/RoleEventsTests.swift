@@ -44,6 +44,35 @@ final class RoleEventsTests: XCTestCase {
         XCTAssertEqual(p.b.io.claims, [2])
     }
 
+    /// Claims answered later, as in the daemon: the events do not change.
+    func testAsynchronousClaims() {
+        let p = DriverPair()
+        p.run()
+        p.a.io.claimsPending = true
+        p.b.io.claimsPending = true
+        // B (backup) dies: A claims epoch 2 and, once answered, serves alone.
+        p.b.io.halted = true
+        p.b.io.closeChannel()
+        p.run(5)
+        XCTAssertEqual(p.a.io.claims.last, 2)
+        XCTAssertEqual(p.a.core.mode, .claiming(epoch: 2))
+        XCTAssertEqual(p.a.io.roleEvents, [.primary, .protected], "nothing while the claim is in flight")
+        _ = p.a.driver.arbiterAnswered(.won("test"), now: p.now, p.a.io)
+        XCTAssertEqual(p.a.io.roleEvents, [.primary, .protected, .alone])
+
+        // A backup taking over: backup until the arbiter answers, then primary and alone.
+        let q = DriverPair()
+        q.run()
+        q.b.io.claimsPending = true
+        q.a.io.halted = true
+        q.a.io.closeChannel()
+        q.run(5)
+        XCTAssertEqual(q.b.core.mode, .claiming(epoch: 2))
+        XCTAssertEqual(q.b.io.roleEvents, [.backup])
+        _ = q.b.driver.arbiterAnswered(.won("test"), now: q.now, q.b.io)
+        XCTAssertEqual(q.b.io.roleEvents, [.backup, .primary, .alone])
+    }
+
     func testHealthChangesAreEventsAndNothingRepeats() {
         let p = DriverPair()
         p.run()

@@ -95,7 +95,12 @@ public final class MemoryIO: NodeIO {
         return bytes.count
     }
     public func closeChannel() { channel?.close(); channel = nil }
-    public func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer> { claims.append(epoch); return .answered(.won("test")) }
+    /// When set, claims are answered later (`NodeDriver.arbiterAnswered`), as the daemon's are.
+    public var claimsPending = false
+    public func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer> {
+        claims.append(epoch)
+        return claimsPending ? .pending : .answered(.won("test"))
+    }
     public func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck> { .answered(.current) }
     public func applied(_ entry: LogEntry, outputs: [[UInt8]]) {}
     public func snapshotSent(index: UInt64, bytes: Int) {}
