@@ -73,6 +73,20 @@ final class RoleEventsTests: XCTestCase {
         XCTAssertEqual(q.b.io.roleEvents, [.backup, .primary, .alone])
     }
 
+    /// A node serving alone learns that another holds a higher epoch: it exits 2.
+    func testLostEpochThenStopping() {
+        let p = DriverPair()
+        p.run()
+        p.b.io.halted = true
+        p.b.io.closeChannel()
+        p.run(5)
+        XCTAssertEqual(p.a.core.mode, .alone)
+        p.a.io.epochAnswer = .superseded(epoch: 7, detail: "epoch-7 owned by B")
+        p.run(10, step: 100 * ms)  // the re-check runs every half failover timeout
+        XCTAssertEqual(p.a.driver.exitCode, 2)
+        XCTAssertEqual(p.a.io.roleEvents, [.primary, .protected, .alone, .lostEpoch, .stopping])
+    }
+
     func testHealthChangesAreEventsAndNothingRepeats() {
         let p = DriverPair()
         p.run()

@@ -101,7 +101,9 @@ public final class MemoryIO: NodeIO {
         claims.append(epoch)
         return claimsPending ? .pending : .answered(.won("test"))
     }
-    public func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck> { .answered(.current) }
+    /// What an epoch check answers (at once).
+    public var epochAnswer = EpochCheck.current
+    public func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck> { .answered(epochAnswer) }
     public func applied(_ entry: LogEntry, outputs: [[UInt8]]) {}
     public func snapshotSent(index: UInt64, bytes: Int) {}
     public func log(_ level: LogLevel, _ message: String) { logs.append(message) }
