@@ -50,6 +50,12 @@ struct Run: ParsableCommand {
         and emits nothing; when the primary fails it claims the next epoch and goes live, sending \
         gratuitous ARP. Both nodes need the same --mac, --ip, --service and --secret-file.
 
+        The role is the preference for a fresh pair (an arbiter where no epoch was claimed). On an \
+        arbiter that shows earlier epochs a starting node has no state to serve: it joins its peer as \
+        backup whatever --role says and waits for it as long as it takes (so a service manager may \
+        restart it with the same flags after any failure). --new-pair is the operator's cold start \
+        after both nodes died.
+
         The log channel is authenticated and encrypted with keys derived from the shared secret \
         (HKDF: separate keys for the ISNs, the channel's authentication and its encryption); a \
         node that does not hold the secret cannot join, hold the peer slot or read the log. \
