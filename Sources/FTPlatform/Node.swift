@@ -403,6 +403,7 @@ public final class Node: NodeIO {
         guard let note = options.startupNote, core.mode == .waitingForPeer, loopNow >= nextWaitingLog else { return }
         nextWaitingLog = loopNow + options.waitingLogInterval
         log.warning("not serving, waiting for the peer \(options.peer.map { "\($0)" } ?? "") to join it: \(note)")
+        notifier.send(["STATUS=\(core.config.nodeName): not serving, waiting for the peer to join it (the arbiter has history; --new-pair starts a new pair)"])
     }
 
     /// One role or mode change: structured log fields, metrics, systemd
