@@ -79,9 +79,6 @@ extension Run {
         if let a = admin.flatMap(SocketAddress.init), !a.isLoopback, adminTokenFile == nil {
             p.append("--admin \(a) is not a loopback address: anyone who reaches it could read the node's state; give --admin-token-file too, or bind --admin to 127.0.0.1")
         }
-        if let a = arbiter, !a.hasPrefix("file:") || a.count == 5 {
-            p.append("--arbiter '\(a)': supported is file:DIR, e.g. file:/run/ftap/arb")
-        }
         if files {
             if let f = secretFile ?? isnKeyFile {
                 do { _ = try readSecretFile(f, flag: secretFile != nil ? "--secret-file" : "--isn-key-file") } catch { p.append("\(error)") }
