@@ -21,6 +21,8 @@ let package = Package(
         // HKDF, HMAC and ChaChaPoly for the authenticated, encrypted log channel.
         // Deterministic given keys and nonces, so the pure FTReplication may use it.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The `--config` file format (TOML; see ARCHITECTURE.md, "Configuration").
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         .target(name: "FTWire"),
@@ -46,7 +48,11 @@ let package = Package(
             "FTPlatform", "FTReplication", "FTServices", "FTStack", "FTWire", "FTSim", "CPcap",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ], plugins: ["BuildInfoPlugin"]),
+        // Embeds the git commit in the binary at build time (`ftap --version`,
+        // ftap_build_info): runs scripts/build-info.sh before every build.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool(), path: "Plugins/BuildInfoPlugin"),
         // Shared by the test targets: the appliance's addresses, frame builders,
         // and the two-core replication harness. It imports XCTest.
         .target(name: "FTTestSupport", dependencies: ["FTWire", "FTStack", "FTServices", "FTReplication"],

@@ -28,6 +28,15 @@ public struct NodeOptions {
     public var adminToken: [UInt8]?
     /// Derived from the pair's shared secret: the log channel's keys.
     public var channelKeys = ChannelKeys(secret: [])
+    /// Version and commit (ftap_build_info).
+    public var build = BuildInfo(version: "unknown", commit: "unknown")
+    /// `--notify-script`: run on every role or mode change (Hooks.swift).
+    public var notifyScript: String?
+    public var notifyTimeout: Nanos = 10_000 * nsPerMs
+    /// Why this node follows whatever its role says (Startup.swift): said
+    /// in /status and logged once per `waitingLogInterval` while it waits.
+    public var startupNote: String?
+    public var waitingLogInterval: Nanos = 10_000 * nsPerMs
     public init(tap: String) { self.tap = tap }
 }
 
@@ -63,11 +72,20 @@ public final class Node: NodeIO {
     var adminFDs: ArraySlice<pollfd> = []
     var peerCallStart: Nanos = 0
     var loopNow: Nanos = 0
-    let metrics = NodeMetrics()
+    let metrics: NodeMetrics
     let startedAt = monotonicNanos()
+    /// systemd readiness, status and watchdog (Notify.swift).
+    let notifier = SystemdNotifier()
+    var hooks: HookRunner?
+    /// The last role or mode change (RoleEvents.swift), for /status.
+    var lastChange: RoleChange?
+    var roleChanges: UInt64 = 0
+    var stoppingNotified = false
+    var nextWaitingLog: Nanos = 0
 
     public init(options: NodeOptions, core: ReplicationCore, logger: Logger) {
         self.options = options; self.core = core; self.log = logger
+        metrics = NodeMetrics(build: options.build)
         var lc = NodeLoopConfig()
         lc.connectRetry = options.connectRetry
         lc.canConnect = options.peer != nil
@@ -105,6 +123,15 @@ public final class Node: NodeIO {
             adminServer = try AdminServer(address: a)
             log.info("admin endpoint on http://\(a)/metrics and /status")
         }
+        if let s = options.notifyScript {
+            let l = log
+            hooks = HookRunner(options: .init(script: s, timeout: options.notifyTimeout, node: core.config.nodeName,
+                                              peer: options.peer.map { "\($0)" } ?? ""),
+                               log: { l.warning("\($0)") })
+        }
+        if notifier.enabled {
+            log.info("systemd notification socket set\(notifier.watchdogInterval.map { "; watchdog every \($0 / nsPerMs) ms" } ?? "")")
+        }
 
         loopNow = monotonicNanos()
         _ = driver.start(now: loopNow, self)
@@ -112,7 +139,7 @@ public final class Node: NodeIO {
         while driver.exitCode == nil && failure == nil {
             let planNow = monotonicNanos()
             var plan = driver.plan(now: planNow, self)
-            if let w = health?.nextWake(now: planNow) {
+            for w in [health?.nextWake(now: planNow), hooks?.nextWake(now: planNow), notifier.nextWake()].compactMap({ $0 }) {
                 plan.timeoutMs = min(plan.timeoutMs, w <= planNow ? 0 : Int((w - planNow + nsPerMs - 1) / nsPerMs))
             }
             var fds: [pollfd] = []
@@ -139,6 +166,9 @@ public final class Node: NodeIO {
             if fds[5].revents != 0 { arbiterAnswers() }
             if fds[6].revents != 0 { health?.linksChanged() }
             health?.tickScript(now: loopNow)
+            hooks?.service(now: loopNow)
+            notifier.tick(now: loopNow)
+            logWhyWaiting()
             reportHealth()
             if driver.exitCode != nil || failure != nil { break }
             adminFDs = fds[adminStart...]
@@ -349,6 +379,7 @@ public final class Node: NodeIO {
                 case .unavailable(let d): what = "unavailable (\(d)"
                 }
                 log.notice("arbiter \(w.arbiter.description): epoch \(e) \(what), \(ms) ms)")
+                metrics.recordClaim(milliseconds: ms)
                 _ = driver.arbiterAnswered(answer, now: monotonicNanos(), self)
             case .checked(_, let answer):
                 _ = driver.epochChecked(answer, now: monotonicNanos(), self)
@@ -379,6 +410,31 @@ public final class Node: NodeIO {
 
     public func exit(code: Int32, reason: String) {
         if code == 0 { log.notice("\(reason)") } else { log.critical("\(reason)") }
+    }
+
+    /// A node that follows because of its arbiter's history says so while it
+    /// waits for its peer, once per interval (not on every connect attempt).
+    func logWhyWaiting() {
+        guard let note = options.startupNote, core.mode == .waitingForPeer, loopNow >= nextWaitingLog else { return }
+        nextWaitingLog = loopNow + options.waitingLogInterval
+        log.warning("not serving, waiting for the peer \(options.peer.map { "\($0)" } ?? "") to join it: \(note)")
+        notifier.send(["STATUS=\(core.config.nodeName): not serving, waiting for the peer to join it (the arbiter has history; --new-pair starts a new pair)"])
+    }
+
+    /// One role or mode change: structured log fields, metrics, systemd
+    /// status, and the operator's --notify-script (beside the loop).
+    public func roleChanged(_ c: RoleChange) {
+        let peer = options.peer.map { "\($0)" } ?? ""
+        log.notice("role change: \(c.event)", metadata: [
+            "event": "\(c.event)", "epoch": "\(c.epoch)", "index": "\(c.index)", "mode": "\(c.mode)",
+            "node": "\(core.config.nodeName)", "peer": "\(peer)",
+        ])
+        lastChange = c
+        roleChanges += 1
+        metrics.roleChanged(c.event.rawValue)
+        notifier.roleChanged(c, node: core.config.nodeName)
+        if c.event == .stopping { stoppingNotified = true }
+        hooks?.enqueue(c, now: monotonicNanos())
     }
 
     public func crash(_ why: String) {
@@ -455,6 +511,8 @@ public final class Node: NodeIO {
     func shutdown() {
         logStats()
         driver.shutdown(self)
+        if !stoppingNotified { notifier.send(["STOPPING=1"]) }
+        hooks?.drain()
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
         adminServer?.close()
         arbiterWorker?.stop()

@@ -58,6 +58,15 @@ extension Node {
             ("standby_expired", "\(core.standby.expired)"),
             ("standby_applied", "\(core.standbyApplied)"),
             ("standby_skipped_old", "\(core.standbySkippedOld)"),
+            // Role and mode changes (RoleEvents.swift; the --notify-script events).
+            ("last_event", lastChange.map { jsonString($0.event.rawValue) } ?? "null"),
+            ("role_changes", "\(roleChanges)"),
+            ("hook_runs", "\(hooks?.runs ?? 0)"),
+            ("hook_failures", "\(hooks?.failures ?? 0)"),
+            ("systemd_ready", notifier.ready ? "true" : "false"),
+            // Startup.swift: why a node follows whatever its role says (null: as configured).
+            ("startup_note", options.startupNote.map(jsonString) ?? "null"),
+            ("waiting_reason", core.mode == .waitingForPeer ? options.startupNote.map(jsonString) ?? "null" : "null"),
         ]
         let counters = s.counters.all.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ")
         fields.append(("stack", "{\(counters)}"))

@@ -119,7 +119,7 @@ extension NodeDriver {
         if channel != .none {
             // One peer at a time: tell the newcomer why, then close.
             var m: [UInt8] = [], bytes: [UInt8] = []
-            ChannelCodec.encode(.reject(reason: "this node already has a peer connected"), into: &m)
+            ChannelCodec.encode(.reject(reason: TransientRefusal.busy), into: &m)
             s.seal(m, into: &bytes)
             io.refuse(p.connection, sending: bytes)
             io.log(.warning, "refused a second peer connection (from \(who), authenticated)")

@@ -152,9 +152,9 @@ public final class ReplicationCore {
             a.append(.log(.notice, "solo: live, no replication"))
             startGARP(now: now, &a)
         case .primary:
-            state = .claiming(epoch: 1)
+            state = .claiming(epoch: config.firstEpoch)
             ownership.claimAskedAt = now  // a leasing arbiter's bound counts from here (Ownership.swift)
-            a.append(.claimEpoch(1))
+            a.append(.claimEpoch(config.firstEpoch))
         case .backup:
             a.append(.log(.info, "backup: connecting to its peer"))
         }

@@ -47,6 +47,9 @@ public struct ReplicationConfig: Sendable {
     /// A primary serves alone at once instead of waiting for its backup; a
     /// backup may join later by state transfer.
     public var startAlone = false
+    /// The epoch a primary claims when it starts (1; `--new-pair` on an
+    /// arbiter with history: the next free one, see Startup.swift).
+    public var firstEpoch: UInt64 = 1
     /// The identity of this node's arbiter store (`Arbiter.identity`), compared at hello.
     public var arbiterIdentity = ""
     /// `Arbiter.ownershipBound` (etcd's lease): a node serving without a

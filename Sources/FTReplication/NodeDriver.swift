@@ -177,6 +177,8 @@ public protocol NodeIO: AnyObject {
     /// Hooks around the core's handling of channel bytes (measurements, checkers).
     func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>)
     func didHandleChannelBytes(_ bytes: ArraySlice<UInt8>, actions: ArraySlice<Action>)
+    /// The node's role or mode changed (RoleEvents.swift): for the operator only.
+    func roleChanged(_ change: RoleChange)
 }
 
 extension NodeIO {
@@ -185,6 +187,7 @@ extension NodeIO {
     public func serviceOperator(_ driver: NodeDriver, now: Nanos) {}
     public func willHandleChannelBytes(_ bytes: ArraySlice<UInt8>) {}
     public func didHandleChannelBytes(_ bytes: ArraySlice<UInt8>, actions: ArraySlice<Action>) {}
+    public func roleChanged(_ change: RoleChange) {}
 }
 
 /// Fixed parameters of the loop.
@@ -258,6 +261,8 @@ public final class NodeDriver {
     var pendingPeers: [PendingPeer] = []
     /// Refusals logged at warning level since `since`, and those kept quiet.
     var refusals: (since: Nanos, logged: Int, quiet: Int) = (0, 0, 0)
+    /// Role and mode changes, observed once each step of the loop ends.
+    var roleWatch = RoleWatch()
 
     /// `keys`: derived from the pair's shared secret; the channel is
     /// authenticated and encrypted with them.
@@ -304,6 +309,12 @@ public final class NodeDriver {
         if !terminate { io.logStats(); return }
         io.log(.notice, "received signal \(number): shutting down")
         exitCode = 0
+        observeRole(io)
+    }
+
+    /// Tells the platform what changed in the node's role or mode (one place).
+    func observeRole(_ io: NodeIO) {
+        for c in roleWatch.observe(core, exitCode: exitCode) { io.roleChanged(c) }
     }
 
     /// One iteration after poll returned: accept, read the channel, operator
@@ -360,6 +371,12 @@ public final class NodeDriver {
 
     /// Runs the iteration from where it stands until it ends or blocks.
     func run(_ io: NodeIO) -> LoopProgress {
+        let progress = runSteps(io)
+        observeRole(io)
+        return progress
+    }
+
+    func runSteps(_ io: NodeIO) -> LoopProgress {
         while true {
             if io.halted || exitCode != nil { step = .idle; return .stopped }
             if stalled { stalled = false; step = .idle; return .stopped }
@@ -513,6 +530,7 @@ public final class NodeDriver {
         for p in pendingPeers { io.refuse(p.connection, sending: []) }
         pendingPeers.removeAll()
         if probing { io.closeProbe(); probing = false }
+        observeRole(io)
     }
 
     // MARK: Actions

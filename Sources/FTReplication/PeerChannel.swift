@@ -86,14 +86,22 @@ extension ReplicationCore {
                 return
             }
             helloTaken = true
-            if case .claiming(1) = state, role == .primary, replica.appliedIndex == 0 {
+            if case .claiming(let e) = state, e == config.firstEpoch, role == .primary, replica.appliedIndex == 0 {
                 // A fresh primary still waiting for epoch 1 (the claim runs
                 // beside the loop): answer once the arbiter has.
                 pendingHello = h
-                a.append(.log(.info, "backup \(h.node) connected while epoch 1 is being claimed; answering once the arbiter has"))
+                a.append(.log(.info, "backup \(h.node) connected while epoch \(config.firstEpoch) is being claimed; answering once the arbiter has"))
                 return
             }
-            guard role != .backup else { return refuse(h.node, "this node is a backup itself", now: now, &a) }
+            if role == .backup && mode == .waitingForPeer {
+                // Both nodes wait for a primary (Startup.swift): not an error, quietly.
+                a.append(.log(.debug, "peer \(h.node) is waiting to join too: no primary yet"))
+                send(.reject(reason: TransientRefusal.notPrimary), now: now, &a)
+                a.append(.closePeer(reason: "no primary yet"))
+                peerConnected = false
+                return
+            }
+            guard role != .backup else { return refuse(h.node, TransientRefusal.notPrimary, now: now, &a) }
             guard role != .solo else { return refuse(h.node, "this node runs solo and takes no backup", now: now, &a) }
             guard h.configDigest == configDigest else {
                 return refuse(h.node, "appliance configuration differs (MAC, IP, services, ISN key or stack limits must match)", now: now, &a)
@@ -143,6 +151,13 @@ extension ReplicationCore {
             }
         case .reject(let r):
             guard role == .backup else { return }
+            if mode == .waitingForPeer && TransientRefusal.all.contains(r) {
+                // The peer is no primary (yet): keep retrying, do not exit.
+                a.append(.log(.debug, "peer cannot take this backup now (\(r)); retrying"))
+                a.append(.closePeer(reason: "peer refused for now: \(r)"))
+                peerConnected = false
+                return
+            }
             state = .stopped
             a.append(.exit(code: 3, reason: "primary refused this backup: \(r)"))
         case .snapshotBegin(let index, let e, let total, let digest):

@@ -91,10 +91,10 @@ extension ReplicationCore {
         nextEpochCheck = now + config.failoverTimeout / 2
         let handover = handoverClaim
         handoverClaim = false
-        if role == .primary && claimed == 1 && replica.appliedIndex == 0 {
+        if role == .primary && claimed == config.firstEpoch && replica.appliedIndex == 0 {
             if config.startAlone {
                 state = .alone
-                a.append(.log(.notice, "claimed epoch 1; serving alone until a backup joins"))
+                a.append(.log(.notice, "claimed epoch \(claimed); serving alone until a backup joins"))
                 startGARP(now: now, &a)
             } else {
                 state = .waitingForPeer

@@ -17,16 +17,19 @@ struct FTAP: ParsableCommand {
         discussion: """
         Run `ftap run --help` for the daemon's options. Exit codes of `ftap run`: 0 clean shutdown \
         (SIGTERM/SIGINT), 1 runtime error, 2 lost the epoch to the other node, 3 refused by the primary, \
-        4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration.
+        4 backup state diverged, 5 inconsistent log, 64 bad flags or configuration (every problem is named).
         """,
-        version: "0.1.0",
-        subcommands: [Run.self, Status.self, Switchover.self, ArbiterCommand.self, LogCommand.self, Replay.self, Sim.self])
+        version: "\(ftapVersion) (commit \(buildCommit))",
+        subcommands: [Run.self, CheckConfig.self, Status.self, Switchover.self, ArbiterCommand.self, LogCommand.self, Replay.self, Sim.self])
 
     static func main() {
         do {
             let args = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
             var command = try parseAsRoot(args)
             try command.run()
+        } catch let e as ConfigFile.Problems {
+            for p in e.list { fputs("error: \(p)\n", stderr) }
+            exit(withError: ExitCode(64))
         } catch {
             exit(withError: error)
         }
@@ -47,26 +50,34 @@ struct Run: ParsableCommand {
         and emits nothing; when the primary fails it claims the next epoch and goes live, sending \
         gratuitous ARP. Both nodes need the same --mac, --ip, --service and --secret-file.
 
+        The role is the preference for a fresh pair (an arbiter where no epoch was claimed). On an \
+        arbiter that shows earlier epochs a starting node has no state to serve: it joins its peer as \
+        backup whatever --role says and waits for it as long as it takes (so a service manager may \
+        restart it with the same flags after any failure). --new-pair is the operator's cold start \
+        after both nodes died.
+
         The log channel is authenticated and encrypted with keys derived from the shared secret \
         (HKDF: separate keys for the ISNs, the channel's authentication and its encryption); a \
         node that does not hold the secret cannot join, hold the peer slot or read the log. \
         Create the secret with e.g. `umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /etc/ftap/secret` \
         and copy the file to both nodes; files readable by group or others are refused.
 
-        Flags may also come from --config FILE: one `name = value` per line (long flag names \
-        without dashes, `#` comments, `service` may repeat). Flags on the command line win.
+        Flags may also come from --config FILE (or --config=FILE), a TOML file with one key per long \
+        flag name: `failover-timeout-ms = 500`, `start-alone = true`, `service = ["counter:7000", "echo:7"]`, \
+        `peer = "192.168.77.2:7400"`. Unknown keys and wrong types are errors with FILE:LINE. A flag on \
+        the command line replaces the file's value (for --service and --track-interface, all of them).
         """)
 
     @Option(help: "solo, primary or backup.")
     var role: String = "solo"
     @Option(help: "Name of the TAP interface to create (1-15 bytes).")
-    var tap: String
+    var tap: String?
     @Option(help: "Bridge to enslave the TAP to (must exist in this network namespace).")
     var bridge: String?
     @Option(help: "The appliance's MAC address (same on both nodes), e.g. 02:00:00:00:00:10.")
-    var mac: String
+    var mac: String?
     @Option(help: "The appliance's IPv4 address and prefix (same on both nodes), e.g. 10.0.0.100/24.")
-    var ip: String
+    var ip: String?
     @Option(name: .customLong("service"), help: ArgumentHelp(
         "A service as KIND:PORT; repeat for more. Kinds: \(ServiceSpec.kinds.joined(separator: ", ")).",
         valueName: "kind:port"))
@@ -84,6 +95,8 @@ struct Run: ParsableCommand {
     var nodeName: String?
     @Flag(help: "Primary: serve alone at once instead of waiting for the backup; the backup joins later by state transfer.")
     var startAlone = false
+    @Flag(help: "Cold start after both nodes died: claim the next free epoch and serve alone with an empty state (what the other node held is gone). Without it, a node whose arbiter shows earlier epochs only joins its peer. A one-time action: not allowed in --config.")
+    var newPair = false
     @Option(help: "Send a heartbeat after this many idle milliseconds.")
     var heartbeatMs: Int = 50
     @Option(help: "Declare the peer failed after this many milliseconds of silence.")
@@ -158,64 +171,33 @@ struct Run: ParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
-    @Option(help: "Read flags from this file (see above).")
+    @Option(help: "Run this program on every role or mode change, with the event as its first argument and FTAP_EVENT, FTAP_EPOCH, FTAP_INDEX, FTAP_NODE, FTAP_PEER in its environment (events: primary, backup, alone, protected, lost-epoch, diverged, stopping, healthy, unhealthy). Runs beside the node, one at a time, in order.")
+    var notifyScript: String?
+    @Option(help: "Kill a --notify-script still running after this many milliseconds.")
+    var notifyTimeoutMs: Int = 10_000
+    @Option(help: "Read flags from this TOML file (see above; `ftap check-config FILE` checks one).")
     var config: String?
 
+    /// Set by `ftap check-config`, which collects the problems itself.
+    nonisolated(unsafe) static var checkOnly = false
+
     func validate() throws {
-        guard Role(rawValue: role) != nil else { throw ValidationError("--role must be solo, primary or backup, not '\(role)'") }
-        guard MACAddress(mac) != nil else { throw ValidationError("--mac '\(mac)' is not a MAC address like 02:00:00:00:00:10") }
-        if let m = MACAddress(mac), m.isMulticast { throw ValidationError("--mac \(mac) is a multicast address; use a unicast one (first byte even)") }
-        guard let iface = IPv4Interface(ip) else { throw ValidationError("--ip '\(ip)' is not ADDR/PREFIX like 10.0.0.100/24") }
-        guard iface.prefixLength >= 1 && iface.prefixLength <= 31 else { throw ValidationError("--ip prefix must be 1-31") }
-        guard !services.isEmpty else { throw ValidationError("give at least one --service, e.g. --service counter:7000") }
-        for s in services { do { _ = try ServiceSpec.parse(s) } catch { throw ValidationError("--service: \(error)") } }
-        guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be 576-9000") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical") }
-        guard heartbeatMs > 0, failoverTimeoutMs > heartbeatMs else { throw ValidationError("need 0 < --heartbeat-ms < --failover-timeout-ms") }
-        if let s = standbyBufferMs, s < 0 || s > 600_000 { throw ValidationError("--standby-buffer-ms must be 0-600000") }
-        guard standbyBufferKb > 0 else { throw ValidationError("--standby-buffer-kb must be positive") }
-        guard garpCount >= 0, garpIntervalMs > 0 else { throw ValidationError("--garp-count must be >= 0 and --garp-interval-ms > 0") }
-        guard maxConnections > 0, synBacklog > 0, sendBufferKb > 0, recvBufferKb > 0 else {
-            throw ValidationError("--max-connections, --syn-backlog and the buffer sizes must be positive")
-        }
-        if let a = admin, SocketAddress(a) == nil { throw ValidationError("--admin '\(a)' is not IPv4:PORT, e.g. 127.0.0.1:7410") }
-        guard pcapMaxMb > 0 else { throw ValidationError("--pcap-max-mb must be positive") }
-        guard trackIntervalMs > 0, trackFall > 0, trackRise > 0 else {
-            throw ValidationError("--track-interval-ms, --track-fall and --track-rise must be positive")
-        }
-        for i in trackInterfaces where i.isEmpty || i.utf8.count > 15 {
-            throw ValidationError("--track-interface '\(i)' is not an interface name (1-15 bytes)")
-        }
-        guard tcpIdleTimeoutS >= 0, tcpKeepaliveS >= 0, tcpKeepaliveIntervalS > 0, tcpKeepaliveProbes >= 0,
-              tcpZeroWindowTimeoutS >= 0, tcpMaxPerSource >= 0 else {
-            throw ValidationError("--tcp-idle-timeout-s, --tcp-keepalive-s, --tcp-keepalive-probes, --tcp-zero-window-timeout-s and --tcp-max-per-source must be >= 0, --tcp-keepalive-interval-s > 0")
-        }
-        guard recvBufferKb <= 65535 * 128 / 1024 else { throw ValidationError("--recv-buffer-kb must be at most 8191") }
-        if let k = isnKey, parseKey(k) == nil { throw ValidationError("--isn-key must be 32 hex digits") }
-        if let s = secret, ChannelKeys.parseSecret(s) == nil { throw ValidationError("--secret must be 32 to 128 hex digits") }
-        guard [secret, secretFile, isnKey, isnKeyFile].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("give one of --secret-file, --secret, --isn-key-file, --isn-key")
-        }
-        if let a = admin.flatMap(SocketAddress.init), !a.isLoopback, adminTokenFile == nil {
-            throw ValidationError("--admin \(a) is not a loopback address: anyone who reaches it could read the node's state; give --admin-token-file too, or bind --admin to 127.0.0.1")
-        }
-        let r = Role(rawValue: role)!
-        if r != .solo {
-            guard let l = listen else { throw ValidationError("--role \(role) needs --listen IPv4:PORT") }
-            guard SocketAddress(l) != nil else { throw ValidationError("--listen '\(l)' is not IPv4:PORT") }
-            guard let p = peer else { throw ValidationError("--role \(role) needs --peer IPv4:PORT") }
-            guard SocketAddress(p) != nil else { throw ValidationError("--peer '\(p)' is not IPv4:PORT") }
-            guard arbiter != nil else { throw ValidationError("--role \(role) needs --arbiter, e.g. file:/run/ftap/arb") }
-            guard secret != nil || secretFile != nil || isnKey != nil || isnKeyFile != nil else {
-                throw ValidationError("--role \(role) needs --secret-file (the same secret on both nodes; formerly --isn-key-file)")
-            }
-        }
+        if Run.checkOnly { return }
+        let p = problems()
+        if !p.isEmpty { throw ValidationError(p.joined(separator: "\n")) }
     }
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel)!
+        let (tap, mac, ip) = (self.tap!, self.mac!, self.ip!)
         let name = nodeName ?? tap
+        let journal = JournalLogHandler.stderrIsJournal
         LoggingSystem.bootstrap { label in
+            if journal {
+                var h = JournalLogHandler(label: label)
+                h.logLevel = level
+                return h
+            }
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
             return h
@@ -283,10 +265,22 @@ struct Run: ParsableCommand {
         no.health.rise = trackRise
         no.adminToken = adminToken
         no.channelKeys = keys
+        no.build = BuildInfo(version: ftapVersion, commit: buildCommit)
+        no.notifyScript = notifyScript
+        no.notifyTimeout = UInt64(notifyTimeoutMs) * nsPerMs
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }
             rc.arbiterIdentity = no.arbiter!.identity
             rc.ownershipBound = no.arbiter!.ownershipBound
+        }
+        if rc.role != .solo, let arb = no.arbiter {
+            let plan = Startup.decide(role: rc.role, newPair: newPair, arbiter: askArbiter(arb, log: log))
+            rc = Startup.apply(plan, to: rc)
+            switch plan {
+            case .asConfigured: log.info("startup: arbiter \(arb.description) shows no epoch: a fresh pair, role \(role)")
+            case .follow(let why): log.notice("startup: \(why)"); no.startupNote = why
+            case .newPair(let e): log.warning("startup: --new-pair: claiming epoch \(e) and serving alone with an empty state")
+            }
         }
         if pcapDir != nil || record != nil {
             do {
@@ -296,7 +290,8 @@ struct Run: ParsableCommand {
             } catch { throw ValidationError("\(error)") }
         }
         let core = ReplicationCore(config: rc, stack: stack)
-        log.notice("starting ftap \(FTAP.configuration.version) role=\(role) services=\(specs.map(\.description).joined(separator: ","))")
+        if newPair && Role(rawValue: role) == .solo { log.warning("--new-pair has no effect with --role solo") }
+        log.notice("starting ftap \(ftapVersion) commit \(buildCommit) role=\(rc.role.rawValue)\(rc.role.rawValue != role ? " (configured \(role))" : "") services=\(specs.map(\.description).joined(separator: ","))")
         let node = Node(options: no, core: core, logger: log)
         let code: Int32
         do { code = try node.run() } catch {
@@ -304,6 +299,23 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// Was any epoch claimed? Asked once before the loop starts (Startup.swift);
+/// retried while the arbiter does not answer (the node cannot decide safely).
+func askArbiter(_ arb: Arbiter, log: Logger) -> EpochCheck {
+    var warned = 0.0
+    var waited = 0.0
+    while true {
+        let answer = arb.check(above: 0)
+        guard case .unavailable(let why) = answer else { return answer }
+        if waited >= warned {
+            log.warning("startup: arbiter \(arb.description) unavailable (\(why)); retrying before deciding how to start")
+            warned = waited + 10
+        }
+        usleep(250_000)
+        waited += 0.25
     }
 }
 

@@ -95,13 +95,24 @@ public final class MemoryIO: NodeIO {
         return bytes.count
     }
     public func closeChannel() { channel?.close(); channel = nil }
-    public func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer> { claims.append(epoch); return .answered(.won("test")) }
-    public func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck> { .answered(.current) }
+    /// When set, claims are answered later (`NodeDriver.arbiterAnswered`), as the daemon's are.
+    public var claimsPending = false
+    public func claim(epoch: UInt64) -> ArbiterCall<ArbiterAnswer> {
+        claims.append(epoch)
+        return claimsPending ? .pending : .answered(.won("test"))
+    }
+    /// What an epoch check answers (at once).
+    public var epochAnswer = EpochCheck.current
+    public func checkEpoch(_ epoch: UInt64) -> ArbiterCall<EpochCheck> { .answered(epochAnswer) }
     public func applied(_ entry: LogEntry, outputs: [[UInt8]]) {}
     public func snapshotSent(index: UInt64, bytes: Int) {}
     public func log(_ level: LogLevel, _ message: String) { logs.append(message) }
     public func exit(code: Int32, reason: String) { exits.append(code) }
     public func crash(_ why: String) { halted = true }
+    /// Role and mode changes the driver reported (RoleEvents.swift).
+    public var roleChanges: [RoleChange] = []
+    public func roleChanged(_ change: RoleChange) { roleChanges.append(change) }
+    public var roleEvents: [RoleEvent] { roleChanges.map(\.event) }
     public var pendingCount: Int { ends.count }
     public func logged(_ text: String) -> Bool { logs.contains { $0.contains(text) } }
 }
@@ -111,9 +122,12 @@ public final class MemoryNode {
     public let io: MemoryIO
     public let driver: NodeDriver
     public var core: ReplicationCore { driver.core }
-    public init(_ role: Role, name: String, secret: [UInt8], seed: UInt64) {
+    public convenience init(_ role: Role, name: String, secret: [UInt8], seed: UInt64) {
+        self.init(config: ReplicationConfig(role: role, nodeName: name), secret: secret, seed: seed)
+    }
+    public init(config: ReplicationConfig, secret: [UInt8], seed: UInt64) {
         io = MemoryIO(seed: seed)
-        let core = ReplicationCore(config: ReplicationConfig(role: role, nodeName: name), stack: makeStack())
+        let core = ReplicationCore(config: config, stack: makeStack())
         driver = NodeDriver(core: core, keys: ChannelKeys(secret: secret))
     }
     /// One loop iteration as the daemon runs it: plan (connects if due), then iterate.

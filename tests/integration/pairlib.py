@@ -94,8 +94,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _netns_lock = threading.Lock()
 
 
-def socket_in_netns(ns: str) -> socket.socket:
-    """A TCP socket created in network namespace ``ns`` (the socket stays in
+def socket_in_netns(ns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket (TCP unless told) created in network namespace ``ns`` (the socket stays in
     it). Only the calling thread switches namespace, and back at once, so
     polling /status costs a millisecond instead of starting a process under
     ``ip netns exec`` every time."""
@@ -108,7 +108,7 @@ def socket_in_netns(ns: str) -> socket.socket:
                     e = ctypes.get_errno()
                     raise OSError(e, f"setns({ns}): {os.strerror(e)}")
                 try:
-                    return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    return socket.socket(family, type)
                 finally:
                     if _libc.setns(own, _CLONE_NEWNET) != 0:
                         # This thread would stay in the node's namespace: give up.
