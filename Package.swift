@@ -21,11 +21,16 @@ let package = Package(
         // HKDF, HMAC and ChaChaPoly for the authenticated, encrypted log channel.
         // Deterministic given keys and nonces, so the pure FTReplication may use it.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Deque (the kv service's lists) and Heap (its expiry queue): pure and deterministic.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .target(name: "FTWire"),
         .target(name: "FTStack", dependencies: ["FTWire"]),
-        .target(name: "FTServices", dependencies: ["FTWire", "FTStack"]),
+        .target(name: "FTServices", dependencies: [
+            "FTWire", "FTStack", .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "HeapModule", package: "swift-collections"),
+        ]),
         .target(name: "FTReplication", dependencies: [
             "FTWire", "FTStack", "FTServices", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -2,7 +2,8 @@
 # Installs the Debian packages ftap needs to build, test and demo.
 # Idempotent and quiet when everything is present. Needs root.
 set -euo pipefail
-PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc)
+PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc
+      redis-server redis-sentinel redis-tools)  # the last three: the kv suite (clients, and Sentinel for comparison)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

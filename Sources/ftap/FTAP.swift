@@ -71,6 +71,12 @@ struct Run: ParsableCommand {
         "A service as KIND:PORT; repeat for more. Kinds: \(ServiceSpec.kinds.joined(separator: ", ")).",
         valueName: "kind:port"))
     var services: [String] = []
+    @Option(help: "kv service: refuse writes that may grow the keyspace (Redis's OOM error) once its estimated memory exceeds this many MiB.")
+    var kvMaxMemoryMb: Int = KVLimits.default.maxMemoryBytes >> 20
+    @Option(help: "kv service: longest bulk string (argument or string value) in KiB, like Redis's proto-max-bulk-len.")
+    var kvMaxBulkKb: Int = KVLimits.default.maxBulkBytes >> 10
+    @Option(help: "kv service: most KiB one connection may hold for an incomplete request; beyond it the connection gets a protocol error and is closed.")
+    var kvMaxPipelineKb: Int = KVLimits.default.maxPendingBytes >> 10
     @Option(help: "MTU of the TAP and the appliance (576-9000).")
     var mtu: Int = 1500
 
@@ -156,6 +162,9 @@ struct Run: ParsableCommand {
         guard iface.prefixLength >= 1 && iface.prefixLength <= 31 else { throw ValidationError("--ip prefix must be 1-31") }
         guard !services.isEmpty else { throw ValidationError("give at least one --service, e.g. --service counter:7000") }
         for s in services { do { _ = try ServiceSpec.parse(s) } catch { throw ValidationError("--service: \(error)") } }
+        guard kvMaxMemoryMb > 0, kvMaxMemoryMb <= 1 << 20, kvMaxBulkKb > 0, kvMaxPipelineKb >= kvMaxBulkKb, kvMaxPipelineKb <= 1 << 22 else {
+            throw ValidationError("--kv-max-memory-mb (1-1048576) and --kv-max-bulk-kb must be positive, and --kv-max-pipeline-kb (at most 4194304) at least --kv-max-bulk-kb")
+        }
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be 576-9000") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical") }
         guard heartbeatMs > 0, failoverTimeoutMs > heartbeatMs else { throw ValidationError("need 0 < --heartbeat-ms < --failover-timeout-ms") }
@@ -224,7 +233,12 @@ struct Run: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let specs = try services.map { try ServiceSpec.parse($0) }
+        let kvLimits = KVLimits(maxMemoryBytes: kvMaxMemoryMb << 20, maxBulkBytes: kvMaxBulkKb << 10, maxPendingBytes: kvMaxPipelineKb << 10)
+        let specs = try services.map { text -> ServiceSpec in
+            var s = try ServiceSpec.parse(text)
+            if s.kind == "kv" { s.kv = kvLimits }
+            return s
+        }
         let stack: Stack
         do { stack = try Appliance.make(config: sc, services: specs) } catch { throw ValidationError("\(error)") }
 
