@@ -112,7 +112,7 @@ public final class Replica {
     /// connection, fields in `TCB.schema` order). Bump it whenever the bytes
     /// of `snapshot()` change for the same state; SnapshotSchemaTests holds
     /// the golden hash that notices.
-    public static let snapshotVersion: UInt32 = 3
+    public static let snapshotVersion: UInt32 = 4
 
     /// The complete replicated state between two entries (format "FTSN"):
     /// magic, version, applied index, epoch, last log time, then

@@ -5,7 +5,7 @@ import FTWire
 /// The encoding feeds the state digest and the snapshot a joining backup
 /// restores, so any change to it changes `Stack.stateFormat`.
 ///
-/// Format "FTS3" (after the tag, all big-endian):
+/// Format "FTS4" (after the tag, all big-endian):
 ///   every counter of `StackCounters.fields` (u64, in that order),
 ///   next connection id (u64), IPv4 identification (u16),
 ///   connection count (i64), connections in `ConnKey` order (`TCB.schema`),
@@ -16,7 +16,10 @@ import FTWire
 /// connection (it was added without a new tag; "FTS2" also reorders the
 /// connection fields into `TCB.schema`). "FTS3" adds the four loss-recovery
 /// counters and, at the end of a connection, the SACK scoreboard, HighRxt,
-/// the loss-probe state, timestamps and delayed-ACK state.
+/// the loss-probe state, timestamps and delayed-ACK state. "FTS4": the
+/// stack's encoding is unchanged, but it now carries the `kv` service's
+/// state ("FKV1": its limits, keyspace, expiry queue and connections), which
+/// an FTS3 reader does not know.
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)
@@ -153,8 +156,8 @@ extension TCB {
 }
 
 extension Stack {
-    /// "FTS3": the tag that starts `encodeState`. Change it with the encoding.
-    public static let stateFormat: UInt32 = 0x4654_5333
+    /// "FTS4": the tag that starts `encodeState`. Change it with the encoding.
+    public static let stateFormat: UInt32 = 0x4654_5334
 
     /// Appends the complete replicated state in a canonical order: no
     /// Dictionary order reaches it (connections and services are sorted).
