@@ -5,6 +5,9 @@
 #   scripts/demo.sh --solo     the single-node appliance only
 #   scripts/demo.sh --mirror   failover demo with the switch mirroring A's port to B's
 #                              (scripts/netns.sh mirror a): B applies what A never logged
+#   scripts/demo.sh --kv       the kv service (Redis protocol): a writer doing INCR and SET through a
+#                              SIGKILL of the primary, side by side with Redis + Sentinel; prints the table
+#                              (scripts/kv-test.sh --only ftap_failover,sentinel_failover,compare_table)
 #
 # Failover demo: installs what it needs (scripts/deps.sh), builds ftap
 # (release), builds the namespace topology of scripts/netns.sh (prefix
@@ -29,7 +32,10 @@ for a in "$@"; do
     case $a in
         --solo) MODE=solo ;;
         --mirror) MIRROR=1 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --kv)
+            "$(dirname "$0")/deps.sh"
+            FTAP_NS=${FTAP_NS:-ftapdemo} exec "$(dirname "$0")/kv-test.sh" --only ftap_failover,sentinel_failover,compare_table ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done
