@@ -194,3 +194,19 @@ final class KVClientHandshakeTests: XCTestCase {
         XCTAssertFalse(h.cmd("INFO", "keyspace").contains("# Server"))
     }
 }
+
+final class KVServiceSpecTests: XCTestCase {
+    func testLimitsTravelInTheServiceSpecSoRecordingsRebuildTheSameService() throws {
+        XCTAssertEqual(try ServiceSpec.parse("kv:6379").description, "kv:6379")
+        var s = try ServiceSpec.parse("kv:6379")
+        s.kv = KVLimits(maxMemoryBytes: 1 << 20, maxBulkBytes: 100, maxPendingBytes: 200)
+        XCTAssertEqual(s.description, "kv:6379:maxmemory=1048576:maxbulk=100:maxpending=200")
+        XCTAssertEqual(try ServiceSpec.parse(s.description), s)
+        for bad in ["kv:6379:maxmemory=0", "kv:6379:size=5", "kv:6379:maxbulk=300:maxpending=200", "counter:7000:maxmemory=5"] {
+            XCTAssertThrowsError(try ServiceSpec.parse(bad), bad)
+        }
+        let stack = try Appliance.make(config: StackConfig(mac: MACAddress(raw: 0x0200_0000_0010), interface: IPv4Interface("10.0.0.100/24")!),
+                                       services: [s])
+        XCTAssertEqual((stack.streamServices[6379] as? KVService)?.limits, s.kv)
+    }
+}
