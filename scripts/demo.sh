@@ -35,7 +35,7 @@ for a in "$@"; do
         --kv)
             "$(dirname "$0")/deps.sh"
             FTAP_NS=${FTAP_NS:-ftapdemo} exec "$(dirname "$0")/kv-test.sh" --only ftap_failover,sentinel_failover,compare_table ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done
