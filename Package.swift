@@ -23,11 +23,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // The `--config` file format (TOML; see ARCHITECTURE.md, "Configuration").
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Deque (the kv service's lists) and Heap (its expiry queue): pure and deterministic.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .target(name: "FTWire"),
         .target(name: "FTStack", dependencies: ["FTWire"]),
-        .target(name: "FTServices", dependencies: ["FTWire", "FTStack"]),
+        .target(name: "FTServices", dependencies: [
+            "FTWire", "FTStack", .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "HeapModule", package: "swift-collections"),
+        ]),
         .target(name: "FTReplication", dependencies: [
             "FTWire", "FTStack", "FTServices", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -8,6 +8,9 @@
 #   scripts/demo.sh --etcd     failover demo with an etcd arbiter (FTAP_DEMO_ARBITER=etcd does the same):
 #                              a three-member etcd cluster in namespace ${P}-e (tests/integration/etcdlib.py),
 #                              `--arbiter etcd://10.77.0.11:2379,...`; prints `ftap arbiter status` at the end
+#   scripts/demo.sh --kv       the kv service (Redis protocol): a writer doing INCR and SET through a
+#                              SIGKILL of the primary, side by side with Redis + Sentinel; prints the table
+#                              (scripts/kv-test.sh --only ftap_failover,sentinel_failover,compare_table)
 #
 # Failover demo: installs what it needs (scripts/deps.sh), builds ftap
 # (release), builds the namespace topology of scripts/netns.sh (prefix
@@ -35,7 +38,10 @@ for a in "$@"; do
         --solo) MODE=solo ;;
         --mirror) MIRROR=1 ;;
         --etcd) ETCD=1 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --kv)
+            "$(dirname "$0")/deps.sh"
+            FTAP_NS=${FTAP_NS:-ftapdemo} exec "$(dirname "$0")/kv-test.sh" --only ftap_failover,sentinel_failover,compare_table ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $a (try --help)" >&2; exit 2 ;;
     esac
 done

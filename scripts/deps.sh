@@ -3,7 +3,8 @@
 # etcd-server and etcd-client: the etcd arbiter suite (scripts/etcd-test.sh) runs a real 3-member cluster.
 # Idempotent and quiet when everything is present. Needs root.
 set -euo pipefail
-PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc nftables hping3 etcd-server etcd-client)
+PKGS=(libnl-3-dev libnl-route-3-dev libpcap-dev pkg-config iproute2 iputils-ping ethtool tcpdump tshark iperf3 socat python3 procps gcc nftables hping3 etcd-server etcd-client
+      redis-server redis-sentinel redis-tools)  # the last three: the kv suite (clients, and Sentinel for comparison)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -112,7 +112,8 @@ public final class Replica {
     /// connection, fields in `TCB.schema` order). Bump it whenever the bytes
     /// of `snapshot()` change for the same state; SnapshotSchemaTests holds
     /// the golden hash that notices. Version 3: "FTS3"; version 4: "FTS4"
-    /// (TCP resource limits and the go-live time shift, issue 13).
+    /// (TCP resource limits and the go-live time shift, issue 13; the `kv`
+    /// service's state, issue 17).
     public static let snapshotVersion: UInt32 = 4
 
     /// The complete replicated state between two entries (format "FTSN"):

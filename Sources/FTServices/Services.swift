@@ -195,35 +195,57 @@ public final class UDPCounterService: DatagramService {
     }
 }
 
-/// `KIND:PORT` as given to `--service`.
+/// `KIND:PORT` as given to `--service`. A `kv` service carries its limits,
+/// written `kv:PORT:maxmemory=B:maxbulk=B:maxpending=B` (bytes) when they are
+/// not the defaults, so recordings rebuild it exactly.
 public struct ServiceSpec: Hashable, Sendable, CustomStringConvertible {
-    public static let kinds = ["counter", "echo", "discard", "udp-echo", "udp-counter"]
+    public static let kinds = ["counter", "echo", "discard", "udp-echo", "udp-counter", "kv"]
     public var kind: String
     public var port: UInt16
+    public var kv: KVLimits = .default
     public init(kind: String, port: UInt16) { self.kind = kind; self.port = port }
     public var isUDP: Bool { kind.hasPrefix("udp-") }
-    public var description: String { "\(kind):\(port)" }
+    public var description: String {
+        if kind == "kv" && kv != .default {
+            return "\(kind):\(port):maxmemory=\(kv.maxMemoryBytes):maxbulk=\(kv.maxBulkBytes):maxpending=\(kv.maxPendingBytes)"
+        }
+        return "\(kind):\(port)"
+    }
 
     public enum ParseError: Error, CustomStringConvertible {
-        case syntax(String), unknownKind(String), badPort(String)
+        case syntax(String), unknownKind(String), badPort(String), badOption(String)
         public var description: String {
             switch self {
             case .syntax(let s): return "service '\(s)' is not KIND:PORT (e.g. counter:7000)"
             case .unknownKind(let k): return "unknown service kind '\(k)'; known: \(ServiceSpec.kinds.joined(separator: ", "))"
             case .badPort(let p): return "service port '\(p)' is not a number in 1...65535"
+            case .badOption(let o): return "kv option '\(o)' is not maxmemory=, maxbulk= or maxpending= with a positive byte count (maxbulk <= maxpending)"
             }
         }
     }
 
     public static func parse(_ text: String) throws -> ServiceSpec {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw ParseError.syntax(text) }
+        guard parts.count >= 2 else { throw ParseError.syntax(text) }
         let kind = String(parts[0])
         guard kinds.contains(kind) else { throw ParseError.unknownKind(kind) }
+        guard parts.count == 2 || kind == "kv" else { throw ParseError.syntax(text) }
         // Digits only: UInt16("+80") would succeed.
         guard parts[1].utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
               let p = UInt16(parts[1]), p > 0 else { throw ParseError.badPort(String(parts[1])) }
-        return ServiceSpec(kind: kind, port: p)
+        var spec = ServiceSpec(kind: kind, port: p)
+        for o in parts.dropFirst(2) {
+            let kv = o.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, kv[1].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let v = Int(kv[1]), v > 0 else { throw ParseError.badOption(String(o)) }
+            switch kv[0] {
+            case "maxmemory": spec.kv.maxMemoryBytes = v
+            case "maxbulk": spec.kv.maxBulkBytes = v
+            case "maxpending": spec.kv.maxPendingBytes = v
+            default: throw ParseError.badOption(String(o))
+            }
+        }
+        guard spec.kv.maxBulkBytes <= spec.kv.maxPendingBytes else { throw ParseError.badOption("maxbulk=\(spec.kv.maxBulkBytes)") }
+        return spec
     }
 }
 
@@ -252,6 +274,7 @@ public enum Appliance {
             case "discard": stack.listen(port: s.port, DiscardService())
             case "udp-echo": stack.bindUDP(port: s.port, UDPEchoService())
             case "udp-counter": stack.bindUDP(port: s.port, UDPCounterService(counter: counter))
+            case "kv": stack.listen(port: s.port, KVService(port: s.port, limits: s.kv, logTime: { [unowned stack] in stack.logTime }))
             default: break
             }
         }

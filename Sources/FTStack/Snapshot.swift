@@ -5,7 +5,7 @@ import FTWire
 /// The encoding feeds the state digest and the snapshot a joining backup
 /// restores, so any change to it changes `Stack.stateFormat`.
 ///
-/// Format "FTS3" (after the tag, all big-endian):
+/// Format "FTS4" (after the tag, all big-endian):
 ///   every counter of `StackCounters.fields` (u64, in that order),
 ///   next connection id (u64), IPv4 identification (u16),
 ///   time shift (u64),
@@ -21,7 +21,9 @@ import FTWire
 /// stack's time shift after the IPv4 identification,
 /// eight counters (path MTU, ICMP, PAWS, keepalive, idle, zero window,
 /// per-source limit) and, at the end of a connection, the zero-window,
-/// keepalive and idle state and TS.Recent's age.
+/// keepalive and idle state and TS.Recent's age; it also carries the `kv`
+/// service's state ("FKV1": its limits, keyspace, expiry queue and
+/// connections), which an FTS3 reader does not know.
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)

@@ -23,6 +23,9 @@ public final class Stack {
     /// takeover): what TSvals are made of. Set at the start of every input,
     /// so it is not state: nothing reads it between inputs.
     var clock: Nanos = 0
+    /// The log time of the input being processed, for services whose state
+    /// depends on time (the kv service's expiry). Read it only during an input.
+    public var logTime: Nanos { clock }
     /// The TSecr of the segment being processed, if it carries timestamps
     /// and ACK (set by `segmentArrives`, read while it runs).
     var inputTSEcr: UInt32? = nil

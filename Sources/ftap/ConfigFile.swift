@@ -27,6 +27,7 @@ enum ConfigFile {
         "admin": .string, "admin-token-file": .string, "log-level": .string,
         "notify-script": .string, "notify-timeout-ms": .int,
         "standby-buffer-ms": .int, "standby-buffer-kb": .int,
+        "kv-max-memory-mb": .int, "kv-max-bulk-kb": .int, "kv-max-pipeline-kb": .int,
         "tcp-idle-timeout-s": .int, "tcp-keepalive-s": .int, "tcp-keepalive-interval-s": .int,
         "tcp-keepalive-probes": .int, "tcp-zero-window-timeout-s": .int, "tcp-max-per-source": .int,
     ]

@@ -82,6 +82,12 @@ struct Run: ParsableCommand {
         "A service as KIND:PORT; repeat for more. Kinds: \(ServiceSpec.kinds.joined(separator: ", ")).",
         valueName: "kind:port"))
     var services: [String] = []
+    @Option(help: "kv service: refuse writes that may grow the keyspace (Redis's OOM error) once its estimated memory exceeds this many MiB.")
+    var kvMaxMemoryMb: Int = KVLimits.default.maxMemoryBytes >> 20
+    @Option(help: "kv service: longest bulk string (argument or string value) in KiB, like Redis's proto-max-bulk-len.")
+    var kvMaxBulkKb: Int = KVLimits.default.maxBulkBytes >> 10
+    @Option(help: "kv service: most KiB one connection may hold for an incomplete request; beyond it the connection gets a protocol error and is closed.")
+    var kvMaxPipelineKb: Int = KVLimits.default.maxPendingBytes >> 10
     @Option(help: "MTU of the TAP and the appliance (576-9000).")
     var mtu: Int = 1500
 
@@ -229,7 +235,12 @@ struct Run: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let specs = try services.map { try ServiceSpec.parse($0) }
+        let kvLimits = KVLimits(maxMemoryBytes: kvMaxMemoryMb << 20, maxBulkBytes: kvMaxBulkKb << 10, maxPendingBytes: kvMaxPipelineKb << 10)
+        let specs = try services.map { text -> ServiceSpec in
+            var s = try ServiceSpec.parse(text)
+            if s.kind == "kv" { s.kv = kvLimits }
+            return s
+        }
         let stack: Stack
         do { stack = try Appliance.make(config: sc, services: specs) } catch { throw ValidationError("\(error)") }
 

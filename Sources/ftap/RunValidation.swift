@@ -47,6 +47,10 @@ extension Run {
             } else { p.append("--ip '\(ip)' is not ADDR/PREFIX like 10.0.0.100/24") }
         }
         for s in services { do { _ = try ServiceSpec.parse(s) } catch { p.append("--service: \(error)") } }
+        if !(kvMaxMemoryMb > 0 && kvMaxMemoryMb <= 1 << 20 && kvMaxBulkKb > 0 && kvMaxPipelineKb >= kvMaxBulkKb
+             && kvMaxPipelineKb <= 1 << 22) {
+            p.append("--kv-max-memory-mb (1-1048576) and --kv-max-bulk-kb must be positive, and --kv-max-pipeline-kb (at most 4194304) at least --kv-max-bulk-kb")
+        }
         if !(576...9000).contains(mtu) { p.append("--mtu must be 576-9000") }
         if Logger.Level(rawValue: logLevel) == nil {
             p.append("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")

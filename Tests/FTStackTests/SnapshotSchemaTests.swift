@@ -43,7 +43,7 @@ private func hex(_ v: UInt64) -> String {
 func schemaFixture() -> Stack {
     var cfg = applianceConfig()
     cfg.isnKey = (1, 2)
-    let s = makeStack(cfg, services: ["counter:7000", "echo:7", "discard:9", "udp-echo:7", "udp-counter:7001"])
+    let s = makeStack(cfg, services: fixtureServices)
     for (i, (_, kp)) in StackCounters.fields.enumerated() { s.counters[keyPath: kp] = UInt64(i + 1) * 1_000 + 7 }
     s.nextConnID = 42
     s.ipID = 0xBEEF
@@ -75,7 +75,21 @@ func schemaFixture() -> Stack {
     let b = TCB(id: 41, key: ConnKey(remote: Endpoint(ip: IPv4Address(10, 0, 0, 2), port: 1025), localPort: 7),
                 peerMAC: MACAddress(raw: 0x0200_0000_0002), iss: 0xFFFF_FFF0, irs: 5, sendMSS: 536, rto: 1_000 * ms)
     s.conns = [a.key: a, b.key: b]
+    fillKV(s.streamServices[6379] as! KVService)
     return s
+}
+
+let fixtureServices = ["counter:7000", "echo:7", "discard:9", "udp-echo:7", "udp-counter:7001", "kv:6379"]
+
+/// Every kind of kv state: each value type, an expiry, a freed slot, a
+/// connection with a name and a request half received, and the statistics.
+func fillKV(_ kv: KVService) {
+    var io = StreamIO()
+    kv.opened(40, remote: Endpoint(ip: IPv4Address(10, 0, 0, 1), port: 43512), io: &io)
+    let script = "*3\r\n$3\r\nSET\r\n$1\r\ns\r\n$5\r\nvalue\r\nSET gone x\r\nSET t 1 PX 5000\r\n"
+        + "RPUSH l a b c\r\nHSET h f1 v1 f2 v2\r\nDEL gone\r\nCLIENT SETNAME fixture\r\n*2\r\n$3\r\nGET\r\n$4\r\nha"
+    let bytes = Array(script.utf8)
+    _ = kv.receive(40, bytes[...], sendSpace: 1 << 20, io: &io)
 }
 
 final class SnapshotSchemaTests: XCTestCase {
@@ -120,7 +134,7 @@ final class SnapshotSchemaTests: XCTestCase {
 
     func testStateRoundTripsThroughRestore() throws {
         let bytes = encodeState(schemaFixture())
-        let fresh = makeStack(schemaFixture().config, services: ["counter:7000", "echo:7", "discard:9", "udp-echo:7", "udp-counter:7001"])
+        let fresh = makeStack(schemaFixture().config, services: fixtureServices)
         var r = ByteReader(bytes)
         try fresh.restoreState(from: &r)
         XCTAssertEqual(r.remaining, 0)
