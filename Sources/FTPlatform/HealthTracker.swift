@@ -39,8 +39,7 @@ final class HealthTracker {
     /// compares one integer per iteration instead of building the reason.
     private(set) var generation = 0
     // The script.
-    private var child: pid_t = 0
-    private var childStarted: Nanos = 0
+    private var child = TimedChild()
     private var nextRun: Nanos = 0
     private var fails = 0, passes = 0
     private(set) var scriptOK = true
@@ -65,7 +64,7 @@ final class HealthTracker {
     }
 
     deinit {
-        if child > 0 { kill(child, SIGKILL); waitpid(child, nil, 0) }
+        child.kill()
         if let c = cache { nl_cache_free(c) }
         if let s = events { nl_socket_free(s) }
         if let s = query { nl_socket_free(s) }
@@ -132,31 +131,15 @@ final class HealthTracker {
     /// Runs the script when due and collects its verdict; never blocks.
     func tickScript(now: Nanos) {
         guard let cmd = options.script else { return }
-        if child > 0 {
-            var status: Int32 = 0
-            let r = waitpid(child, &status, WNOHANG)
-            if r == child {
-                child = 0
-                let exited = status & 0x7f == 0
-                scriptResult(exited && (status >> 8) & 0xff == 0, exited ? "exit status \((status >> 8) & 0xff)" : "killed by signal \(status & 0x7f)")
-            } else if now - childStarted >= options.interval {
-                kill(child, SIGKILL)
-                waitpid(child, nil, 0)
-                child = 0
-                scriptResult(false, "timed out after \(options.interval / nsPerMs) ms")
-            }
+        switch child.poll(now: now, timeout: options.interval) {
+        case .running: break
+        case .timedOut: scriptResult(false, "timed out after \(options.interval / nsPerMs) ms")
+        case let outcome: scriptResult(outcome.succeeded, outcome.description)
         }
-        if child == 0 && now >= nextRun {
+        if !child.isRunning && now >= nextRun {
             nextRun = now + options.interval
-            var pid: pid_t = 0
-            let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(cmd), nil]
-            defer { for p in argv { free(p) } }
-            if posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0 {
-                child = pid
-                childStarted = now
-            } else {
-                scriptResult(false, "cannot start: \(String(cString: strerror(errno)))")
-            }
+            let rc = child.spawn("/bin/sh", ["-c", cmd], now: now)
+            if rc != 0 { scriptResult(false, "cannot start: \(String(cString: strerror(rc)))") }
         }
     }
 
@@ -175,6 +158,6 @@ final class HealthTracker {
     /// When the script next needs attention.
     func nextWake(now: Nanos) -> Nanos? {
         guard options.script != nil else { return nil }
-        return child > 0 ? min(childStarted + options.interval, now + 20 * nsPerMs) : nextRun
+        return child.isRunning ? min(child.started + options.interval, now + 20 * nsPerMs) : nextRun
     }
 }

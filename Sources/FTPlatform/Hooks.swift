@@ -20,9 +20,8 @@ final class HookRunner {
 
     let options: Options
     var queue: [RoleChange] = []
-    var child: pid_t = 0
+    var child = TimedChild()
     var childEvent = ""
-    var childStarted: Nanos = 0
     /// Runs that failed to start, timed out or exited non-zero.
     private(set) var failures: UInt64 = 0
     private(set) var runs: UInt64 = 0
@@ -42,26 +41,16 @@ final class HookRunner {
     /// Reaps a finished or overdue child and starts the next; never blocks
     /// (except to reap a child it just killed).
     func service(now: Nanos) {
-        if child > 0 {
-            var status: Int32 = 0
-            let r = waitpid(child, &status, WNOHANG)
-            if r == child {
-                child = 0
-                let exited = status & 0x7f == 0
-                let code = (status >> 8) & 0xff
-                if !exited || code != 0 {
-                    failures += 1
-                    log("--notify-script \(options.script) \(childEvent): \(exited ? "exit status \(code)" : "killed by signal \(status & 0x7f)")")
-                }
-            } else if now >= childStarted && now - childStarted >= options.timeout {
-                kill(child, SIGKILL)
-                waitpid(child, nil, 0)
-                child = 0
-                failures += 1
-                log("--notify-script \(options.script) \(childEvent): killed after \(options.timeout / nsPerMs) ms (--notify-timeout-ms)")
-            }
+        switch child.poll(now: now, timeout: options.timeout) {
+        case .running, .exited(0): break
+        case .timedOut:
+            failures += 1
+            log("--notify-script \(options.script) \(childEvent): killed after \(options.timeout / nsPerMs) ms (--notify-timeout-ms)")
+        case let outcome:
+            failures += 1
+            log("--notify-script \(options.script) \(childEvent): \(outcome.description)")
         }
-        while child == 0 && !queue.isEmpty {
+        while !child.isRunning && !queue.isEmpty {
             let c = queue.removeFirst()
             start(c, now: now)
         }
@@ -73,16 +62,10 @@ final class HookRunner {
             "FTAP_EVENT=\(ev)", "FTAP_EPOCH=\(c.epoch)", "FTAP_INDEX=\(c.index)",
             "FTAP_NODE=\(options.node)", "FTAP_PEER=\(options.peer)", "FTAP_MODE=\(c.mode)",
         ]
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(options.script), strdup(ev), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) }; for p in envp { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, options.script, nil, nil, argv, envp)
+        let rc = child.spawn(options.script, [ev], env: env, now: now)
         runs += 1
         if rc == 0 {
-            child = pid
             childEvent = ev
-            childStarted = now
         } else {
             failures += 1
             log("--notify-script \(options.script) \(ev): cannot start: \(String(cString: strerror(rc)))")
@@ -91,16 +74,16 @@ final class HookRunner {
 
     /// When the loop must look at the child again (nil: nothing running).
     func nextWake(now: Nanos) -> Nanos? {
-        guard child > 0 else { return nil }
-        return min(childStarted + options.timeout, now + 20 * nsPerMs)
+        guard child.isRunning else { return nil }
+        return min(child.started + options.timeout, now + 20 * nsPerMs)
     }
 
     /// On shutdown: gives the last child (e.g. `stopping`) until its timeout.
     func drain() {
-        while child > 0 || !queue.isEmpty {
+        while child.isRunning || !queue.isEmpty {
             let now = monotonicNanos()
             service(now: now)
-            if child > 0 { usleep(5000) }
+            if child.isRunning { usleep(5000) }
         }
     }
 }
