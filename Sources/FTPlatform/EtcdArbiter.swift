@@ -166,6 +166,17 @@ public final class EtcdArbiter: Arbiter {
         return EtcdAnswers.check(leaseTTL: ttl, lease: l, answer: j, keys: keys, epoch: epoch, token: token)
     }
 
+    /// A plain range read of the epoch keys: `check` renews this process's
+    /// lease and so cannot answer before a claim.
+    public func history() -> EpochCheck {
+        do {
+            guard let top = try epochs().last else { return .current }
+            return .superseded(epoch: top.epoch, detail: "claimed by \(top.owner)")
+        } catch {
+            return .unavailable("reading the claimed epochs: \(error)")
+        }
+    }
+
     public func releaseOwnership() {
         guard let l = lease else { return }
         lease = nil

@@ -19,6 +19,10 @@ public protocol Arbiter: AnyObject {
     /// Whether an epoch above `epoch` was claimed. With an ownership bound,
     /// `.current` also proves this node still holds its lease.
     func check(above epoch: UInt64) -> EpochCheck
+    /// Whether any epoch was ever claimed, for a starting node deciding how
+    /// to start (Startup.swift): `.current` if none, `.superseded` with the
+    /// highest one otherwise. Unlike `check`, it proves no ownership.
+    func history() -> EpochCheck
     /// A store that grants ownership under a lease (etcd): a node that won a
     /// claim, or whose check answered `.current`, may emit without a backup
     /// for at most this long after it *asked* (see ARCHITECTURE.md, "The etcd
@@ -31,6 +35,8 @@ public protocol Arbiter: AnyObject {
 }
 
 extension Arbiter {
+    /// Enough for a store without leases, whose `check` is a plain read.
+    public func history() -> EpochCheck { check(above: 0) }
     public var ownershipBound: Nanos? { nil }
     public func releaseOwnership() {}
 }

@@ -319,7 +319,7 @@ func askArbiter(_ arb: Arbiter, log: Logger) -> EpochCheck {
     var warned = 0.0
     var waited = 0.0
     while true {
-        let answer = arb.check(above: 0)
+        let answer = arb.history()
         guard case .unavailable(let why) = answer else { return answer }
         if waited >= warned {
             log.warning("startup: arbiter \(arb.description) unavailable (\(why)); retrying before deciding how to start")
