@@ -7,15 +7,16 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-int ftap_tap_open(const char *name, char *actual, size_t actual_len) {
+int ftap_tap_open(const char *name, char *actual, size_t actual_len, int vnet_hdr) {
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
     if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
     if (ioctl(fd, TUNSETIFF, (void *)&ifr) < 0) {
         int e = errno;
@@ -27,6 +28,21 @@ int ftap_tap_open(const char *name, char *actual, size_t actual_len) {
         actual[actual_len - 1] = 0;
     }
     return fd;
+}
+
+int ftap_tap_set_offload(int fd, unsigned int flags) {
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) return -errno;
+    return 0;
+}
+
+unsigned int ftap_tun_f_csum(void) { return TUN_F_CSUM; }
+unsigned int ftap_tun_f_tso4(void) { return TUN_F_TSO4; }
+unsigned int ftap_tun_f_tso6(void) { return TUN_F_TSO6; }
+
+long ftap_writev2(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+    struct iovec iov[2] = { { (void *)a, alen }, { (void *)b, blen } };
+    long n = writev(fd, iov, 2);
+    return n < 0 ? -errno : n;
 }
 
 int ftap_set_nonblocking(int fd) {

@@ -19,7 +19,7 @@ final class PcapFile {
 
     init(path: String, maxBytes: Int) throws {
         self.path = path; self.maxBytes = maxBytes
-        dead = pcap_open_dead(DLT_EN10MB, 65535)
+        dead = pcap_open_dead(DLT_EN10MB, 262144)
         try open()
     }
 
@@ -227,7 +227,7 @@ public final class Recorder {
 
     /// `checkpoint`: the digest the core took right after applying `e`, if one was due.
     func applied(_ e: LogEntry, outputs: [[UInt8]], checkpoint: UInt64?) {
-        if let f = inFile, e.kind == .frame { writer.submit(.pcap(f, e.time, e.payload)) }
+        if let f = inFile, e.kind.isFrame { writer.submit(.pcap(f, e.time, e.payload)) }
         if let r = record {
             var bytes = RecordFormat.entry(e)
             for o in outputs { bytes += RecordFormat.output(o, of: e) }

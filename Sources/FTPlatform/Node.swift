@@ -12,6 +12,8 @@ public struct NodeOptions {
     public var tap: String
     public var bridge: String?
     public var mtu: Int = 1500
+    /// Open the TAP with IFF_VNET_HDR and TUNSETOFFLOAD (`--no-offload`: false).
+    public var offload: Bool = true
     public var listen: SocketAddress?
     public var peer: SocketAddress?
     public var arbiter: Arbiter?
@@ -98,7 +100,7 @@ public final class Node: NodeIO {
         guard ftap_pipe_nonblock(&sigPipe) == 0 else { throw SystemError("pipe", errno: errno) }
         ftap_install_signal_pipe(sigPipe[1])
 
-        tap = try TapDevice(name: options.tap, mtu: options.mtu)
+        tap = try TapDevice(name: options.tap, mtu: options.mtu, offload: options.offload)
         Netlink.disableIPv6(on: tap.name)
         try Netlink.configure(link: tap.name, mtu: options.mtu, bridge: options.bridge)
         if options.bridge != nil {
@@ -107,7 +109,8 @@ public final class Node: NodeIO {
                 log.warning("cannot pin the appliance MAC to \(tap.name) in its bridge (\(error)); as a backup this node may not see client frames the switch mirrors or floods to it")
             }
         }
-        log.notice("TAP \(tap.name) up, mtu \(options.mtu)\(options.bridge.map { ", bridged to \($0)" } ?? "")",
+        let tso = core.replica.stack.config.tsoMaxBytes
+        log.notice("TAP \(tap.name) up, mtu \(options.mtu)\(options.bridge.map { ", bridged to \($0)" } ?? ""), offloads: \(tap.offloadDescription)\(tso > 0 ? ", TCP super-segments up to \(tso) B" : "")",
                    metadata: ["mac": "\(core.replica.stack.config.mac)", "ip": "\(core.replica.stack.config.interface)"])
         if core.config.role != .solo, let l = options.listen {
             listenFD = try Sockets.listen(on: l)
@@ -196,12 +199,14 @@ public final class Node: NodeIO {
     }
 
     public func readTap() -> TapRead {
-        do { return try tap.readFrame().map { .frame($0) } ?? .empty } catch { return .failed("\(error)") }
+        do { return try tap.readFrame().map { .frame($0.frame, checksumTrusted: $0.checksumTrusted) } ?? .empty } catch {
+            return .failed("\(error)")
+        }
     }
 
     public func writeTap(_ o: OutputFrame) {
         do {
-            if try tap.writeFrame(o.frame) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
+            if try tap.writeFrame(o.frame, segmentSize: o.segmentSize) { framesEmitted += 1 } else { framesDroppedOnWrite += 1 }
             if o.producedAt != 0 { metrics.recordHold(monotonicNanos() - o.producedAt) }
         } catch {
             fail("TAP write failed: \(error)")

@@ -143,7 +143,8 @@ public enum ChannelMessage: Equatable, Sendable {
 public enum ChannelCodec {
     public static let magic: UInt16 = 0x4654
     /// 2: the channel is authenticated and encrypted (`SecureChannel`); `diverged`; `health`.
-    public static let version: UInt8 = 2
+    /// 3: `offload-frame` entries and entry payloads up to 64 KiB + 64 (TAP offloads).
+    public static let version: UInt8 = 3
     public static let maxPayload = 16 << 20
     /// The largest snapshot a backup accepts to receive (`snapshotBegin`).
     public static let maxSnapshotBytes = 8 << 30

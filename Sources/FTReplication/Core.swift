@@ -216,20 +216,24 @@ public final class ReplicationCore {
 
     // MARK: - Input and output
 
-    public func tapFrame(_ f: [UInt8], now: Nanos, _ a: inout [Action]) {
+    /// A frame read from the TAP. `checksumTrusted`: read with offloads and
+    /// marked NEEDS_CSUM or DATA_VALID by the kernel (`EntryKind.offloadFrame`).
+    public func tapFrame(_ f: [UInt8], checksumTrusted: Bool = false, now: Nanos, _ a: inout [Action]) {
         guard takesInput else {
             // Right after a planned switchover the switch may still deliver
             // frames for the appliance here, until the new primary's GARP
-            // moves the MAC: pass them on instead of losing them.
+            // moves the MAC: pass them on instead of losing them. The
+            // channel's `forward` carries no offload flag, so a partial
+            // checksum is completed first.
             if shouldForward(f, now: now) {
                 forwardedFrames += 1
-                send(.forward(frame: f), now: now, &a)
+                send(.forward(frame: checksumTrusted ? TransportChecksum.completed(f) : f), now: now, &a)
                 return
             }
             // Our own MAC as source: the primary's frames (its GARPs), not input.
             if keepsStandbyFrames, MACAddress(bytes: f, at: 6) != replica.stack.config.mac,
                replica.stack.classify(f) == .accept {
-                standby.arrived(f, unicastToUs: MACAddress(bytes: f, at: 0) == replica.stack.config.mac, now: now)
+                standby.arrived(f, trusted: checksumTrusted, unicastToUs: MACAddress(bytes: f, at: 0) == replica.stack.config.mac, now: now)
                 return
             }
             discardedWhileNotLive += 1; return
@@ -237,7 +241,7 @@ public final class ReplicationCore {
         guard replica.stack.classify(f) == .accept else { ignoredFrames += 1; return }
         if ownershipLapsed(now: now, &a) { return }  // alone under an expired arbiter lease (Ownership.swift)
         let entry = LogEntry(index: replica.appliedIndex + 1, epoch: epoch, time: clock.stamp(localNow: now),
-                             kind: .frame, payload: f)
+                             kind: checksumTrusted ? .offloadFrame : .frame, payload: f)
         append(entry, now: now, &a)
         if mode == .protected, let why = faults.unackedCrash(f, entry: entry.index) {
             flush(now: now, &a)
@@ -247,21 +251,21 @@ public final class ReplicationCore {
 
     /// Applies a new entry as leader: to the replica, to the channel, outputs held or released.
     func append(_ entry: LogEntry, now: Nanos, _ a: inout [Action]) {
-        var out: [[UInt8]] = []
+        var out = Frames()
         do { try replica.apply(entry, out: &out) } catch {
             fatal("cannot apply own entry: \(error)", &a); return
         }
         noteCheckpoint(entry)
-        a.append(.applied(entry, outputs: out))
+        a.append(.applied(entry, outputs: out.frames))
         // Held frames are recorded with their entry (protectsOutput implies streams).
         let hold = protectsOutput && !faults.breaks(.releaseWithoutAck)
         if streams {
             sendBatch.append(entry)
-            let held = hold ? out.map { OutputFrame(frame: $0, index: entry.index, time: entry.time, producedAt: now) } : []
+            let held = hold ? OutputFrame.of(out, index: entry.index, time: entry.time, producedAt: now) : []
             gate.streamed(index: entry.index, bytes: entry.encodedSize, now: now, held: held)
         }
         if !hold {
-            for f in out { release(OutputFrame(frame: f, index: entry.index, time: entry.time), &a) }
+            for o in OutputFrame.of(out, index: entry.index, time: entry.time) { release(o, &a) }
         }
     }
 

@@ -121,8 +121,18 @@ public struct OutputFrame: Sendable, Equatable {
     public var time: Nanos
     /// Local time at which the frame was produced (to measure how long the output rule held it).
     public var producedAt: Nanos = 0
-    public init(frame: [UInt8], index: UInt64, time: Nanos, producedAt: Nanos = 0) {
+    /// Non-zero for a TCP super-segment (see `Frames`): the payload bytes per
+    /// segment the kernel (TSO) or `TCPSegmentation.split` cuts it into.
+    public var segmentSize: Int = 0
+    public init(frame: [UInt8], index: UInt64, time: Nanos, producedAt: Nanos = 0, segmentSize: Int = 0) {
         self.frame = frame; self.index = index; self.time = time; self.producedAt = producedAt
+        self.segmentSize = segmentSize
+    }
+
+    /// The outputs of applying entry `index` (log time `time`).
+    public static func of(_ out: Frames, index: UInt64, time: Nanos, producedAt: Nanos = 0) -> [OutputFrame] {
+        out.indices.map { OutputFrame(frame: out[$0], index: index, time: time, producedAt: producedAt,
+                                      segmentSize: out.segmentSize(at: $0)) }
     }
 }
 

@@ -14,14 +14,24 @@ public enum EntryKind: UInt8, Sendable, CustomStringConvertible {
     case goLive = 3
     /// The primary hands its role to the backup (planned switchover).
     case handover = 4
+    /// An inbound frame whose transport checksum the primary's kernel
+    /// vouched for: read from a TAP with IFF_VNET_HDR and marked NEEDS_CSUM
+    /// (the checksum field holds only the pseudo-header sum, because the
+    /// sender's kernel left it to a NIC this frame never crossed) or
+    /// DATA_VALID. It may be a TCP super-segment of up to 64 KiB (GRO or the
+    /// client's TSO). The stack does not verify its transport checksum.
+    case offloadFrame = 5
     public var description: String {
         switch self {
         case .frame: return "frame"
         case .tick: return "tick"
         case .goLive: return "go-live"
         case .handover: return "handover"
+        case .offloadFrame: return "offload-frame"
         }
     }
+    /// An inbound frame (`.frame` or `.offloadFrame`).
+    public var isFrame: Bool { self == .frame || self == .offloadFrame }
 }
 
 /// One entry of the replication log.
@@ -31,7 +41,7 @@ public struct LogEntry: Equatable, Sendable {
     /// Monotonic time on the log's clock, in nanoseconds.
     public var time: Nanos
     public var kind: EntryKind
-    /// The frame for `.frame`; empty otherwise.
+    /// The frame for `.frame` and `.offloadFrame`; empty otherwise.
     public var payload: [UInt8]
 
     public init(index: UInt64, epoch: UInt64, time: Nanos, kind: EntryKind, payload: [UInt8] = []) {
@@ -41,7 +51,8 @@ public struct LogEntry: Equatable, Sendable {
     /// Encoded size on the channel: 8 index + 8 epoch + 8 time + 1 kind + 4 length + payload.
     public static let encodedOverhead = 29
     public var encodedSize: Int { Self.encodedOverhead + payload.count }
-    public static let maxPayload = 65536
+    /// An Ethernet header plus the largest IPv4 datagram, with room to spare.
+    public static let maxPayload = 65536 + 64
 
     /// The entry inside a channel `entries` message; its format is covered
     /// by `ChannelCodec.version`. `decode` below reads exactly this.
@@ -83,7 +94,7 @@ public final class Replica {
     }
 
     /// Applies the next entry. Frames the stack would emit are appended to `out`.
-    public func apply(_ e: LogEntry, out: inout [[UInt8]]) throws {
+    public func apply(_ e: LogEntry, out: inout Frames) throws {
         guard e.index == appliedIndex + 1 else { throw ApplyError.outOfOrder(expected: appliedIndex + 1, got: e.index) }
         guard e.time >= lastTime else { throw ApplyError.timeWentBack(index: e.index) }
         guard e.time <= Replica.maxTime else { throw ApplyError.timeOutOfRange(index: e.index, time: e.time) }
@@ -94,6 +105,8 @@ public final class Replica {
         switch e.kind {
         case .frame:
             stack.handleFrame(e.payload, now: e.time, out: &out)
+        case .offloadFrame:
+            stack.handleFrame(e.payload, now: e.time, checksumTrusted: true, out: &out)
         case .tick:
             stack.advanceTime(to: e.time, out: &out)
         case .goLive:

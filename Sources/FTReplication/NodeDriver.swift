@@ -70,7 +70,9 @@ public enum ProbeStatus: Equatable {
 
 /// The outcome of one TAP read.
 public enum TapRead {
-    case frame([UInt8])
+    /// `checksumTrusted`: read with offloads, transport checksum partial or
+    /// verified by the kernel (logged as `EntryKind.offloadFrame`).
+    case frame([UInt8], checksumTrusted: Bool = false)
     case empty
     case failed(String)
 }
@@ -417,16 +419,16 @@ public final class NodeDriver {
                 guard perform(io) else { return }
                 flushChannel(io)
             }
-            let f: [UInt8]
+            let f: [UInt8], trusted: Bool
             switch io.readTap() {
-            case .frame(let x): f = x
+            case .frame(let x, let t): f = x; trusted = t
             case .empty: return
             case .failed(let why):
                 io.log(.error, "TAP read failed: \(why)")
                 exitCode = 1; io.exit(code: 1, reason: "TAP read failed: \(why)")
                 return
             }
-            core.tapFrame(f, now: iterNow, &pending)
+            core.tapFrame(f, checksumTrusted: trusted, now: iterNow, &pending)
             // A node that is not live only drains (or forwards) what arrives.
             if !core.isLive { continue }
             if !pending.isEmpty { guard perform(io) else { return } }

@@ -170,16 +170,16 @@ extension ReplicationCore {
             guard mode == .backup else { return }
             var handover = false
             for e in es {
-                var out: [[UInt8]] = []
+                var out = Frames()
                 do { try replica.apply(e, out: &out) } catch {
                     fatal("log from primary is inconsistent: \(error)", &a); return
                 }
                 epoch = max(epoch, e.epoch)
                 noteCheckpoint(e)
-                a.append(.applied(e, outputs: out))
-                for f in out { a.append(.shadow(OutputFrame(frame: f, index: e.index, time: e.time))) }
+                a.append(.applied(e, outputs: out.frames))
+                for o in OutputFrame.of(out, index: e.index, time: e.time) { a.append(.shadow(o)) }
                 if e.kind == .handover { handover = true }
-                if e.kind == .frame { standby.wasLogged(e.payload, now: now) }
+                if e.kind.isFrame { standby.wasLogged(e.payload, now: now) }
             }
             ackDue = true
             if handover { takeHandover(now: now, &a) }

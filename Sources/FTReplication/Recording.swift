@@ -22,7 +22,9 @@ import FTWire
 public enum RecordFormat {
     /// 2: the configuration is the stack's own encoding (`stack=`), and
     /// digests are of FTSN 2 snapshots. Version 1 recordings are refused.
-    public static let version = 2
+    /// 3: entries of kind `offload-frame` (frames read with TAP offloads,
+    /// up to 64 KiB) and outputs up to 64 KiB (TSO super-segments).
+    public static let version = 3
     static let shbType: UInt32 = 0x0A0D_0D0A
     static let idbType: UInt32 = 1
     static let epbType: UInt32 = 6
@@ -58,7 +60,7 @@ public enum RecordFormat {
         var out = block(shbType, shb)
         for (name, desc) in [("log", "log entries applied by the replica"), ("out", "frames the replica produced")] {
             var idb: [UInt8] = []
-            le16(&idb, 1); le16(&idb, 0); le32(&idb, 65535)  // LINKTYPE_ETHERNET
+            le16(&idb, 1); le16(&idb, 0); le32(&idb, 262144)  // LINKTYPE_ETHERNET; snaplen as tcpdump's default
             option(&idb, 2, Array(name.utf8))
             option(&idb, 3, Array(desc.utf8))
             option(&idb, 9, [9])  // if_tsresol: nanoseconds
@@ -183,7 +185,7 @@ public enum RecordFormat {
                 let time = UInt64(rd32(b, body + 4)) << 32 | UInt64(rd32(b, body + 8))
                 let cap = Int(rd32(b, body + 12))
                 let dataStart = body + 20
-                guard cap <= 65535, dataStart + cap <= end else { throw ReadError(offset: i, message: "packet length \(cap) overruns its block") }
+                guard cap <= LogEntry.maxPayload, dataStart + cap <= end else { throw ReadError(offset: i, message: "packet length \(cap) overruns its block") }
                 let data = Array(b[dataStart..<(dataStart + cap)])
                 var comment = "", packetID: UInt64? = nil
                 for (code, v) in try options(b, from: dataStart + ((cap + 3) & ~3), to: end, blockAt: i) {
@@ -203,6 +205,8 @@ public enum RecordFormat {
                     }
                     switch kind {
                     case "frame": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .frame, payload: data)))
+                    case "offload-frame":
+                        items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .offloadFrame, payload: data)))
                     case "tick": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .tick)))
                     case "go-live": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .goLive, payload: data)))
                     case "handover": items.append(.entry(LogEntry(index: index, epoch: epoch, time: time, kind: .handover)))
@@ -329,14 +333,14 @@ public struct Replayer {
             switch item {
             case .entry(let e):
                 if let m = unmatched() { s.mismatch = m; return s }
-                var out: [[UInt8]] = []
+                var out = Frames()
                 do { try replica.apply(e, out: &out) } catch {
                     s.mismatch = Mismatch(index: e.index, what: "\(error)", expected: nil, actual: nil); return s
                 }
                 s.entries += 1
                 s.lastIndex = e.index
                 if s.epochs.last != e.epoch { s.epochs.append(e.epoch) }
-                pending = out
+                pending = out.frames
                 pendingIndex = e.index
             case .output(let index, _, let frame):
                 guard index == pendingIndex, let first = pending.first else {

@@ -44,7 +44,7 @@ import FTWire
 /// Times are node-local; nothing here is replicated. The decision it feeds
 /// (which frames the new primary logs) is recorded by the log itself.
 public struct StandbyBuffer {
-    struct Kept { var frame: [UInt8]; var hash: UInt64; var at: Nanos }
+    struct Kept { var frame: [UInt8]; var hash: UInt64; var at: Nanos; var trusted: Bool }
     struct Logged { var hash: UInt64; var at: Nanos }
 
     /// Keep frames this long (0: the buffer is off).
@@ -85,8 +85,10 @@ public struct StandbyBuffer {
 
     static func hash(_ f: [UInt8]) -> UInt64 { SipHash24.hash(k0: 0x7374_616e_6462_7900, k1: UInt64(f.count), f) }
 
-    /// A frame the stack accepts arrived on the standby's TAP.
-    public mutating func arrived(_ f: [UInt8], unicastToUs: Bool, now: Nanos) {
+    /// A frame the stack accepts arrived on the standby's TAP (`trusted`:
+    /// its transport checksum was left to or checked by the kernel, see
+    /// `EntryKind.offloadFrame`).
+    public mutating func arrived(_ f: [UInt8], trusted: Bool = false, unicastToUs: Bool, now: Nanos) {
         guard isOn else { return }
         received += 1
         if unicastToUs { clientFrames += 1; lastClientFrameAt = now }
@@ -98,7 +100,7 @@ public struct StandbyBuffer {
             _ = logged.dropFront { $0.at + horizon < at }
             return
         }
-        kept.append(Kept(frame: f, hash: h, at: now))
+        kept.append(Kept(frame: f, hash: h, at: now, trusted: trusted))
         bytes += f.count
         prune(now: now)
     }
@@ -137,9 +139,9 @@ public struct StandbyBuffer {
 
     /// Everything kept and not covered by the log, oldest first, within the
     /// time bound; the buffer is empty afterwards.
-    public mutating func takeAll(now: Nanos) -> [[UInt8]] {
+    public mutating func takeAll(now: Nanos) -> [(frame: [UInt8], trusted: Bool)] {
         prune(now: now)
-        let out = kept.live.map(\.frame)
+        let out = kept.live.map { (frame: $0.frame, trusted: $0.trusted) }
         handedOver += UInt64(out.count)
         reset()
         return out

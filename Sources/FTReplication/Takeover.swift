@@ -175,14 +175,14 @@ extension ReplicationCore {
         let frames = standby.takeAll(now: now)
         guard !frames.isEmpty else { return }
         var applied = 0, old = 0
-        for f in frames {
+        for (f, trusted) in frames {
             if replica.stack.isOldData(f) {
                 old += 1
                 a.append(.log(.debug, "standby buffer: skipped (data already received) \(frameSummary(f))"))
                 continue
             }
             a.append(.log(.debug, "standby buffer: applying \(frameSummary(f))"))
-            tapFrame(f, now: now, &a)
+            tapFrame(f, checksumTrusted: trusted, now: now, &a)
             applied += 1
         }
         standbyApplied += UInt64(applied)

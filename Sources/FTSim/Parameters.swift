@@ -72,6 +72,9 @@ public struct SimParameters: CustomStringConvertible {
     /// port to the other's (what `scripts/netns.sh mirror` sets up), so the
     /// standby buffer holds what the primary never logged.
     public var mirror = false
+    /// The appliance emits TCP super-segments (`StackConfig.tsoMaxBytes`),
+    /// cut into segments on the way out as the kernel's TSO would.
+    public var tso = false
 
     // Checker sampling.
     public var digestEvery: UInt64 = 32
@@ -184,6 +187,7 @@ public struct SimParameters: CustomStringConvertible {
         // Long enough that outages and slow answers (above) never make an
         // alone node stop: the liveness phase needs it to keep serving.
         if r.chance(0.3) { p.arbiterLeaseTTL = r.nanos(10_000, 15_000) * nsPerMs }
+        p.tso = r.chance(0.5)
         return p
     }
 
@@ -207,6 +211,7 @@ public struct SimParameters: CustomStringConvertible {
         for x in healthFaults { s += "fault: \(x.cable ? "cable pull" : "uplink down") on n\(x.node) at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         for x in arbiterOutages { s += "fault: arbiter unavailable at \(fmtTime(x.at)) for \(fmtMs(x.duration))\n" }
         if mirror { s += "switch: mirrors the appliance's frames to the other node's port\n" }
+        if tso { s += "appliance: TCP segmentation offload (super-segments cut on the way out)\n" }
         s += "checker: full-state digests sampled every \(digestEvery) entries"
         return s
     }

@@ -339,9 +339,11 @@ extension Simulation {
         checker.emitted(self, n, o)
         if tracing { trace(n.name, "emit #\(o.index) \(frameSummary(o.frame))") }
         hash.mix(bytes: o.frame)
-        let f = o.frame
         if portDown[n.id] { stat("frames-lost-on-down-port"); return }
-        schedule(now + params.nodeLinkLatency, .atSwitch(port: n.id, frame: f))
+        // A super-segment leaves the TAP as the kernel's TSO cuts it.
+        if o.segmentSize > 0 { stat("super-segments-emitted") }
+        let frames = o.segmentSize > 0 ? TCPSegmentation.split(o.frame, segmentSize: o.segmentSize) : [o.frame]
+        for f in frames { schedule(now + params.nodeLinkLatency, .atSwitch(port: n.id, frame: f)) }
     }
 
     // MARK: Log channel connections

@@ -177,6 +177,7 @@ public final class Simulation {
     func makeNode(_ i: Int, role: Role) -> SimNode {
         var sc = StackConfig(mac: applianceMAC, interface: applianceIP)
         sc.isnKey = isnKey
+        if params.tso { sc.tsoMaxBytes = StackConfig.tsoLimit }
         if options.sabotage.contains(.isnOutsideLog) { sc.sabotageISNSalt = UInt64(incarnations + 1) }
         let stack = try! Appliance.make(config: sc, services: [
             ServiceSpec(kind: "counter", port: 7000), ServiceSpec(kind: "echo", port: 7),

@@ -60,6 +60,15 @@ public struct StackConfig: Sendable, Equatable {
     /// lower a connection to, as Linux's min_pmtu (552): below it the
     /// message is ignored, so forged ICMP cannot shrink segments to nothing.
     public var minPathMTU: Int = 552
+    /// TCP segmentation offload: the most payload bytes one emitted frame
+    /// may carry as a super-segment (`Frames`), cut into segments by the
+    /// kernel (TSO) or by `TCPSegmentation.split`. 0: every frame is one
+    /// segment. The daemon sets it unless `--no-offload`; it changes the
+    /// frames the stack emits, so both replicas must agree on it.
+    public var tsoMaxBytes: Int = 0
+    /// The largest `tsoMaxBytes`: an IPv4 datagram of 65,535 bytes less
+    /// the largest IP and TCP headers.
+    public static let tsoLimit = 65535 - 20 - 60
     /// Simulator-only sabotage: mixed into ISNs, so a node whose salt differs
     /// derives ISNs from something outside the log. Always 0 in the daemon.
     public var sabotageISNSalt: UInt64 = 0
@@ -87,7 +96,7 @@ public struct StackConfig: Sendable, Equatable {
             && a.keepaliveIdle == b.keepaliveIdle && a.keepaliveInterval == b.keepaliveInterval
             && a.keepaliveProbes == b.keepaliveProbes && a.idleTimeout == b.idleTimeout
             && a.zeroWindowTimeout == b.zeroWindowTimeout && a.maxConnectionsPerSource == b.maxConnectionsPerSource
-            && a.minPathMTU == b.minPathMTU
+            && a.minPathMTU == b.minPathMTU && a.tsoMaxBytes == b.tsoMaxBytes
     }
 }
 
@@ -113,7 +122,8 @@ extension StackConfig {
     /// (ConfigSchemaTests holds the golden hash that notices).
     /// Version 2 appends keepalive, idle and zero-window limits, the
     /// per-source connection limit and the minimum path MTU.
-    public static let encodingVersion: UInt8 = 2
+    /// Version 3 appends the TCP segmentation offload limit.
+    public static let encodingVersion: UInt8 = 3
 
     mutating func schema<C: ConfigCoder>(_ c: inout C) throws(C.Failure) {
         try c.field("mac", &mac); try c.field("ip", &interface); try c.field("mtu", &mtu)
@@ -129,6 +139,8 @@ extension StackConfig {
         try c.field("keepalive-probes", &keepaliveProbes); try c.field("idle-timeout-ns", &idleTimeout)
         try c.field("zero-window-timeout-ns", &zeroWindowTimeout)
         try c.field("max-conns-per-source", &maxConnectionsPerSource); try c.field("min-path-mtu", &minPathMTU)
+        // Version 3.
+        try c.field("tso-max-bytes", &tsoMaxBytes)
     }
 
     /// Canonical encoding (no version byte; see `encodingVersion`).
@@ -157,6 +169,7 @@ extension StackConfig {
         try check((68...65535).contains(c.mtu), "mtu", c.mtu)
         try check(c.windowScale <= 14, "window-scale", c.windowScale)
         try check((68...c.mtu).contains(c.minPathMTU), "min-path-mtu", c.minPathMTU)
+        try check((0...StackConfig.tsoLimit).contains(c.tsoMaxBytes), "tso-max-bytes", c.tsoMaxBytes)
         try check(c.keepaliveIdle == 0 || c.keepaliveInterval > 0, "keepalive-interval-ns", c.keepaliveInterval)
         for (name, v) in [("max-connections", c.maxConnections), ("syn-backlog", c.synBacklog),
                           ("send-buffer", c.sendBufferBytes), ("recv-buffer", c.receiveBufferBytes),

@@ -66,7 +66,11 @@ public final class Stack {
     // MARK: - Inputs
 
     /// Processes one inbound Ethernet frame at log time `now`; appends frames to emit to `out`.
-    public func handleFrame(_ f: [UInt8], now logNow: Nanos, out: inout [[UInt8]]) {
+    /// `checksumTrusted`: the frame came from the local kernel with its TCP/UDP
+    /// checksum left partial or already verified (a `.offloadFrame` log
+    /// entry); the transport checksum is not verified. IP header checksums
+    /// always are.
+    public func handleFrame(_ f: [UInt8], now logNow: Nanos, checksumTrusted: Bool = false, out: inout Frames) {
         counters.framesIn += 1
         let now = enter(logNow)
         let before = out.count
@@ -75,13 +79,13 @@ public final class Stack {
         guard eth.dst == config.mac || eth.dst.isBroadcast else { counters.notForUs += 1; return }
         switch eth.etherType {
         case EtherType.arp: handleARP(f, eth: eth, out: &out)
-        case EtherType.ipv4 where eth.dst == config.mac: handleIPv4(f, eth: eth, now: now, out: &out)
+        case EtherType.ipv4 where eth.dst == config.mac: handleIPv4(f, eth: eth, now: now, verify: !checksumTrusted, out: &out)
         default: counters.notForUs += 1
         }
     }
 
     /// Fires every timer due at or before `now`.
-    public func advanceTime(to logNow: Nanos, out: inout [[UInt8]]) {
+    public func advanceTime(to logNow: Nanos, out: inout Frames) {
         let now = enter(logNow)
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
@@ -111,7 +115,7 @@ public final class Stack {
     /// clock may be far ahead of the log's), so the stack's clock resumes
     /// where it stopped and no timer fires for the gap. Then, after a
     /// takeover, every connection resends at once (`retransmitAll`).
-    public func goLive(now logNow: Nanos, previous: Nanos, retransmit: Bool, out: inout [[UInt8]]) {
+    public func goLive(now logNow: Nanos, previous: Nanos, retransmit: Bool, out: inout Frames) {
         if logNow > previous { timeShift += logNow - previous }
         advanceTime(to: logNow, out: &out)
         if retransmit { retransmitAll(now: logNow, out: &out) }
@@ -120,7 +124,7 @@ public final class Stack {
     /// Retransmits, right now, the oldest unacknowledged segment of every
     /// connection and resets its backoff. Used by a replica going live after a
     /// takeover, so clients do not wait for a backed-off RTO.
-    public func retransmitAll(now logNow: Nanos, out: inout [[UInt8]]) {
+    public func retransmitAll(now logNow: Nanos, out: inout Frames) {
         let now = enter(logNow)
         let before = out.count
         defer { counters.framesOut += UInt64(out.count - before) }
@@ -145,7 +149,7 @@ public final class Stack {
 
     // MARK: - ARP and ICMP
 
-    func handleARP(_ f: [UInt8], eth: EthernetHeader, out: inout [[UInt8]]) {
+    func handleARP(_ f: [UInt8], eth: EthernetHeader, out: inout Frames) {
         guard let a = try? ARPPacket.parse(f, at: 14) else { counters.malformed += 1; return }
         guard a.op == ARPPacket.request, a.targetIP == config.ip, a.senderIP != config.ip else {
             counters.notForUs += 1; return
@@ -169,7 +173,7 @@ public final class Stack {
         return true
     }
 
-    func handleIPv4(_ f: [UInt8], eth: EthernetHeader, now: Nanos, out: inout [[UInt8]]) {
+    func handleIPv4(_ f: [UInt8], eth: EthernetHeader, now: Nanos, verify: Bool, out: inout Frames) {
         let ip: IPv4Header
         do { ip = try IPv4Header.parse(f, at: 14) } catch {
             switch error {
@@ -188,7 +192,7 @@ public final class Stack {
         switch ip.proto {
         case IPProtocol.tcp:
             let seg: TCPHeader
-            do { seg = try TCPHeader.parse(f, ip: ip) } catch {
+            do { seg = try TCPHeader.parse(f, ip: ip, verifyChecksum: verify) } catch {
                 if error == .badChecksum { counters.badChecksum += 1 } else { counters.malformed += 1 }
                 return
             }
@@ -196,7 +200,7 @@ public final class Stack {
             tcpInput(f, seg: seg, ip: ip, srcMAC: eth.src, now: now, out: &out)
         case IPProtocol.udp:
             let u: UDPHeader
-            do { u = try UDPHeader.parse(f, ip: ip) } catch {
+            do { u = try UDPHeader.parse(f, ip: ip, verifyChecksum: verify) } catch {
                 if error == .badChecksum { counters.badChecksum += 1 } else { counters.malformed += 1 }
                 return
             }

@@ -13,7 +13,7 @@ extension Stack {
         return UInt32(truncatingIfNeeded: h.finalize()) &+ UInt32(truncatingIfNeeded: now / 4000)
     }
 
-    func tcpInput(_ f: [UInt8], seg: TCPHeader, ip: IPv4Header, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+    func tcpInput(_ f: [UInt8], seg: TCPHeader, ip: IPv4Header, srcMAC: MACAddress, now: Nanos, out: inout Frames) {
         let key = ConnKey(remote: Endpoint(ip: ip.src, port: seg.srcPort), localPort: seg.dstPort)
         if let t = conns[key] {
             if t.state == .timeWait, seg.flags.contains(.syn), !seg.flags.contains(.ack), seqGT(seg.seq, t.rcvNxt) {
@@ -30,7 +30,7 @@ extension Stack {
     // MARK: LISTEN (or CLOSED when no service listens on the port)
 
     func listenInput(_ f: [UInt8], seg: TCPHeader, key: ConnKey, srcMAC: MACAddress, ip: IPv4Header,
-                     now: Nanos, out: inout [[UInt8]]) {
+                     now: Nanos, out: inout Frames) {
         if seg.flags.contains(.rst) { return }
         let segLen = UInt32(seg.payload.count) &+ (seg.flags.contains(.syn) ? 1 : 0) &+ (seg.flags.contains(.fin) ? 1 : 0)
         if streamServices[seg.dstPort] != nil, seg.flags.contains(.ack), !seg.flags.contains(.syn),
@@ -116,7 +116,7 @@ extension Stack {
         return (UInt32(truncatingIfNeeded: slot & 31) << 27) | (mac << 3) | UInt32(mssIndex)
     }
 
-    func sendSynCookie(key: ConnKey, seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+    func sendSynCookie(key: ConnKey, seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout Frames) {
         let peerMSS = seg.mss ?? 536
         let want = min(Int(peerMSS), config.mss)
         let idx = Self.cookieMSS.lastIndex { Int($0) <= want } ?? 0
@@ -147,7 +147,7 @@ extension Stack {
     /// A valid cookie ACK: the connection is created as if its SYN had been
     /// kept, and the ACK (with any data) is processed as in SYN-RECEIVED.
     func acceptCookie(_ f: [UInt8], seg: TCPHeader, key: ConnKey, mss: Int, srcMAC: MACAddress, now: Nanos,
-                      out: inout [[UInt8]]) {
+                      out: inout Frames) {
         var live = 0
         for t in conns.values where t.state != .timeWait { live += 1 }
         let limited = sourceAtLimit(key.remote.ip)
@@ -183,7 +183,7 @@ extension Stack {
 
     // MARK: Synchronized states
 
-    func segmentArrives(_ t: TCB, _ f: [UInt8], _ seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout [[UInt8]]) {
+    func segmentArrives(_ t: TCB, _ f: [UInt8], _ seg: TCPHeader, srcMAC: MACAddress, now: Nanos, out: inout Frames) {
         var seq = seg.seq
         var payload = seg.payload
         var fin = seg.flags.contains(.fin)
@@ -388,7 +388,9 @@ extension Stack {
                             // start and first RTT samples need every ACK.
                             t.quickAcks -= 1
                             t.ackNeeded = true
-                        } else if t.unackedSegments >= 2 {
+                        } else if t.unackedSegments >= 2 || payload.count > config.mss {
+                            // Every second segment, or at once for a super-segment
+                            // (offload: the client's TSO or GRO) of several.
                             t.ackNeeded = true
                         } else if t.delAckDeadline == nil {
                             t.delAckDeadline = now + StackConfig.delayedAck
@@ -492,7 +494,7 @@ extension Stack {
 
     // MARK: Delivery to the service
 
-    func deliver(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func deliver(_ t: TCB, now: Nanos, out: inout Frames) {
         guard let svc = streamServices[t.key.localPort] else { return }
         guard t.state != .synReceived else { return }
         if !t.rcvBuf.isEmpty {
@@ -515,7 +517,7 @@ extension Stack {
         }
     }
 
-    func apply(_ io: StreamIO, _ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func apply(_ io: StreamIO, _ t: TCB, now: Nanos, out: inout Frames) {
         if io.abort {
             sendReset(seq: t.sndMax, t: t, out: &out)
             remove(t)

@@ -16,7 +16,7 @@ extension Stack {
     /// segments at once, without reducing cwnd (the network did not drop it
     /// for congestion; Linux's tcp_simple_retransmit). Like every frame,
     /// the ICMP message reached the stack through the log.
-    func icmpError(_ f: [UInt8], ip: IPv4Header, now: Nanos, out: inout [[UInt8]]) {
+    func icmpError(_ f: [UInt8], ip: IPv4Header, now: Nanos, out: inout Frames) {
         guard let e = try? ICMPError.parse(f, ip: ip) else { counters.malformed += 1; return }
         guard e.isFragmentationNeeded, e.quotedProto == IPProtocol.tcp, e.quotedSrc == config.ip else {
             counters.icmpErrorsIgnored += 1; return
@@ -83,7 +83,7 @@ extension Stack {
     }
 
     /// Runs the idle limit and keepalive; returns false if the connection is gone.
-    func fireIdleTimer(_ t: TCB, now: Nanos, out: inout [[UInt8]]) -> Bool {
+    func fireIdleTimer(_ t: TCB, now: Nanos, out: inout Frames) -> Bool {
         t.idleDeadline = nil
         guard t.state != .synReceived, t.state != .timeWait else { return true }
         if config.idleTimeout > 0 && now >= t.lastHeard + config.idleTimeout {

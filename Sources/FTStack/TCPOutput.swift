@@ -5,7 +5,7 @@ import FTWire
 extension Stack {
     // MARK: Output
 
-    func output(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func output(_ t: TCB, now: Nanos, out: inout Frames) {
         switch t.state {
         case .established, .closeWait, .finWait1, .closing, .lastAck: break
         default:
@@ -29,7 +29,14 @@ extension Stack {
                 : min(t.sndWnd - seqDiff(t.sndNxt, t.sndUna),
                       t.cwnd - seqDiff(t.sndNxt, t.sndUna) + sackedBelow(t, t.sndNxt))
             if unsent > 0 {
-                var len = min(t.segmentPayloadMax - sackOptionBytes(t), unsent, room)
+                let full = t.segmentPayloadMax - sackOptionBytes(t)
+                // New data outside recovery may leave as one super-segment of
+                // whole segments (TSO, `StackConfig.tsoMaxBytes`); what the
+                // windows allow decides its size exactly as it would decide
+                // a train of single segments.
+                let fresh = !seqLT(t.sndNxt, t.sndMax) && !t.inRecovery
+                let most = fresh && config.tsoMaxBytes > full ? config.tsoMaxBytes / full * full : full
+                var len = min(most, unsent, room)
                 if seqLT(t.sndNxt, t.sndMax), let r = t.sacked.first(where: { seqGT($0.left, t.sndNxt) }) {
                     len = min(len, seqDiff(r.left, t.sndNxt))
                 }
@@ -38,12 +45,16 @@ extension Stack {
                 // window-limited segment smaller than a full one and than half
                 // the largest window the peer offered waits for more window,
                 // unless nothing is in flight to bring an ACK.
-                if len < t.segmentPayloadMax - sackOptionBytes(t) && len < unsent && len < t.maxSndWnd / 2
+                if len < full && len < unsent && len < t.maxSndWnd / 2
                     && t.outstanding > 0 && !seqLT(t.sndNxt, t.sndMax) { break }
+                // A super-segment ends on a segment boundary unless it carries
+                // the last bytes: no runt segment in the middle of a stream.
+                if len > full && len < unsent { len -= len % full }
                 let isLast = len == unsent
                 var flags: TCPFlags = [.ack]
                 if isLast { flags.insert(.psh) }
-                emitSegment(t, seq: t.sndNxt, flags: flags, payload: t.sendBuf.slice(from: offset, length: len), out: &out)
+                emitSegment(t, seq: t.sndNxt, flags: flags, payload: t.sendBuf.slice(from: offset, length: len),
+                            segmentSize: len > full ? full : 0, out: &out)
                 if seqGT(t.sndNxt &+ UInt32(len), t.sndMax) {
                     if t.rttSeq == nil && t.sndNxt == t.sndMax { t.rttSeq = t.sndNxt &+ UInt32(len); t.rttStart = now }
                     t.sndMax = t.sndNxt &+ UInt32(len)
@@ -92,7 +103,7 @@ extension Stack {
 
     /// Resends the segment at SND.UNA (or the FIN); returns its payload length.
     @discardableResult
-    func retransmitFirst(_ t: TCB, out: inout [[UInt8]]) -> Int {
+    func retransmitFirst(_ t: TCB, out: inout Frames) -> Int {
         counters.tcpRetransmits += 1
         let offset = seqDiff(t.sndUna, t.bufSeq)
         let avail = t.sendBuf.count - offset
@@ -126,7 +137,7 @@ extension Stack {
     }
 
     /// Sends `length` bytes of the send buffer from `seq` (a retransmission).
-    func emitData(_ t: TCB, seq: UInt32, length: Int, out: inout [[UInt8]]) {
+    func emitData(_ t: TCB, seq: UInt32, length: Int, out: inout Frames) {
         let offset = seqDiff(seq, t.bufSeq)
         let len = min(length, t.sendBuf.count - offset, t.segmentPayloadMax - sackOptionBytes(t))
         guard offset >= 0, len > 0 else { return }
@@ -173,7 +184,7 @@ extension Stack {
     /// RFC 8985 section 7.3: send one new segment if the windows allow,
     /// else retransmit the last one; its ACK (with SACK) reveals the tail's
     /// losses, which `isLost` then treats as lost.
-    func sendLossProbe(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func sendLossProbe(_ t: TCB, now: Nanos, out: inout Frames) {
         counters.tcpLossProbes += 1
         let unsent = t.unsentBytes
         if unsent > 0 && t.sndNxt == t.sndMax && t.sndWnd - t.outstanding > 0 {
@@ -200,7 +211,7 @@ extension Stack {
 
     // MARK: Timers
 
-    func fireTimers(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func fireTimers(_ t: TCB, now: Nanos, out: inout Frames) {
         if let d = t.timeWaitDeadline, d <= now { remove(t); return }
         if let d = t.finWait2Deadline, d <= now, t.state == .finWait2 { remove(t); return }
         if let d = t.rtoDeadline, d <= now {
@@ -321,7 +332,11 @@ extension Stack {
 
     // MARK: Segment emission
 
-    func emitSegment(_ t: TCB, seq: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8>, out: inout [[UInt8]]) {
+    /// Emits one segment, or with `segmentSize` > 0 a super-segment whose
+    /// payload the kernel (or `TCPSegmentation.split`) cuts into segments of
+    /// that size, each with the same header and options.
+    func emitSegment(_ t: TCB, seq: UInt32, flags: TCPFlags, payload: ArraySlice<UInt8>, segmentSize: Int = 0,
+                     out: inout Frames) {
         let w = currentReceiveWindow(t)
         let scaled = min(w >> Int(t.rcvScale), 65535)
         t.lastAdvWindow = scaled << Int(t.rcvScale)
@@ -331,11 +346,19 @@ extension Stack {
         t.unackedSegments = 0
         t.delAckDeadline = nil
         t.lastAckSent = t.rcvNxt
-        counters.tcpSegmentsOut += 1
-        out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
-                                    srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
-                                    flags: flags, window: UInt16(scaled), timestamps: timestamps(t),
-                                    sackBlocks: sackBlocks(t), payload: payload, ttl: config.ttl, ipID: nextIPID()))
+        let segments = segmentSize > 0 ? (payload.count + segmentSize - 1) / segmentSize : 1
+        counters.tcpSegmentsOut += UInt64(segments)
+        let frame = FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,
+                                     srcPort: t.key.localPort, dstPort: t.key.remote.port, seq: seq, ack: t.rcvNxt,
+                                     flags: flags, window: UInt16(scaled), timestamps: timestamps(t),
+                                     sackBlocks: sackBlocks(t), payload: payload, ttl: config.ttl, ipID: nextIPID(),
+                                     partialChecksum: segments > 1)
+        if segments > 1 {
+            ipID &+= UInt16(truncatingIfNeeded: segments - 1)  // the kernel numbers the segments id, id+1, ...
+            out.append(frame, segmentSize: segmentSize)
+        } else {
+            out.append(frame)
+        }
     }
 
     /// RFC 7323: TSval is the log clock in milliseconds (a tick within the
@@ -379,12 +402,12 @@ extension Stack {
         return Array(runs.prefix(t.tsOK ? 3 : 4))
     }
 
-    func sendAck(_ t: TCB, out: inout [[UInt8]]) {
+    func sendAck(_ t: TCB, out: inout Frames) {
         if t.state == .synReceived { sendSynAck(t, out: &out); return }
         emitSegment(t, seq: t.sndNxt, flags: [.ack], payload: [], out: &out)
     }
 
-    func sendSynAck(_ t: TCB, out: inout [[UInt8]]) {
+    func sendSynAck(_ t: TCB, out: inout Frames) {
         let w = min(currentReceiveWindow(t), 65535)
         t.lastAdvWindow = w
         t.rcvAdvEdge = t.rcvNxt &+ UInt32(w)
@@ -399,7 +422,7 @@ extension Stack {
     }
 
     /// RST for a segment that has no connection (RFC 9293 3.10.7.1).
-    func sendReset(to key: ConnKey, mac: MACAddress, seg: TCPHeader, segLen: UInt32, out: inout [[UInt8]]) {
+    func sendReset(to key: ConnKey, mac: MACAddress, seg: TCPHeader, segLen: UInt32, out: inout Frames) {
         counters.tcpResetsSent += 1
         let frame: [UInt8]
         if seg.flags.contains(.ack) {
@@ -416,7 +439,7 @@ extension Stack {
 
     /// RST on a synchronized connection. Callers pass SND.MAX, the highest
     /// sequence number sent: `sndNxt` is rewound for go-back-N after a timeout.
-    func sendReset(seq: UInt32, t: TCB, out: inout [[UInt8]]) {
+    func sendReset(seq: UInt32, t: TCB, out: inout Frames) {
         counters.tcpResetsSent += 1
         counters.tcpSegmentsOut += 1
         out.append(FrameBuilder.tcp(ethSrc: config.mac, ethDst: t.peerMAC, src: config.ip, dst: t.key.remote.ip,

@@ -16,7 +16,7 @@ extension Stack {
         t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
     }
 
-    func acknowledge(_ t: TCB, ack: UInt32, now: Nanos, out: inout [[UInt8]]) {
+    func acknowledge(_ t: TCB, ack: UInt32, now: Nanos, out: inout Frames) {
         let acked = seqDiff(ack, t.sndUna)
         // Congestion window validation (RFC 7661, as Linux's
         // tcp_is_cwnd_limited): cwnd grows only while it limits the flight,
@@ -179,7 +179,7 @@ extension Stack {
     /// sections 5 and 5.1), run on every ACK that moves SND.UNA or SACKs
     /// something new. Enters recovery when SND.UNA IsLost; in recovery
     /// sends holes (then new data) while pipe < cwnd.
-    func sackRecovery(_ t: TCB, now: Nanos, fromTimer: Bool = false, out: inout [[UInt8]]) {
+    func sackRecovery(_ t: TCB, now: Nanos, fromTimer: Bool = false, out: inout Frames) {
         guard t.sackOK, !t.sacked.isEmpty, t.state != .synReceived else { return }
         // After a timeout everything unSACKed is being resent from SND.NXT
         // (go-back-N, skipping SACKed ranges) until SND.NXT is back at
@@ -253,7 +253,7 @@ extension Stack {
     }
 
     /// RFC 5681 section 3.2: fast retransmit on the third duplicate ACK.
-    func duplicateAck(_ t: TCB, now: Nanos, out: inout [[UInt8]]) {
+    func duplicateAck(_ t: TCB, now: Nanos, out: inout Frames) {
         t.dupAcks += 1
         if t.dupAcks == 3 && !t.inRecovery {
             t.ssthresh = max(t.outstanding / 2, 2 * t.sendMSS)

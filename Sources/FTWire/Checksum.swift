@@ -7,11 +7,20 @@ public struct InternetChecksum {
         b.withUnsafeBytes { raw in
             var i = range.lowerBound
             let end = range.upperBound
-            // Four 16-bit words per load; the sum of big-endian words is what
-            // RFC 1071 asks for, and 64 bits cannot overflow for a frame.
+            // Two 32-bit words per load: the one's-complement sum of 32-bit
+            // big-endian words, folded, equals that of 16-bit words (RFC 1071
+            // 2(B), byte-order and width independence), and a 64-bit
+            // accumulator of 33-bit additions cannot overflow for 64 KiB
+            // super-frames or anything much larger.
+            while i + 16 <= end {
+                let w0 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let w1 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
+                s &+= (w0 >> 32) &+ (w0 & 0xFFFF_FFFF) &+ (w1 >> 32) &+ (w1 & 0xFFFF_FFFF)
+                i += 16
+            }
             while i + 8 <= end {
                 let w = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-                s &+= (w >> 48) &+ ((w >> 32) & 0xFFFF) &+ ((w >> 16) & 0xFFFF) &+ (w & 0xFFFF)
+                s &+= (w >> 32) &+ (w & 0xFFFF_FFFF)
                 i += 8
             }
             while i + 1 < end {

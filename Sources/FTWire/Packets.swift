@@ -163,12 +163,12 @@ public struct UDPHeader: Equatable, Sendable {
     public var dstPort: UInt16
     public var payload: Range<Int>
     /// Parses and verifies the checksum (a zero checksum means "none" in IPv4).
-    public static func parse(_ f: [UInt8], ip: IPv4Header) throws(WireError) -> UDPHeader {
+    public static func parse(_ f: [UInt8], ip: IPv4Header, verifyChecksum: Bool = true) throws(WireError) -> UDPHeader {
         let o = ip.payload.lowerBound
         guard ip.payload.count >= 8 else { throw .truncated }
         let len = Int(f.readBE16(o + 4))
         guard len >= 8, len <= ip.payload.count else { throw .badTotalLength }
-        if f.readBE16(o + 6) != 0 {
+        if verifyChecksum && f.readBE16(o + 6) != 0 {
             guard transportChecksum(src: ip.src, dst: ip.dst, proto: IPProtocol.udp, f, o..<(o + len)) == 0
             else { throw .badChecksum }
         }
@@ -226,7 +226,8 @@ public enum FrameBuilder {
                            window: UInt16, mss: UInt16? = nil, windowScale: UInt8? = nil,
                            sackPermitted: Bool = false, timestamps: TCPTimestamps? = nil,
                            sackBlocks: [(UInt32, UInt32)] = [],
-                           payload: ArraySlice<UInt8> = [], ttl: UInt8 = 64, ipID: UInt16 = 0) -> [UInt8] {
+                           payload: ArraySlice<UInt8> = [], ttl: UInt8 = 64, ipID: UInt16 = 0,
+                           partialChecksum: Bool = false) -> [UInt8] {
         let h = TCPHeader(srcPort: srcPort, dstPort: dstPort, seq: seq, ack: ack, flags: flags, window: window,
                           mss: mss, windowScale: windowScale, sackPermitted: sackPermitted, timestamps: timestamps,
                           sackBlocks: sackBlocks.map { SACKBlock(left: $0.0, right: $0.1) }, payload: 0..<0)
@@ -236,7 +237,7 @@ public enum FrameBuilder {
         EthernetHeader(dst: ethDst, src: ethSrc, etherType: EtherType.ipv4).emit(into: &b)
         IPv4Header.write(into: &b, src: src, dst: dst, proto: IPProtocol.tcp, ttl: ttl,
                          identification: ipID, payloadLength: tcpLen)
-        h.emit(into: &b, src: src, dst: dst, payload: payload)
+        h.emit(into: &b, src: src, dst: dst, payload: payload, partialChecksum: partialChecksum)
         return b
     }
 

@@ -240,8 +240,11 @@ public struct TCPHeader: Equatable, Sendable {
 
     /// Appends the header and `payload` with the checksum over the IPv4
     /// pseudo header. `self.payload` is not read: the emitted segment's
-    /// payload range is `b.count + headerLength` onwards.
-    public func emit(into b: inout [UInt8], src: IPv4Address, dst: IPv4Address, payload data: ArraySlice<UInt8>) {
+    /// payload range is `b.count + headerLength` onwards. With
+    /// `partialChecksum` the field holds only the pseudo-header sum, for a
+    /// super-segment the kernel segments and checksums (`TCPSegmentation`).
+    public func emit(into b: inout [UInt8], src: IPv4Address, dst: IPv4Address, payload data: ArraySlice<UInt8>,
+                     partialChecksum: Bool = false) {
         let t = b.count
         let hl = headerLength
         b.appendBE16(srcPort); b.appendBE16(dstPort); b.appendBE32(seq); b.appendBE32(ack)
@@ -257,6 +260,9 @@ public struct TCPHeader: Equatable, Sendable {
             for s in blocks { b.appendBE32(s.left); b.appendBE32(s.right) }
         }
         b.append(contentsOf: data)
-        b.writeBE16(transportChecksum(src: src, dst: dst, proto: IPProtocol.tcp, b, t..<b.count), at: t + 16)
+        let sum = partialChecksum
+            ? TCPSegmentation.pseudoHeaderSum(src: src, dst: dst, proto: IPProtocol.tcp, length: b.count - t)
+            : transportChecksum(src: src, dst: dst, proto: IPProtocol.tcp, b, t..<b.count)
+        b.writeBE16(sum, at: t + 16)
     }
 }

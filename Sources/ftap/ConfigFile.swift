@@ -16,7 +16,7 @@ enum ConfigFile {
     /// this table with the options ArgumentParser knows (`--experimental-dump-help`).
     static let keys: [String: Kind] = [
         "role": .string, "tap": .string, "bridge": .string, "mac": .string, "ip": .string,
-        "service": .repeatable, "mtu": .int, "listen": .string, "peer": .string, "arbiter": .string,
+        "service": .repeatable, "mtu": .int, "no-offload": .flag, "listen": .string, "peer": .string, "arbiter": .string,
         "node-name": .string, "start-alone": .flag, "heartbeat-ms": .int,
         "failover-timeout-ms": .int, "garp-count": .int, "garp-interval-ms": .int,
         "track-interface": .repeatable, "no-track-bridge": .flag, "track-script": .string,

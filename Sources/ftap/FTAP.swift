@@ -90,6 +90,8 @@ struct Run: ParsableCommand {
     var kvMaxPipelineKb: Int = KVLimits.default.maxPendingBytes >> 10
     @Option(help: "MTU of the TAP and the appliance (576-9000).")
     var mtu: Int = 1500
+    @Flag(help: "Turn TAP offloads off: read and write one MTU-sized frame per system call, with every checksum computed here, instead of 64 KiB TCP super-frames (IFF_VNET_HDR, TSO, checksum offload). For comparison and for kernels without them. It changes the frames the appliance emits, so both nodes of a pair must agree on it.")
+    var noOffload = false
 
     @Option(help: "Log channel: address this node accepts its peer on (IPv4:PORT).")
     var listen: String?
@@ -212,6 +214,7 @@ struct Run: ParsableCommand {
 
         var sc = StackConfig(mac: MACAddress(mac)!, interface: IPv4Interface(ip)!)
         sc.mtu = mtu
+        sc.tsoMaxBytes = noOffload ? 0 : StackConfig.tsoLimit
         sc.maxConnections = maxConnections
         sc.synBacklog = synBacklog
         sc.sendBufferBytes = sendBufferKb * 1024
@@ -264,6 +267,7 @@ struct Run: ParsableCommand {
         var no = NodeOptions(tap: tap)
         no.bridge = bridge
         no.mtu = mtu
+        no.offload = !noOffload
         no.listen = listen.flatMap(SocketAddress.init)
         no.peer = peer.flatMap(SocketAddress.init)
         no.admin = admin.flatMap(SocketAddress.init)

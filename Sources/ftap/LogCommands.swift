@@ -55,7 +55,7 @@ struct LogCommand: ParsableCommand {
                     let inRange = (from.map { e.index >= $0 } ?? true) && (to.map { e.index <= $0 } ?? true)
                     guard inRange, kind == nil || kind == e.kind.description else { shownIndex = nil; continue }
                     shownIndex = e.index
-                    let summary = e.kind == .frame ? frameSummary(e.payload) : ""
+                    let summary = e.kind.isFrame ? frameSummary(e.payload) : ""
                     print("\(e.index) e\(e.epoch) \(formatTime(e.time)) \(e.kind) \(summary)")
                 case .output(let index, _, let frame):
                     if outputs && shownIndex == index { print("    > \(frameSummary(frame))") }
@@ -98,7 +98,7 @@ struct LogCommand: ParsableCommand {
             }
             for item in rec.items {
                 switch item {
-                case .entry(let e) where e.kind == .frame && direction != "out": dump(e.time, e.payload)
+                case .entry(let e) where e.kind.isFrame && direction != "out": dump(e.time, e.payload)
                 case .output(_, let t, let f) where direction != "in": dump(t, f)
                 default: break
                 }

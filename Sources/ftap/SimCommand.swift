@@ -71,6 +71,7 @@ struct Sim: ParsableCommand {
         print("faults injected: \(summary.faultText)")
         print("standby buffer: \(summary.stats["standby-applied", default: 0]) frames applied at go-live, "
               + "\(summary.stats["standby-skipped-old", default: 0]) skipped as data already received")
+        print("segmentation offload: \(summary.stats["super-segments-emitted", default: 0]) TCP super-segments emitted and cut into segments")
         print("wall time \(fmt(wall)) s (\(fmt(Double(summary.seeds) / max(wall, 1e-9))) seeds/s, \(fmt(summary.simulatedHours * 3600 / max(wall, 1e-9)))x real time)")
         if !summary.failed.isEmpty { throw ExitCode(1) }
     }

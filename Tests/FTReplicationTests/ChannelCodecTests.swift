@@ -19,6 +19,7 @@ private let everyMessage: [ChannelMessage] = [
         LogEntry(index: 2, epoch: 1, time: 6, kind: .tick),
         LogEntry(index: 3, epoch: 2, time: 7, kind: .goLive, payload: [0]),
         LogEntry(index: 4, epoch: 2, time: .max, kind: .handover),
+        LogEntry(index: 5, epoch: 2, time: .max, kind: .offloadFrame, payload: [4, 5, 6]),
     ]),
     .ack(index: 0),
     .ack(index: .max),
@@ -62,6 +63,7 @@ final class ChannelCodecTests: XCTestCase {
             // Authenticated and encrypted channel (SecureChannel); `diverged`; `health`;
             // the hello's arbiter identity and timing (version 2 was not released in between).
             (2, 0x19f6_3a59_7102_534c),
+            (3, 0x54c1_b8ce_9069_ca60),  // offload-frame entries (TAP offloads, issue 14)
         ]
         let bytes = everyMessage.flatMap(encode)
         let h = SipHash24.hash(k0: 5, k1: 6, bytes)

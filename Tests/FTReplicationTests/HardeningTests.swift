@@ -67,7 +67,7 @@ final class HardeningTests: XCTestCase {
     /// and in a snapshot.
     func testEntryTimestampsThatWouldOverflowAreRefused() {
         let r = Replica(stack: makeStack())
-        var out: [[UInt8]] = []
+        var out = Frames()
         XCTAssertThrowsError(try r.apply(LogEntry(index: 1, epoch: 1, time: .max - 5, kind: .tick), out: &out)) { e in
             XCTAssertTrue("\(e)".contains("overflow"), "\(e)")
         }

@@ -19,7 +19,7 @@ final class JoinTests: XCTestCase {
         XCTAssertEqual(fresh.stack.connectionCount, 1)
         // Both continue identically: the next entry yields the same frames.
         let next = LogEntry(index: fresh.appliedIndex + 1, epoch: 1, time: fresh.lastTime + ms, kind: .tick)
-        var a: [[UInt8]] = [], b: [[UInt8]] = []
+        var a = Frames(), b = Frames()
         try fresh.apply(next, out: &a)
         try p.primary.replica.apply(next, out: &b)
         XCTAssertEqual(a, b)

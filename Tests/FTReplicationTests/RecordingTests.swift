@@ -19,13 +19,13 @@ final class RecordingTests: XCTestCase {
         func apply(_ kind: EntryKind, _ frame: [UInt8] = []) -> [[UInt8]] {
             index += 1; t += ms
             let e = LogEntry(index: index, epoch: 1, time: t, kind: kind, payload: frame)
-            var out: [[UInt8]] = []
+            var out = Frames()
             try! replica.apply(e, out: &out)
             var recorded = e
             if flip == index { recorded.payload[recorded.payload.count - 2] ^= 0x01 }
             file += RecordFormat.entry(recorded)
             for o in out { file += RecordFormat.output(o, of: e) }
-            return out
+            return out.frames
         }
         let out = apply(.frame, tcp(1000, 0, [.syn]))
         serverISN = parseTCP(out[0])!.0.seq
@@ -79,7 +79,7 @@ final class RecordingTests: XCTestCase {
         let needle = Array("ftap-record \(RecordFormat.version)".utf8)
         let full = record()
         let i = try XCTUnwrap((0...(full.count - needle.count)).first { Array(full[$0..<($0 + needle.count)]) == needle })
-        for other in ["1", "3"] {  // 1: before the configuration was the stack's own encoding
+        for other in ["1", "2", "4"] {  // 1: before the configuration was the stack's own encoding; 2: before offload frames
             var b = full
             b[i + needle.count - 1] = UInt8(ascii: other.unicodeScalars.first!)
             XCTAssertThrowsError(try RecordFormat.read(b)) { e in
@@ -114,7 +114,7 @@ final class RecordingTests: XCTestCase {
         let stack = good["stack"]!
         let cases: [(String?, String)] = [
             (nil, "lacks stack="),
-            ("3:" + stack.dropFirst(2), "encoding version 3; this ftap reads version 2"),
+            ("4:" + stack.dropFirst(2), "encoding version 4; this ftap reads version 3"),
             ("x" + stack, "bad stack="),
             (stack + "0", "not lowercase hex"),
             (String(stack.dropLast(2)), "does not decode"),
@@ -136,6 +136,7 @@ final class RecordingTests: XCTestCase {
         let golden: [(record: Int, stackConfig: UInt8, hash: UInt64)] = [
             (2, 1, 0xff46_8035_fbe4_2952),
             (2, 2, 0x37fd_f605_dccc_e88c),  // TCP resource limits, minimum path MTU (issue 13)
+            (3, 3, 0x7b1a_3cbc_705a_4724),  // offload-frame entries, 64 KiB packets, TSO limit (issue 14)
         ]
         var c = StackConfig(mac: applianceMAC, interface: applianceIP)
         c.isnKey = (1, 2)

@@ -18,7 +18,7 @@ final class StandbyBufferTests: XCTestCase {
         b.wasLogged(f(1), now: 2)
         XCTAssertEqual(b.count, 1)
         XCTAssertEqual(b.matched, 1)
-        XCTAssertEqual(b.takeAll(now: 3), [f(2)], "only the frame the log does not cover")
+        XCTAssertEqual(b.takeAll(now: 3).map(\.frame), [f(2)], "only the frame the log does not cover")
         XCTAssertEqual(b.count, 0)
         XCTAssertEqual(b.bytes, 0)
     }
@@ -29,7 +29,7 @@ final class StandbyBufferTests: XCTestCase {
         b.arrived(f(1), unicastToUs: true, now: 1)
         b.arrived(f(2), unicastToUs: true, now: 2)
         XCTAssertEqual(b.waitingLogged, 0)
-        XCTAssertEqual(b.takeAll(now: 3), [f(2)])
+        XCTAssertEqual(b.takeAll(now: 3).map(\.frame), [f(2)])
     }
 
     func testFramesThePrimaryNeverGotAreRetiredWhenAMuchLaterOneIsLogged() {
@@ -39,7 +39,7 @@ final class StandbyBufferTests: XCTestCase {
         b.arrived(f(3), unicastToUs: true, now: 31 * ms)
         b.wasLogged(f(2), now: 32 * ms)  // the primary's queue dropped frame 1
         XCTAssertEqual(b.unlogged, 1)
-        XCTAssertEqual(b.takeAll(now: 40 * ms), [f(3)])
+        XCTAssertEqual(b.takeAll(now: 40 * ms).map(\.frame), [f(3)])
     }
 
     func testSlightReorderingLosesNothing() {
@@ -52,7 +52,7 @@ final class StandbyBufferTests: XCTestCase {
         b.wasLogged(f(2), now: 3 * ms)
         XCTAssertEqual(b.unlogged, 0, "frame 1 is within the horizon: it may still be logged")
         b.wasLogged(f(1), now: 3 * ms)
-        XCTAssertEqual(b.takeAll(now: 4 * ms), [f(3)])
+        XCTAssertEqual(b.takeAll(now: 4 * ms).map(\.frame), [f(3)])
         XCTAssertEqual(b.matched, 2)
     }
 
@@ -63,7 +63,7 @@ final class StandbyBufferTests: XCTestCase {
         b.arrived(f(2), unicastToUs: true, now: 31 * ms)
         XCTAssertEqual(b.waitingLogged, 0, "matching 2 retires 1, much older, as well")
         b.arrived(f(1), unicastToUs: true, now: 32 * ms)  // not waiting any more: kept
-        XCTAssertEqual(b.takeAll(now: 33 * ms), [f(1)])
+        XCTAssertEqual(b.takeAll(now: 33 * ms).map(\.frame), [f(1)])
     }
 
     func testEqualFramesAreMatchedInOrder() {
@@ -71,7 +71,7 @@ final class StandbyBufferTests: XCTestCase {
         b.arrived(f(7), unicastToUs: false, now: 0)
         b.arrived(f(7), unicastToUs: false, now: 1)
         b.wasLogged(f(7), now: 2)
-        XCTAssertEqual(b.takeAll(now: 3), [f(7)], "one of the two equal frames is still uncovered")
+        XCTAssertEqual(b.takeAll(now: 3).map(\.frame), [f(7)], "one of the two equal frames is still uncovered")
     }
 
     func testTimeAndByteBounds() {
@@ -82,9 +82,9 @@ final class StandbyBufferTests: XCTestCase {
         for n in 3...40 { b.arrived(f(UInt8(n), size: 100), unicastToUs: true, now: 150 * ms) }
         XCTAssertLessThanOrEqual(b.bytes, 1000)
         XCTAssertEqual(b.count, 10)
-        XCTAssertEqual(b.takeAll(now: 150 * ms).first, f(31, size: 100), "the newest frames survive")
+        XCTAssertEqual(b.takeAll(now: 150 * ms).map(\.frame).first, f(31, size: 100), "the newest frames survive")
         b.arrived(f(1), unicastToUs: true, now: 200 * ms)
-        XCTAssertTrue(b.takeAll(now: 400 * ms).isEmpty, "go-live drops frames older than the window too")
+        XCTAssertTrue(b.takeAll(now: 400 * ms).map(\.frame).isEmpty, "go-live drops frames older than the window too")
     }
 
     func testOffKeepsNothing() {

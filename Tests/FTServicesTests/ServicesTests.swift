@@ -240,7 +240,7 @@ final class ServiceSpecTests: XCTestCase {
 final class ApplianceUDPTests: XCTestCase {
     func udp(_ stack: Stack, port: UInt16, _ t: String) throws -> String? {
         let f = udpFrame(dstPort: port, payload: Array(t.utf8))
-        var out: [[UInt8]] = []
+        var out = Frames()
         stack.handleFrame(f, now: 0, out: &out)
         guard let r = out.first else { return nil }
         XCTAssertEqual(out.count, 1)

@@ -13,6 +13,7 @@ final class ConfigSchemaTests: XCTestCase {
         c.maxRetransmits = 4; c.synAckRetries = 2; c.msl = 5 * ms; c.finWait2Timeout = 6 * ms; c.ttl = 33
         c.keepaliveIdle = 7 * ms; c.keepaliveInterval = 8 * ms; c.keepaliveProbes = 5; c.idleTimeout = 10 * ms
         c.zeroWindowTimeout = 11 * ms; c.maxConnectionsPerSource = 12; c.minPathMTU = 600
+        c.tsoMaxBytes = 13_000
         return c
     }
 
@@ -42,10 +43,12 @@ final class ConfigSchemaTests: XCTestCase {
         // Version 2 appends the TCP resource limits.
         old.u64(c.keepaliveIdle); old.u64(c.keepaliveInterval); old.int(c.keepaliveProbes); old.u64(c.idleTimeout)
         old.u64(c.zeroWindowTimeout); old.int(c.maxConnectionsPerSource); old.int(c.minPathMTU)
+        // Version 3 appends the TCP segmentation offload limit.
+        old.int(c.tsoMaxBytes)
         var w = ByteWriter()
         c.encode(into: &w)
         XCTAssertEqual(w.bytes, old.bytes)
-        XCTAssertEqual(StackConfig.encodingVersion, 2, "the layout above is version 2; a new layout needs a new version")
+        XCTAssertEqual(StackConfig.encodingVersion, 3, "the layout above is version 3; a new layout needs a new version")
     }
 
     /// Every stored field of StackConfig is in the schema (by its readable
@@ -61,12 +64,12 @@ final class ConfigSchemaTests: XCTestCase {
             "keepaliveIdle": "keepalive-idle-ns", "keepaliveInterval": "keepalive-interval-ns",
             "keepaliveProbes": "keepalive-probes", "idleTimeout": "idle-timeout-ns",
             "zeroWindowTimeout": "zero-window-timeout-ns", "maxConnectionsPerSource": "max-conns-per-source",
-            "minPathMTU": "min-path-mtu",
+            "minPathMTU": "min-path-mtu", "tsoMaxBytes": "tso-max-bytes",
         ]
         let notEncoded: Set<String> = ["sabotageISNSalt"]
         let c = allFieldsSet()
         let stored = Mirror(reflecting: c).children.compactMap(\.label)
-        XCTAssertEqual(stored.count, 26)
+        XCTAssertEqual(stored.count, 27)
         let schemaNames = c.text.map(\.0)
         XCTAssertEqual(Set(schemaNames).count, schemaNames.count, "schema names are unique")
         for field in stored where !notEncoded.contains(field) {

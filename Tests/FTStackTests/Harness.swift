@@ -45,20 +45,20 @@ final class Harness {
 
     @discardableResult
     func input(_ f: [UInt8]) -> [[UInt8]] {
-        var out: [[UInt8]] = []
+        var out = Frames()
         stack.handleFrame(f, now: now, out: &out)
-        transcript += out
-        return out
+        transcript += out.wireFrames
+        return out.wireFrames
     }
 
     @discardableResult
     func advance(to t: Nanos) -> [[UInt8]] {
         precondition(t >= now)
         now = t
-        var out: [[UInt8]] = []
+        var out = Frames()
         stack.advanceTime(to: t, out: &out)
-        transcript += out
-        return out
+        transcript += out.wireFrames
+        return out.wireFrames
     }
 
     @discardableResult

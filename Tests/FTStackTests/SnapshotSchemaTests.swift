@@ -120,7 +120,7 @@ final class SnapshotSchemaTests: XCTestCase {
         XCTAssertEqual(Replica.snapshotVersion, current.version,
                        "Replica.snapshotVersion changed: append (version, hash) to Golden.snapshot in SnapshotSchemaTests.swift")
         let replica = Replica(stack: schemaFixture())
-        var out: [[UInt8]] = []
+        var out = Frames()
         for i in 1...3 as ClosedRange<UInt64> {
             try replica.apply(LogEntry(index: i, epoch: 3, time: 1_000 * ms + i, kind: .handover), out: &out)
         }

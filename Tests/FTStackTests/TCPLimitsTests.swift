@@ -265,7 +265,7 @@ final class TCPLimitsTests: XCTestCase {
             p.ts = 5
             try p.connect(mss: 1460)
             let r = p.send(payload: [UInt8](repeating: 1, count: 100))
-            var out: [[UInt8]] = []
+            var out = Frames()
             let later = h.now + 3_600_000 * ms  // the new primary's clock: an hour ahead
             h.now = later
             if goLive {
@@ -273,7 +273,7 @@ final class TCPLimitsTests: XCTestCase {
             } else {
                 h.stack.advanceTime(to: later, out: &out)
             }
-            return (h, p, r, out)
+            return (h, p, r, out.wireFrames)
         }
         // Without the freeze the hour counts: the idle limit resets the connection.
         let (plain, pp, _, _) = try scenario(goLive: false)

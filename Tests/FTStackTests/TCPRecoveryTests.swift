@@ -218,9 +218,9 @@ final class TCPRecoveryTests: XCTestCase {
         XCTAssertEqual(h.tcb(a)?.retries, 2)
         let b = h.client(port: 1002)
         b.connect()
-        var out: [[UInt8]] = []
+        var out = Frames()
         h.stack.retransmitAll(now: h.now, out: &out)
-        let segs = out.segs
+        let segs = out.wireFrames.segs
         XCTAssertEqual(segs.count, 2)
         XCTAssertEqual(segs[0].tcp.dstPort, 1001)
         XCTAssertEqual(segs[0].text, "1\n")
