@@ -80,6 +80,45 @@ def fix_l4_checksum(frame):
     return frame[:14 + ihl] + bytes(l4) + frame[14 + total:]
 
 
+def split_gso(frame, mtu):
+    """Cuts a TCP/IPv4 super-frame (a GSO packet the sender's TSO would cut
+    on a real NIC; AF_PACKET sees it whole) into segments that fill the MTU,
+    as the kernel's GSO does for a sender whose segments fill it: the same
+    headers, consecutive sequence numbers and IP ids, PSH/FIN on the last
+    segment only, checksums complete. None if it is not TCP/IPv4."""
+    if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        return None
+    ihl = (frame[14] & 0xF) * 4
+    t = 14 + ihl
+    thl = (frame[t + 12] >> 4) * 4
+    total = struct.unpack("!H", frame[16:18])[0]
+    data = frame[t + thl:14 + total]
+    size = mtu - ihl - thl
+    if size <= 0:
+        return None
+    ip_id = struct.unpack("!H", frame[18:20])[0]
+    seq = struct.unpack("!I", frame[t + 4:t + 8])[0]
+    flags = frame[t + 13]
+    out = []
+    for i, off in enumerate(range(0, len(data), size)):
+        chunk = data[off:off + size]
+        ip = bytearray(frame[14:t])
+        ip[2:4] = struct.pack("!H", ihl + thl + len(chunk))
+        ip[4:6] = struct.pack("!H", (ip_id + i) & 0xFFFF)
+        ip[10:12] = b"\0\0"
+        ip[10:12] = struct.pack("!H", fold(inet_sum(bytes(ip))))
+        tcp = bytearray(frame[t:t + thl])
+        tcp[4:8] = struct.pack("!I", (seq + off) & 0xFFFFFFFF)
+        f = flags
+        if off + len(chunk) < len(data):
+            f &= ~0x09  # PSH and FIN on the last segment only
+        if off > 0:
+            f &= ~0x80  # CWR on the first only
+        tcp[13] = f
+        out.append(fix_l4_checksum(bytes(frame[:14]) + bytes(ip) + bytes(tcp) + bytes(chunk)))
+    return out
+
+
 class Direction:
     def __init__(self, name, model, rnd):
         self.name = name
@@ -87,7 +126,7 @@ class Direction:
         self.rnd = rnd
         self.last_now = 0.0  # netem-style correlated state for "send now"
         self.stats = {"in": 0, "dropped": 0, "immediate": 0, "delayed": 0, "out": 0, "send_errors": 0,
-                      "oversize": 0, "csum_fixed": 0}
+                      "oversize": 0, "csum_fixed": 0, "gso_split": 0}
 
     def decide(self):
         """Returns None (drop) or a delay in seconds."""
@@ -195,17 +234,23 @@ def main():
                         if status & TP_STATUS_CSUMNOTREADY:
                             frame = fix_l4_checksum(frame)
                             d.stats["csum_fixed"] += 1
+                frames = [frame]
                 if len(frame) > maxlen:
-                    d.stats["oversize"] += 1
-                    continue
-                delay = d.decide()
-                if delay is None:
-                    continue
-                if delay == 0:
-                    send(out, d, frame)
-                else:
-                    seq += 1
-                    heapq.heappush(heap, (time.monotonic() + delay, seq, out, d, frame))
+                    frames = split_gso(frame, args.mtu)
+                    if frames is None:
+                        d.stats["oversize"] += 1
+                        continue
+                    d.stats["gso_split"] += 1
+                # Each segment meets the loss model on its own, as on a wire.
+                for frame in frames:
+                    delay = d.decide()
+                    if delay is None:
+                        continue
+                    if delay == 0:
+                        send(out, d, frame)
+                    else:
+                        seq += 1
+                        heapq.heappush(heap, (time.monotonic() + delay, seq, out, d, frame))
     # Flush what is still delayed, then report.
     for _, _, out, d, frame in sorted(heap):
         send(out, d, frame)
