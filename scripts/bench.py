@@ -344,8 +344,10 @@ class Bench:
 
     def kernel_path_devs(self) -> list[tuple[str, str]]:
         t = self.topo
+        # upA/upB too: ftap's TSO super-segments are cut where they leave
+        # the node, so a lossy switch port meets segments, not 64 KiB frames.
         return [(t.client, "c0"), (t.switch, "sw-c"), (t.switch, "br0"), (t.switch, "sw-b"),
-                (t.node_b, "upB"), (t.node_b, "brB")]
+                (t.node_b, "upB"), (t.node_b, "brB"), (t.switch, "sw-a"), (t.node_a, "upA"), (t.node_a, "brA")]
 
     def offloads(self, on: bool):
         feats = {"tso": "tcp-segmentation-offload", "gso": "generic-segmentation-offload",

@@ -90,8 +90,12 @@ def stop(p: subprocess.Popen | None):
 
 def offloads_off(topo: L.Topology):
     """Every frame on the client path is one packet, so loss drops packets."""
+    # upA/upB: ftap's TSO super-segments are cut where they leave the node
+    # (the first device without TSO), so the switch's loss rule meets
+    # segments, as it meets the kernel server's.
     for ns, dev in ((topo.client, "c0"), (topo.switch, "sw-c"), (topo.switch, "br0"), (topo.switch, "sw-a"),
-                    (topo.switch, "sw-b"), (topo.node_b, "upB"), (topo.node_b, "brB")):
+                    (topo.switch, "sw-b"), (topo.node_a, "upA"), (topo.node_a, "brA"),
+                    (topo.node_b, "upB"), (topo.node_b, "brB")):
         L.run(["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"], ns=ns, check=False)
 
 
