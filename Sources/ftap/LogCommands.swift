@@ -36,12 +36,12 @@ struct LogCommand: ParsableCommand {
         @Argument(help: "The recording (pcapng).") var file: String
         @Option(help: "First log index to show.") var from: UInt64?
         @Option(help: "Last log index to show.") var to: UInt64?
-        @Option(help: "Only entries of this kind: frame, tick, go-live, handover, digest.") var kind: String?
+        @Option(help: "Only entries of this kind: frame (inbound frames, read with or without TAP offloads), offload-frame (only those read with offloads), tick, go-live, handover, digest.") var kind: String?
         @Flag(help: "Also print the frames each entry produced.") var outputs = false
 
         func validate() throws {
-            if let k = kind, !["frame", "tick", "go-live", "handover", "digest"].contains(k) {
-                throw ValidationError("--kind must be frame, tick, go-live, handover or digest")
+            if let k = kind, !["frame", "offload-frame", "tick", "go-live", "handover", "digest"].contains(k) {
+                throw ValidationError("--kind must be frame, offload-frame, tick, go-live, handover or digest")
             }
         }
 
@@ -53,7 +53,7 @@ struct LogCommand: ParsableCommand {
                 switch item {
                 case .entry(let e):
                     let inRange = (from.map { e.index >= $0 } ?? true) && (to.map { e.index <= $0 } ?? true)
-                    guard inRange, kind == nil || kind == e.kind.description else { shownIndex = nil; continue }
+                    guard inRange, kind == nil || kind == e.kind.description || (kind == "frame" && e.kind.isFrame) else { shownIndex = nil; continue }
                     shownIndex = e.index
                     let summary = e.kind.isFrame ? frameSummary(e.payload) : ""
                     print("\(e.index) e\(e.epoch) \(formatTime(e.time)) \(e.kind) \(summary)")

@@ -800,7 +800,7 @@ def s8a_determinism(ctx):
             data = bytearray(f.read())
         cands = []
         for (boff, iface, pdata, caplen, pid, comment) in pcapng_epbs(bytes(data)):
-            if iface != 0 or "kind=frame" not in comment or caplen == 0:
+            if iface != 0 or not re.search(r"kind=(offload-)?frame ", comment + " ") or caplen == 0:
                 continue
             d = parse_frame(bytes(data[pdata:pdata + caplen]))
             if d["type"] == "tcp" and d["dport"] == PL.PORT_COUNTER and d["payload"] == b"INCR\n":
@@ -889,7 +889,7 @@ def s8b_replay_failover(ctx):
         # Entries and outputs after the go-live entry are in the file too.
         with open(rb, "rb") as f:
             epbs = pcapng_epbs(f.read())
-        after_in = [e for e in epbs if e[1] == 0 and e[4] is not None and e[4] > gl and "kind=frame" in e[5]]
+        after_in = [e for e in epbs if e[1] == 0 and e[4] is not None and e[4] > gl and re.search(r"kind=(offload-)?frame ", e[5] + " ")]
         after_out = [e for e in epbs if e[1] == 1 and e[4] is not None and e[4] >= gl]
         check(len(after_in) >= 100 and len(after_out) >= 100,
               f"recording after go-live {gl}: {len(after_in)} frame entries, {len(after_out)} outputs")
