@@ -282,6 +282,35 @@ class Bench:
             return None
         return None
 
+    def count_syscalls(self, daemons: dict[str, int]) -> dict:
+        """Starts `perf stat -e raw_syscalls:sys_enter` on each daemon (issue 14:
+        system calls per MB); {} without perf."""
+        if not shutil.which("perf"):
+            return {}
+        started = {}
+        for k, pid in daemons.items():
+            path = os.path.join(self.out, f"syscalls-{k}.txt")
+            p = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", path],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            started[k] = (p, path)
+        time.sleep(0.2)  # perf attaches
+        return started
+
+    def syscalls_counted(self, started: dict) -> dict:
+        out = {}
+        for k, (p, path) in started.items():
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(10)
+                with open(path) as f:
+                    for line in f:
+                        parts = line.strip().split(",")
+                        if len(parts) > 2 and "raw_syscalls:sys_enter" in line and parts[0].isdigit():
+                            out[k] = int(parts[0])
+            except (subprocess.TimeoutExpired, OSError):
+                p.kill()
+        return out
+
     def cpu_ticks(self, pid: int) -> int | None:
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -310,11 +339,15 @@ class Bench:
         """Runs fn() and adds the CPU share of each daemon (percent of one core)
         and, for the pair, the output hold time of the frames emitted meanwhile."""
         h0 = self.hold_snapshot() if hold else None
+        perf = self.count_syscalls(daemons)
         c0 = {k: self.cpu_ticks(pid) for k, pid in daemons.items()}
         t0 = time.monotonic()
         r = fn()
         el = time.monotonic() - t0
         c1 = {k: self.cpu_ticks(pid) for k, pid in daemons.items()}
+        sc = self.syscalls_counted(perf)
+        if sc:
+            r["daemon_syscalls"] = sc
         tck = os.sysconf("SC_CLK_TCK")
         r["daemon_cpu_pct"] = {k: round((c1[k] - c0[k]) / tck / el * 100, 1)
                                for k in daemons if c0[k] is not None and c1[k] is not None}
@@ -845,6 +878,19 @@ def summarise(res: dict) -> dict:
             s[k]["output_hold_mean_us"] = round(med(holds), 1)
             s[k]["output_hold_median_le_us"] = med([r["output_hold"]["median_le_us"] for r in runs
                                                     if r.get("output_hold")])
+    # Issue 14: system calls per MB moved and CPU per Gbit/s, per daemon, for the bulk runs.
+    for k in ("bulk_solo_discard", "bulk_pair_discard", "bulk_solo_echo", "bulk_pair_echo",
+              "bulk_solo_discard_offload_off"):
+        per_mb, cpu_per_gbit = {}, {}
+        for name in R[k][0].get("daemon_syscalls", {}) if R[k] else {}:
+            per_mb[name] = round(med([r["daemon_syscalls"][name] / max(1e-9, r["sent"] / 1e6) for r in R[k]
+                                      if name in r.get("daemon_syscalls", {})]), 1)
+        for name in R[k][0].get("daemon_cpu_pct", {}) if R[k] else {}:
+            cpu_per_gbit[name] = round(med([r["daemon_cpu_pct"][name] / max(1e-9, r["mbit_s"] / 1000) for r in R[k]]), 1)
+        if per_mb:
+            s[k]["syscalls_per_mb"] = per_mb
+        if cpu_per_gbit:
+            s[k]["cpu_pct_per_gbit_s"] = cpu_per_gbit
     # Log overhead from the replicated discard runs (bytes seen on logA in the primary's namespace).
     lo = []
     for r in R["bulk_pair_discard"] + R["bulk_pair_echo"]:
@@ -1088,6 +1134,14 @@ def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
         x, y = s[a]["mbit_s"], s[b]["mbit_s"]
         L.append(f"  {label:{W}s} {x:>10.1f} {y:>11.1f} {s['paired'][rk]:>10.2f}  "
                  f"{cpu(a) + ' | ' + cpu(b):<22s} {hold(b):>5s}")
+    def per(k, field):
+        d = s[k].get(field, {})
+        return " ".join(f"{n[0].upper()}{v:g}" for n, v in d.items()) or "-"
+    L.append(f"  system calls per MB sent, CPU % per Gbit/s (issue 14; S(olo)/P(rimary)/B(ackup)):")
+    for label, k in (("discard solo, offloads off on the client path", "bulk_solo_discard_offload_off"),
+                     ("discard solo", "bulk_solo_discard"), ("discard replicated", "bulk_pair_discard"),
+                     ("echo solo", "bulk_solo_echo"), ("echo replicated", "bulk_pair_echo")):
+        L.append(f"    {label:{W - 2}s} {per(k, 'syscalls_per_mb'):>18s}   {per(k, 'cpu_pct_per_gbit_s')}")
     L.append("")
     L.append(f"UDP echo: {p['udp_size']}-byte datagrams, window {p['udp_window']}, {p['udp_seconds']} s, "
              f"median of {p['reps']}")
