@@ -143,7 +143,8 @@ public enum ChannelMessage: Equatable, Sendable {
 public enum ChannelCodec {
     public static let magic: UInt16 = 0x4654
     /// 2: the channel is authenticated and encrypted (`SecureChannel`); `diverged`; `health`.
-    /// 3: `offload-frame` entries and entry payloads up to 64 KiB + 64 (TAP offloads).
+    /// 3: `offload-frame` entries and entry payloads up to 64 KiB + 64 (TAP
+    /// offloads); records sealed with AES-256-GCM instead of ChaCha20-Poly1305.
     public static let version: UInt8 = 3
     public static let maxPayload = 16 << 20
     /// The largest snapshot a backup accepts to receive (`snapshotBegin`).
