@@ -57,6 +57,9 @@ public final class ReplicationCore {
     // Leader side.
     var decoder = ChannelDecoder()
     var sendBatch: [LogEntry] = []
+    /// Encoded bytes in `sendBatch`: the loop ships early when it grows
+    /// (`NodeLoopConfig.shipBytes`), since with TAP offloads one frame may be 64 KiB.
+    public internal(set) var sendBatchBytes = 0
     /// Held frames and unacknowledged entries: the output rule.
     var gate: OutputGate
     var lastDigestAt: Nanos = 0
@@ -261,6 +264,7 @@ public final class ReplicationCore {
         let hold = protectsOutput && !faults.breaks(.releaseWithoutAck)
         if streams {
             sendBatch.append(entry)
+            sendBatchBytes += entry.encodedSize
             let held = hold ? OutputFrame.of(out, index: entry.index, time: entry.time, producedAt: now) : []
             gate.streamed(index: entry.index, bytes: entry.encodedSize, now: now, held: held)
         }
@@ -322,6 +326,7 @@ public final class ReplicationCore {
             }
             send(.entries(start == 0 ? sendBatch : Array(sendBatch[start...])), now: now, &a)
             sendBatch.removeAll(keepingCapacity: true)
+            sendBatchBytes = 0
         }
         if ackDue {
             ackDue = false

@@ -201,6 +201,10 @@ public struct NodeLoopConfig: Sendable {
     /// Ship the entry batch to the backup every this many TAP frames, so it
     /// can acknowledge (and output be released) before the whole batch is read.
     public var shipEvery = 32
+    /// ... or as soon as the batch holds this many bytes: with TAP offloads
+    /// a frame may be a 64 KiB super-frame, and 32 of them would hold 2 MiB
+    /// (and the output that waits for their acknowledgment) back.
+    public var shipBytes = 128 * 1024
     /// One channel read takes at most this many bytes.
     public var readBuffer = 1 << 18
     /// The longest poll sleep.
@@ -414,7 +418,7 @@ public final class NodeDriver {
 
     func readTap(_ io: NodeIO) {
         for n in 1...config.tapBatch {
-            if n % config.shipEvery == 0 {
+            if n % config.shipEvery == 0 || core.sendBatchBytes >= config.shipBytes {
                 core.flush(now: iterNow, &pending)
                 guard perform(io) else { return }
                 flushChannel(io)

@@ -64,6 +64,7 @@ extension ReplicationCore {
         state = .alone
         gate.forgetEntries()  // syncing holds no frames
         sendBatch.removeAll()
+        sendBatchBytes = 0
         a.append(.log(.warning, "joining backup lost (\(why)); serving alone"))
     }
 
