@@ -67,7 +67,7 @@ public final class NodeMetrics {
         "ftap_joins_served_total": "State transfers this node served to a joining backup",
         "ftap_divergence_detections_total": "Digest mismatches between primary and backup",
         "ftap_digest_checks_total": "Digest checkpoints compared with the peer",
-        "ftap_standby_receiving_client_frames": "1 while this node, as standby, received a copy of client traffic (switch mirror or flood) in the last 2 s",
+        "ftap_standby_receiving_client_frames": "1 while this node, as standby, received a copy of client traffic (switch mirror or flood) in the last \(StandbyBuffer.clientFramesRecent / 1_000_000_000) s",
         "ftap_standby_client_frames_total": "Copies of client frames (unicast to the appliance MAC) the standby buffer received",
         "ftap_standby_buffer_bytes": "Bytes held in the standby buffer (frames the log does not cover yet)",
         "ftap_standby_applied_total": "Frames from the standby buffer logged and applied at go-live after a takeover",
@@ -168,7 +168,7 @@ public final class NodeMetrics {
         count("ftap_divergence_detections_total", core.divergences)
         count("ftap_digest_checks_total", core.digestChecks)
         gauge("ftap_standby_receiving_client_frames",
-              core.standby.receivingClientFrames(now: monotonicNanos(), recent: 2_000_000_000) ? 1 : 0)
+              core.standby.receivingClientFrames(now: monotonicNanos()) ? 1 : 0)
         count("ftap_standby_client_frames_total", core.standby.clientFrames)
         gauge("ftap_standby_buffer_bytes", Double(core.standby.bytes))
         count("ftap_standby_applied_total", core.standbyApplied)

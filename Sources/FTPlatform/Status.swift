@@ -48,7 +48,7 @@ extension Node {
             // The standby buffer (StandbyBuffer.swift): whether this node, as
             // standby, receives copies of client traffic (switch mirroring),
             // what it holds and what it applied at go-live.
-            ("standby_receiving_client_frames", core.standby.receivingClientFrames(now: monotonicNanos(), recent: 2_000_000_000) ? "true" : "false"),
+            ("standby_receiving_client_frames", core.standby.receivingClientFrames(now: monotonicNanos()) ? "true" : "false"),
             ("standby_client_frames", "\(core.standby.clientFrames)"),
             ("standby_buffer_frames", "\(core.standby.count)"),
             ("standby_buffer_bytes", "\(core.standby.bytes)"),

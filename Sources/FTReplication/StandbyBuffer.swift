@@ -164,8 +164,12 @@ public struct StandbyBuffer {
         bytes = 0
     }
 
+    /// How recent a copy of client traffic must be for `/status` and
+    /// `/metrics` to say the standby receives it.
+    public static let clientFramesRecent: Nanos = 2_000_000_000
+
     /// A copy of client traffic arrived within `recent` of `now`.
-    public func receivingClientFrames(now: Nanos, recent: Nanos) -> Bool {
+    public func receivingClientFrames(now: Nanos, recent: Nanos = StandbyBuffer.clientFramesRecent) -> Bool {
         guard let t = lastClientFrameAt else { return false }
         return since(t, now) <= recent
     }
