@@ -152,10 +152,17 @@ public enum ChannelCodec {
     static let headerSize = 8
 
     public static func encode(_ m: ChannelMessage, into out: inout [UInt8]) {
-        var w = ByteWriter(capacity: 64)
+        // The payload is written in place after the header, whose length
+        // field is patched afterwards: an `entries` message carries up to
+        // megabytes of frames, and copying them once more cost the primary
+        // 2-3 % of its CPU in a replicated bulk transfer (perf, issue 14).
+        let start = out.count
+        out.appendBE16(magic); out.append(version); out.append(m.type); out.appendBE32(0)
+        var w = ByteWriter(capacity: 0)
+        swap(&w.bytes, &out)
         m.encodePayload(into: &w)
-        out.appendBE16(magic); out.append(version); out.append(m.type)
-        out.appendBE32(UInt32(w.bytes.count)); out.append(contentsOf: w.bytes)
+        swap(&w.bytes, &out)
+        out.writeBE32(UInt32(out.count - start - headerSize), at: start + 4)
     }
 
     public enum ProtocolError: Error, CustomStringConvertible, Equatable {
