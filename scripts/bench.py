@@ -39,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from ftaplib import Topology  # noqa: E402
 
-ISN_KEY = "00112233445566778899aabbccddeeff"
+ISN_KEY = "00112233445566778899aabbccddeeff"  # the pair's shared secret (--secret)
 PAIR_IP, PAIR_MAC = "10.0.0.100", "02:00:00:00:00:10"
 SOLO_IP, SOLO_MAC = "10.0.0.101", "02:00:00:00:00:11"
 KERNEL_IP = "10.0.0.200"
@@ -189,7 +189,7 @@ class Bench:
         self.pair_seq += 1
         os.makedirs(os.path.join(self.out, "arb"), exist_ok=True)
         arb = tempfile.mkdtemp(prefix=f"{tag}-", dir=os.path.join(self.out, "arb"))
-        common = ["--isn-key", ISN_KEY, "--arbiter", f"file:{arb}"]
+        common = ["--secret", ISN_KEY, "--arbiter", f"file:{arb}"]
         pa = self.spawn(f"primary-{tag}", self.ftap_argv(
             "primary", "tapA", "brA", PAIR_MAC, PAIR_IP, "127.0.0.1:7410",
             common + ["--listen", f"{LOG_A}:7400", "--peer", f"{LOG_B}:7400", "--node-name", "A"]), self.topo.node_a)

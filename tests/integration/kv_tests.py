@@ -309,7 +309,7 @@ def kv_flags() -> list[str]:
 
 def solo_argv(pair: Pair) -> list[str]:
     return [pair.bin, "run", "--role", "solo", "--tap", "tapA", "--bridge", "brA", "--mac", PL.APPLIANCE_MAC,
-            "--ip", f"{IP}/24", "--service", f"kv:{KV_PORT}", "--isn-key", PL.ISN_KEY, "--admin", PL.ADMIN,
+            "--ip", f"{IP}/24", "--service", f"kv:{KV_PORT}", "--secret", PL.ISN_KEY, "--admin", PL.ADMIN,
             "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
 
 

@@ -47,7 +47,7 @@ from ftaplib import TestFailure, check
 
 APPLIANCE_MAC = L.APPLIANCE_MAC
 APPLIANCE_IP = L.APPLIANCE_IP
-ISN_KEY = "00112233445566778899aabbccddeeff"
+ISN_KEY = "00112233445566778899aabbccddeeff"  # the pair's shared secret (--secret)
 # Requests that change anything (POST /switchover) need --admin-token-file's token.
 ADMIN_TOKEN = "pair-tests-admin-token-0123456789"
 PORT_COUNTER = 7000
@@ -395,7 +395,7 @@ class Pair:
         c = ["--mac", APPLIANCE_MAC, "--ip", f"{APPLIANCE_IP}/24",
              "--service", f"counter:{PORT_COUNTER}", "--service", f"echo:{PORT_ECHO}",
              "--service", f"udp-counter:{PORT_UDP_COUNTER}",
-             "--isn-key", ISN_KEY, "--arbiter", self.arbiter or f"file:{self.arb}", "--admin", ADMIN,
+             "--secret", ISN_KEY, "--arbiter", self.arbiter or f"file:{self.arb}", "--admin", ADMIN,
              "--admin-token-file", self.token_file,
              "--log-level", os.environ.get("FTAP_LOG_LEVEL", "info")]
         if self.heartbeat_ms is not None:
