@@ -23,8 +23,27 @@ final class StandbyBufferTests: XCTestCase {
         XCTAssertEqual(b.bytes, 0)
     }
 
-    func testLoggedFirstThenMirrorCopy() {
+    /// A buffer whose mirror is running: one copy arrived and was matched.
+    func mirrored() -> StandbyBuffer {
         var b = StandbyBuffer(window: 1000 * ms, maxBytes: 1 << 20)
+        b.arrived(f(0), unicastToUs: true, now: 0)
+        b.wasLogged(f(0), now: 0)
+        return b
+    }
+
+    func testNothingIsHashedOrWaitsWhileNoCopiesArrive() {
+        var b = StandbyBuffer(window: 1000 * ms, maxBytes: 1 << 20)
+        b.wasLogged(f(1), now: 0)
+        XCTAssertEqual(b.waitingLogged, 0, "no mirror: logged frames are not recorded")
+        b = mirrored()
+        b.wasLogged(f(1), now: 1)
+        XCTAssertEqual(b.waitingLogged, 1)
+        b.wasLogged(f(2), now: 2 * 1000 * ms)
+        XCTAssertEqual(b.waitingLogged, 1, "copies stopped a window ago: nothing more is recorded")
+    }
+
+    func testLoggedFirstThenMirrorCopy() {
+        var b = mirrored()
         b.wasLogged(f(1), now: 0)
         b.arrived(f(1), unicastToUs: true, now: 1)
         b.arrived(f(2), unicastToUs: true, now: 2)
@@ -57,7 +76,7 @@ final class StandbyBufferTests: XCTestCase {
     }
 
     func testLoggedFramesWhoseCopiesNeverCameAreRetired() {
-        var b = StandbyBuffer(window: 1000 * ms, maxBytes: 1 << 20)
+        var b = mirrored()
         b.wasLogged(f(1), now: 0)  // the mirror lost this copy
         b.wasLogged(f(2), now: 30 * ms)
         b.arrived(f(2), unicastToUs: true, now: 31 * ms)
