@@ -510,6 +510,8 @@ class Bench:
                     r["syncookies_sent"] = k1["tcp_syncookies_sent"] - k0["tcp_syncookies_sent"]
                     r["entries"] = st1["applied_index"] - st0["applied_index"]
                     r["connections_after"] = st1["tcp_connections"]
+                    r["syn_shed"] = st1.get("syn_shed", 0) - st0.get("syn_shed", 0)
+                    r["protected_after"] = st1.get("protected")
             if l0:
                 l1 = self.link_stats(self.topo.node_a, ["logA"])
                 r["log_bytes"] = l1["logA.tx_bytes"] - l0["logA.tx_bytes"]
@@ -995,6 +997,10 @@ def fmt_flood_row(r: dict) -> str:
          f"(median {ms(rd, 0.5)} ms, max {ms(rd, 1.0)}); failures {len(r.get('failures', []))}")
     if "segments_in" in r:
         s += f"; {r['segments_in']} segments reached the stack, {r['syncookies_sent']} cookies"
+        if "syn_shed" in r:
+            s += f", {r['syn_shed']} SYNs shed before logging"
+        if r.get("protected_after") is not None and "log_bytes" in r:
+            s += f", protected after: {r['protected_after']}"
     if "log_bytes" in r:
         secs = r.get("flood_seconds") or 1
         s += f"; log link {r['entries'] / secs:.0f} entries/s, {r['log_bytes'] / secs / 1e6:.2f} MB/s"
