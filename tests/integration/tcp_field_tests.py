@@ -214,6 +214,12 @@ def link_tx(ns: str, dev: str) -> tuple[int, int]:
     return int(b), int(p)
 
 
+def tap_dropped(ns: str, dev: str) -> int:
+    """Frames the kernel dropped on their way into the daemon's TAP (its queue was full)."""
+    cp = L.run(["cat", f"/sys/class/net/{dev}/statistics/tx_dropped"], ns=ns, check=False)
+    return int(cp.stdout.strip() or 0)
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -278,6 +284,7 @@ def flood_phase(ctx, pair: Pair, label: str, rate_args: list[str], secs: float, 
     st0 = a.status()
     tx0, t0 = link_tx(topo.node_a, "logA"), time.monotonic()
     rss0 = rss_kib(a.pid)
+    drop0 = tap_dropped(topo.node_a, "tapA")
     log_path = os.path.join(ctx.out_dir, f"hping3-{label.replace('/', '-')}.log")
     flood = spawn(topo.client, ["timeout", "-s", "INT", str(secs), "hping3"] + rate_args +
                   ["--rand-source", "-S", "-p", str(PL.PORT_COUNTER), L.APPLIANCE_IP], log_path, "hping3")
@@ -321,6 +328,7 @@ def flood_phase(ctx, pair: Pair, label: str, rate_args: list[str], secs: float, 
         st1, tx1, t1 = a.status(), link_tx(topo.node_a, "logA"), time.monotonic()
     el = t1 - t0
     r["failover"] = who == "B"
+    r["tap_dropped"] = tap_dropped(topo.node_a, "tapA") - drop0
     r["rss_growth"] = rss_kib(a.pid) - rss0 if a.alive() else 0
     r["entries_s"] = (st1["applied_index"] - st0["applied_index"]) / el
     r["log_mb_s"] = (tx1[0] - tx0[0]) / el / 1e6
@@ -338,7 +346,7 @@ def flood_phase(ctx, pair: Pair, label: str, rate_args: list[str], secs: float, 
     r["during_ms"], r["after_ms"], r["lat_ms"] = med(r["during"]), med(r["after"]), med(r["lat"])
     r["fresh_during_ms"], r["fresh_after_ms"] = med(r["fresh_during"]), med(r["fresh_after"])
     ctx.note(f"[{label}] hping3 sent {r['sent']} SYNs in {secs:.0f} s (exit {r['flood_rc']}); {r['segments_s']:.0f} "
-             f"segments/s reached the stack, {r['cookies']} SYN cookies, {r['shed']} SYNs shed before logging "
+             f"segments/s reached the stack, {r['cookies']} SYN cookies, {r['shed']} SYNs shed before logging, {r['tap_dropped']} dropped at the full TAP queue "
              f"(admitted: {r['admitted']}), peak {r['peak']} connections; log link "
              f"{r['entries_s']:.0f} entries/s, {r['log_mb_s']:.2f} MB/s"
              + ("; THE BACKUP TOOK OVER (the primary, starved of CPU, fell silent past the failover timeout)"
@@ -378,7 +386,8 @@ def t_syn_flood(ctx):
         PL.write_measure(ctx.out_dir, **{f"{k}_{n}": round(r[n], 2) if isinstance(r[n], float) else r[n]
                                          for k, r in (("limited", lim), ("flood", full))
                                          for n in ("sent", "segments_s", "entries_s", "log_mb_s", "cookies", "shed",
-                                                   "during_ms", "after_ms", "lat_ms", "rss_growth", "fresh_during_ms")},
+                                                   "during_ms", "after_ms", "lat_ms", "rss_growth", "fresh_during_ms",
+                                                   "tap_dropped")},
                          limited_connections_during=len(lim["during"]), flood_connections_during=len(full["during"]),
                          flood_fresh_during=len(full["fresh_during"]))
         for label, r in (("paced", lim), ("flood", full)):
