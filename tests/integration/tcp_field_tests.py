@@ -149,6 +149,9 @@ def loss_suite(ctx, node: PL.Daemon):
     topo = ctx.topo
     offloads_off(topo)
     kern = start_kernel_echo(ctx)
+    # The reference's congestion control (this machine's default may be BBR,
+    # which does not back off on random loss; ftap's is loss-based).
+    cc = L.run(["sysctl", "-n", "net.ipv4.tcp_congestion_control"], ns=topo.node_b, check=False).stdout.strip()
     measures = {}
     try:
         n = int(LOSS_MB * L.MB)
@@ -157,7 +160,7 @@ def loss_suite(ctx, node: PL.Daemon):
             f = echo(topo, L.APPLIANCE_IP, PL.PORT_ECHO, n, pct, "both", 120)
             summary = L.check_bulk_echo(f, n)
             ctx.note(f"{pct}% both ways, {n} B echo: ftap {mbit(f):.1f} Mbit/s ({f['elapsed']:.2f} s, "
-                     f"{f['dropped']} frames dropped), kernel {mbit(k):.1f} Mbit/s (reference)")
+                     f"{f['dropped']} frames dropped), kernel ({cc}) {mbit(k):.1f} Mbit/s (reference)")
             measures[f"echo_{pct}pct_ftap_mbit_s"] = round(mbit(f), 2)
             measures[f"echo_{pct}pct_kernel_mbit_s"] = round(mbit(k), 2)
             check(f["dropped"] > 0, f"{pct}%: the switch dropped nothing ({summary})")
