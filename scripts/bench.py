@@ -464,12 +464,50 @@ class Bench:
                 out.update({k: int(v) for k, v in zip(names[1:], values[1:]) if k in self.CLIENT_MIBS})
         return out
 
-    def loss_transfer(self, ip: str, pct: int, direction: str) -> dict:
+    # A second kernel reference for the loss section: the same echo with the
+    # server's congestion control set per socket (TCP_CONGESTION; a network
+    # namespace may only select what tcp_allowed_congestion_control lists,
+    # root may set any per socket). ftap's congestion control is loss-based
+    # like CUBIC; this machine's default may be BBR, which does not back off
+    # on random loss (measured: 3 % loss, 40 MB echo: BBR 1535, CUBIC 82,
+    # Reno 42 Mbit/s).
+    CC_ECHO = r"""
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, sys.argv[3].encode())
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+def serve(c):
+    with c:
+        while True:
+            b = c.recv(262144)
+            if not b:
+                return
+            c.sendall(b)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+    PORT_ECHO_CUBIC = 7102
+
+    def start_cubic_echo(self) -> bool:
+        """The CUBIC echo server on KERNEL_IP:PORT_ECHO_CUBIC in ns b; False if the kernel lacks CUBIC."""
+        p = self.spawn("kernel-cubic-echo", [sys.executable, "-c", self.CC_ECHO, KERNEL_IP, str(self.PORT_ECHO_CUBIC),
+                                             "cubic"], self.topo.node_b)
+        t_end = time.monotonic() + 5
+        while time.monotonic() < t_end:
+            if p.poll() is not None:
+                return False
+            if f"{KERNEL_IP}:{self.PORT_ECHO_CUBIC} " in self.sh(["ss", "-Hltn"], ns=self.topo.node_b, check=False):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def loss_transfer(self, ip: str, pct: int, direction: str, port: int = PORT_ECHO) -> dict:
         self.loss_set(pct, direction)
         m0 = self.client_mibs()
         c0 = self.server_tcp_counters(ip)
         try:
-            r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "lossclient.py"), ip, PORT_ECHO,
+            r = self.sh_json([sys.executable, os.path.join(REPO, "scripts", "lossclient.py"), ip, port,
                               self.p["loss_bytes"], "echo", self.p["loss_timeout_s"]],
                              ns=self.topo.client, timeout=self.p["loss_timeout_s"] + 30)
         finally:
@@ -490,17 +528,24 @@ class Bench:
         log(f"loss: {self.p['loss_bytes']} B echo at {self.p['loss_rates']} % loss "
             f"({self.p['loss_direction']}), {self.p['loss_reps']} runs each")
         self.offloads(False)
-        res = {}
+        res = {"kernel_congestion_control": self.sh(["sysctl", "-n", "net.ipv4.tcp_congestion_control"],
+                                                    ns=self.topo.node_b, check=False).strip()}
+        cubic = self.start_cubic_echo()
+        log(f"  kernel reference: {res['kernel_congestion_control']} (the namespace default)"
+            + (f"; second reference: CUBIC (per socket, port {self.PORT_ECHO_CUBIC})" if cubic else "; no CUBIC reference"))
         try:
             for pct in self.p["loss_rates"]:
                 for i in range(self.p["loss_reps"]):
-                    targets = [("kernel", KERNEL_IP), ("solo", SOLO_IP)]
+                    targets = [("kernel", KERNEL_IP, PORT_ECHO)]
+                    if cubic:
+                        targets.append(("kernel_cubic", KERNEL_IP, self.PORT_ECHO_CUBIC))
+                    targets.append(("solo", SOLO_IP, PORT_ECHO))
                     if self.pair:
-                        targets.append(("pair", PAIR_IP))
-                    for who, ip in targets:
-                        r = self.loss_transfer(ip, pct, self.p["loss_direction"])
+                        targets.append(("pair", PAIR_IP, PORT_ECHO))
+                    for who, ip, port in targets:
+                        r = self.loss_transfer(ip, pct, self.p["loss_direction"], port)
                         res.setdefault(f"{who}_{pct}", []).append(r)
-                        log(f"  {pct}% {who:6s} run {i + 1}: {r['mbit_s']:10.3f} Mbit/s  {r['seconds']:8.2f} s  "
+                        log(f"  {pct}% {who:12s} run {i + 1}: {r['mbit_s']:10.3f} Mbit/s  {r['seconds']:8.2f} s  "
                             f"{r['result']}  dropped {r['dropped_frames']}  client retrans "
                             f"{r.get('client_total_retrans')}  server {r.get('server', '')}  "
                             f"client {r.get('client_mib')} reordering {r.get('client_reordering')}")
@@ -545,6 +590,8 @@ class Bench:
                     r["syncookies_sent"] = k1["tcp_syncookies_sent"] - k0["tcp_syncookies_sent"]
                     r["entries"] = st1["applied_index"] - st0["applied_index"]
                     r["connections_after"] = st1["tcp_connections"]
+                    r["syn_shed"] = st1.get("syn_shed", 0) - st0.get("syn_shed", 0)
+                    r["protected_after"] = st1.get("protected")
             if l0:
                 l1 = self.link_stats(self.topo.node_a, ["logA"])
                 r["log_bytes"] = l1["logA.tx_bytes"] - l0["logA.tx_bytes"]
@@ -1014,6 +1061,8 @@ def loss_summary(res: dict) -> list[dict]:
     rows = []
     for pct in res["parameters"]["loss_rates"]:
         k = res["loss"].get(f"kernel_{pct}", [])
+        kc = res["loss"].get(f"kernel_cubic_{pct}", [])
+        kcm = med([r["mbit_s"] for r in kc]) if kc else None
         for who in ("solo", "pair"):
             f = res["loss"].get(f"{who}_{pct}", [])
             if not k or not f:
@@ -1023,6 +1072,7 @@ def loss_summary(res: dict) -> list[dict]:
             per = [fr["mbit_s"] / kr["mbit_s"] for kr, fr in zip(k, f) if kr["mbit_s"]]
             rows.append({"loss_pct": pct, "ftap": who, "kernel_mbit_s": km, "ftap_mbit_s": fm,
                          "ratio": round(fm / km, 3) if km else None,
+                         "kernel_cubic_mbit_s": kcm, "ratio_cubic": round(fm / kcm, 3) if kcm else None,
                          "ratio_min": round(min(per), 3) if per else None,
                          "ratio_max": round(max(per), 3) if per else None,
                          "kernel_range": [min(r["mbit_s"] for r in k), max(r["mbit_s"] for r in k)],
@@ -1043,6 +1093,10 @@ def fmt_flood_row(r: dict) -> str:
          f"(median {ms(rd, 0.5)} ms, max {ms(rd, 1.0)}); failures {len(r.get('failures', []))}")
     if "segments_in" in r:
         s += f"; {r['segments_in']} segments reached the stack, {r['syncookies_sent']} cookies"
+        if "syn_shed" in r:
+            s += f", {r['syn_shed']} SYNs shed before logging"
+        if r.get("protected_after") is not None and "log_bytes" in r:
+            s += f", protected after: {r['protected_after']}"
     if "log_bytes" in r:
         secs = r.get("flood_seconds") or 1
         s += f"; log link {r['entries'] / secs:.0f} entries/s, {r['log_bytes'] / secs / 1e6:.2f} MB/s"
@@ -1061,17 +1115,21 @@ def fmt_synflood(res: dict) -> str:
 
 def fmt_loss(res: dict) -> str:
     p = res["parameters"]
+    cc = res["loss"].get("kernel_congestion_control", "?")
     L = [f"Loss (issue 13): {p['loss_bytes']} B echo, random loss on the client's switch port "
-         f"({p['loss_direction']}), offloads off; median of {p['loss_reps']}",
+         f"({p['loss_direction']}), offloads off; median of {p['loss_reps']}; kernel = {cc} (this machine's "
+         f"default), kernel CUBIC = the same echo with TCP_CONGESTION cubic (ftap's control is loss-based like CUBIC)",
          f"  {'loss':>5s} {'ftap':>5s} {'kernel Mbit/s':>14s} {'ftap Mbit/s':>12s} {'ftap/kernel':>12s} "
-         f"{'kernel s':>9s} {'ftap s':>8s}  per-run ratio min-max; ftap Mbit/s min-max"]
+         f"{'kernel s':>9s} {'ftap s':>8s}  per-run ratio min-max; ftap Mbit/s min-max; kernel CUBIC Mbit/s, ftap/CUBIC"]
     for r in loss_summary(res):
         fail = f"  ({r['ftap_failed']} ftap / {r['kernel_failed']} kernel runs incomplete)" \
             if r["ftap_failed"] or r["kernel_failed"] else ""
         L.append(f"  {r['loss_pct']:>4d}% {r['ftap']:>5s} {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>12.2f} "
                  f"{r['ratio'] if r['ratio'] is not None else 'n/a':>12} {r['kernel_seconds']:>9.3f} "
                  f"{r['ftap_seconds']:>8.3f}  {r['ratio_min']}-{r['ratio_max']}; "
-                 f"{r['ftap_range'][0]:.1f}-{r['ftap_range'][1]:.1f}{fail}")
+                 f"{r['ftap_range'][0]:.1f}-{r['ftap_range'][1]:.1f}"
+                 + (f"; {r['kernel_cubic_mbit_s']:.1f}, {r['ratio_cubic']}" if r.get("kernel_cubic_mbit_s") else "")
+                 + fail)
     return "\n".join(L)
 
 

@@ -12,7 +12,9 @@
 #   loss_solo       echo at 1/3/8 % loss both ways, then 3 % one way each, solo; SHA-256 verified;
 #                   a kernel echo server on the same switch for reference (printed only)
 #   loss_pair       the same against the replicated pair
-#   syn_flood_pair  hping3 --rand-source -S for 5 s paced (-i u40), then --flood, while a client runs INCR
+#   syn_flood_pair  hping3 --rand-source -S for 5 s paced (-i u40), then --flood (~200k SYN/s), while a
+#                   client runs INCR from its address and from fresh ones: served during both floods,
+#                   the pair stays protected (SYN admission sheds SYNs before logging)
 #   mtu_hop_pair    bulk echo to a client behind a 1,400-byte-MTU router hop (ICMP fragmentation needed)
 #
 # Environment: as scripts/replication-test.sh (FTAP_BIN, FTAP_NS, FTAP_OUT,

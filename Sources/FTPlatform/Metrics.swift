@@ -70,6 +70,8 @@ public final class NodeMetrics {
         "ftap_standby_receiving_client_frames": "1 while this node, as standby, received a copy of client traffic (switch mirror or flood) in the last \(StandbyBuffer.clientFramesRecent / 1_000_000_000) s",
         "ftap_standby_client_frames_total": "Copies of client frames (unicast to the appliance MAC) the standby buffer received",
         "ftap_standby_buffer_bytes": "Bytes held in the standby buffer (frames the log does not cover yet)",
+        "ftap_syn_shed_total": "SYNs dropped before logging by the SYN admission under a flood (--tcp-syn-rate)",
+        "ftap_syn_admitted_total": "SYNs the SYN admission let into the log, by rule: known source, retransmission of a shed SYN, new source",
         "ftap_standby_applied_total": "Frames from the standby buffer logged and applied at go-live after a takeover",
         "ftap_capture_dropped_total": "Capture records dropped because the writer fell behind",
         "ftap_role_changes_total": "Role and mode changes of this node (the --notify-script events), by event",
@@ -172,6 +174,11 @@ public final class NodeMetrics {
         count("ftap_standby_client_frames_total", core.standby.clientFrames)
         gauge("ftap_standby_buffer_bytes", Double(core.standby.bytes))
         count("ftap_standby_applied_total", core.standbyApplied)
+        let sa = n.driver.synAdmission
+        count("ftap_syn_shed_total", sa.shed)
+        count("ftap_syn_admitted_total", sa.admittedKnown, [("rule", "known")])
+        count("ftap_syn_admitted_total", sa.admittedRetransmitted, [("rule", "retransmitted")])
+        count("ftap_syn_admitted_total", sa.admittedNew, [("rule", "new")])
         if let r = n.options.recorder { count("ftap_capture_dropped_total", r.dropped) }
     }
 

@@ -10,6 +10,9 @@ public enum Netlink {
     }
 
     /// Sets MTU, brings `name` up and, if `bridge` is given, enslaves it to that bridge.
+    /// Frames the kernel queues for the daemon on its TAP (txqueuelen).
+    public static let tapQueueLength = 4096
+
     public static func configure(link name: String, mtu: Int, bridge: String?) throws {
         guard let sock = nl_socket_alloc() else { throw SystemError("netlink", detail: "cannot allocate socket") }
         defer { nl_socket_free(sock) }
@@ -24,8 +27,14 @@ public enum Netlink {
         guard let change = rtnl_link_alloc() else { throw SystemError("netlink", detail: "cannot allocate link") }
         defer { rtnl_link_put(change) }
         rtnl_link_set_mtu(change, UInt32(mtu))
+        // The TAP's queue toward this process (tun's default is 500 frames):
+        // a deeper one rides out the moments the daemon is not scheduled.
+        // Measured under a full-rate spoofed SYN flood (~200k frames/s, two
+        // runs each): 56,005 and 115,927 frames dropped at the queue in 5 s
+        // with 500, 25,048 and 56,968 with 4,096 (issue 13).
+        rtnl_link_set_txqlen(change, UInt32(Netlink.tapQueueLength))
         rtnl_link_set_flags(change, UInt32(IFF_UP))
-        try check(rtnl_link_change(sock, link, change, 0), "netlink: set \(name) mtu \(mtu) up")
+        try check(rtnl_link_change(sock, link, change, 0), "netlink: set \(name) mtu \(mtu) txqueuelen \(Netlink.tapQueueLength) up")
         if let bridge {
             guard let br = rtnl_link_get_by_name(cache, bridge) else {
                 throw SystemError("netlink: enslave \(name) to \(bridge)", detail: "no bridge named '\(bridge)' in this network namespace")

@@ -39,6 +39,8 @@ public struct NodeOptions {
     /// in /status and logged once per `waitingLogInterval` while it waits.
     public var startupNote: String?
     public var waitingLogInterval: Nanos = 10_000 * nsPerMs
+    /// `--tcp-syn-rate`: SYNs per second from new sources logged under a flood (SynAdmission).
+    public var synRate = SynAdmission.Config().rate
     public init(tap: String) { self.tap = tap }
 }
 
@@ -92,6 +94,7 @@ public final class Node: NodeIO {
         lc.connectRetry = options.connectRetry
         lc.canConnect = options.peer != nil
         lc.readBuffer = readBuf.count
+        lc.synAdmission.rate = options.synRate
         driver = NodeDriver(core: core, config: lc, keys: options.channelKeys)
     }
 

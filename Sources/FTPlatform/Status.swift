@@ -58,6 +58,11 @@ extension Node {
             ("standby_expired", "\(core.standby.expired)"),
             ("standby_applied", "\(core.standbyApplied)"),
             ("standby_skipped_old", "\(core.standbySkippedOld)"),
+            // SYN admission under a flood (SynAdmission.swift): SYNs dropped before logging, and admitted by rule.
+            ("syn_shed", "\(driver.synAdmission.shed)"),
+            ("syn_admitted_known", "\(driver.synAdmission.admittedKnown)"),
+            ("syn_admitted_retransmitted", "\(driver.synAdmission.admittedRetransmitted)"),
+            ("syn_admitted_new", "\(driver.synAdmission.admittedNew)"),
             // Role and mode changes (RoleEvents.swift; the --notify-script events).
             ("last_event", lastChange.map { jsonString($0.event.rawValue) } ?? "null"),
             ("role_changes", "\(roleChanges)"),

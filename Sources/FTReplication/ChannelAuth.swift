@@ -179,6 +179,12 @@ extension NodeDriver {
         io.willHandleChannelBytes(plain[...])
         let before = pending.count
         core.peerBytes(plain[...], now: iterNow, &pending)
+        // A backup acknowledges entries on receipt (PeerChannel.swift): the
+        // acknowledgement goes out before they are applied.
+        if let ack = core.takeReceiptAck(now: iterNow) {
+            if channel == .open && secure?.isEstablished == true { secure!.seal(ack, into: &out); flushChannel(io) }
+            core.applyReceived(now: iterNow, &pending)
+        }
         io.didHandleChannelBytes(plain[...], actions: pending[before...])
     }
 

@@ -67,6 +67,8 @@ public final class ReplicationCore {
 
     // Follower side.
     var ackDue = false
+    /// Entries received and not yet applied (PeerChannel.swift: acknowledged on receipt).
+    var received: [LogEntry] = []
     public internal(set) var diverged = false
     public internal(set) var digestChecks: UInt64 = 0
     public internal(set) var divergences: UInt64 = 0
@@ -313,6 +315,7 @@ public final class ReplicationCore {
 
     /// Sends what was batched during this loop iteration (entries, ack).
     public func flush(now: Nanos, _ a: inout [Action]) {
+        applyReceived(now: now, &a)
         if !sendBatch.isEmpty {
             // Each message within the channel's payload limit (the receiver
             // refuses larger ones).

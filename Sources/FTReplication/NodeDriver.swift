@@ -218,6 +218,8 @@ public struct NodeLoopConfig: Sendable {
     /// At most this many accepted connections authenticate at once; a newer
     /// one closes the oldest (never the authenticated channel).
     public var maxPendingPeers = 4
+    /// SYNs shed before logging under a flood (SynAdmission.swift).
+    public var synAdmission = SynAdmission.Config()
     public init() {}
 }
 
@@ -269,11 +271,14 @@ public final class NodeDriver {
     var refusals: (since: Nanos, logged: Int, quiet: Int) = (0, 0, 0)
     /// Role and mode changes, observed once each step of the loop ends.
     var roleWatch = RoleWatch()
+    /// Which SYNs read from the TAP are logged (node-local; SynAdmission.swift).
+    public internal(set) var synAdmission: SynAdmission
 
     /// `keys`: derived from the pair's shared secret; the channel is
     /// authenticated and encrypted with them.
     public init(core: ReplicationCore, config: NodeLoopConfig = NodeLoopConfig(), keys: ChannelKeys) {
         self.core = core; self.config = config; self.keys = keys
+        synAdmission = SynAdmission(config: config.synAdmission)
     }
 
     /// Bytes queued for the channel and not yet written.
@@ -417,20 +422,30 @@ public final class NodeDriver {
     // MARK: TAP
 
     func readTap(_ io: NodeIO) {
+        var shed = 0
         for n in 1...config.tapBatch {
             if n % config.shipEvery == 0 || core.sendBatchBytes >= config.shipBytes {
                 core.flush(now: iterNow, &pending)
                 guard perform(io) else { return }
                 flushChannel(io)
             }
-            let f: [UInt8], trusted: Bool
-            switch io.readTap() {
-            case .frame(let x, let t): f = x; trusted = t
-            case .empty: return
-            case .failed(let why):
-                io.log(.error, "TAP read failed: \(why)")
-                exitCode = 1; io.exit(code: 1, reason: "TAP read failed: \(why)")
-                return
+            var f: [UInt8], trusted = false
+            while true {
+                switch io.readTap() {
+                case .frame(let x, let t): f = x; trusted = t
+                case .empty: return
+                case .failed(let why):
+                    io.log(.error, "TAP read failed: \(why)")
+                    exitCode = 1; io.exit(code: 1, reason: "TAP read failed: \(why)")
+                    return
+                }
+                // A SYN shed under a flood is dropped like a frame lost before
+                // the TAP (SynAdmission.swift). It costs a header check, so it
+                // does not count against the batch: up to 8 batches' worth are
+                // read per wakeup, so the kernel's queue keeps room for real clients.
+                guard core.takesInput, !synAdmission.admit(f, stack: core.replica.stack, now: iterNow) else { break }
+                shed += 1
+                if shed >= 8 * config.tapBatch { return }
             }
             core.tapFrame(f, checksumTrusted: trusted, now: iterNow, &pending)
             // A node that is not live only drains (or forwards) what arrives.

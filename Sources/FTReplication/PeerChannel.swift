@@ -27,6 +27,7 @@ extension ReplicationCore {
     /// leases, and the backup waits out the failure timeout first.
     public func peerDown(reason: String, peerClosed: Bool = false, now: Nanos, _ a: inout [Action]) {
         guard peerConnected else { return }
+        applyReceived(now: now, &a)
         peerConnected = false
         pendingHello = nil
         switch mode {
@@ -76,6 +77,8 @@ extension ReplicationCore {
     }
 
     func handle(_ m: ChannelMessage, now: Nanos, _ a: inout [Action]) {
+        // Every other message is handled on top of the entries before it.
+        if !received.isEmpty, !m.isEntries { applyReceived(now: now, &a) }
         switch m {
         case .hello(let h):
             // One hello per channel. A second one (a confused or hostile peer)
@@ -167,22 +170,11 @@ extension ReplicationCore {
         case .snapshotEnd:
             snapshotEnded(now: now, &a)
         case .entries(let es):
-            guard mode == .backup else { return }
-            var handover = false
-            for e in es {
-                var out = Frames()
-                do { try replica.apply(e, out: &out) } catch {
-                    fatal("log from primary is inconsistent: \(error)", &a); return
-                }
-                epoch = max(epoch, e.epoch)
-                noteCheckpoint(e)
-                a.append(.applied(e, outputs: out.frames))
-                for o in OutputFrame.of(out, index: e.index, time: e.time) { a.append(.shadow(o)) }
-                if e.kind == .handover { handover = true }
-                if e.kind.isFrame { standby.wasLogged(e.payload, now: now) }
-            }
+            guard mode == .backup, !es.isEmpty else { return }
+            // Held, not applied yet: the driver writes the acknowledgement
+            // first (`takeReceiptAck`), then applies (`applyReceived`).
+            received += es
             ackDue = true
-            if handover { takeHandover(now: now, &a) }
         case .ack(let i):
             guard streams else { return }
             acknowledge(i, now: now, &a)
@@ -212,4 +204,56 @@ extension ReplicationCore {
             peerHealth(h, reason: reason, now: now, &a)
         }
     }
+}
+
+// Acknowledging on receipt. The output rule asks that the backup hold an
+// entry before the primary releases what the entry produced, not that it
+// applied it: an entry this process holds is applied before anything else
+// it does (the next message, a channel end, a takeover), and if the process
+// dies in between, it dies with or without the apply. So a backup
+// acknowledges a batch as soon as it decoded it, and applies it after the
+// acknowledgement is on its way; the primary's hold no longer includes the
+// backup's apply time (measured: the backup applies a 32-entry batch in
+// about as long as the primary took to log it).
+extension ReplicationCore {
+    /// Entries received and not yet applied (the backup acknowledged them or is about to).
+    public var unappliedEntries: Int { received.count }
+
+    /// The acknowledgement of every entry received so far, encoded, if one is
+    /// owed and entries wait to be applied; the driver writes it before
+    /// `applyReceived`. Nil otherwise (`flush` sends the usual one).
+    public func takeReceiptAck(now: Nanos) -> [UInt8]? {
+        guard ackDue, let last = received.last, mode == .backup else { return nil }
+        ackDue = false
+        var bytes: [UInt8] = []
+        ChannelCodec.encode(.ack(index: last.index), into: &bytes)
+        lastSent = now
+        return bytes
+    }
+
+    /// Applies the entries received, in order (a follower's replica follows the log).
+    public func applyReceived(now: Nanos, _ a: inout [Action]) {
+        guard !received.isEmpty else { return }
+        let es = received
+        received.removeAll(keepingCapacity: true)
+        guard mode == .backup else { return }
+        var handover = false
+        for e in es {
+            var out = Frames()
+            do { try replica.apply(e, out: &out) } catch {
+                fatal("log from primary is inconsistent: \(error)", &a); return
+            }
+            epoch = max(epoch, e.epoch)
+            noteCheckpoint(e)
+            a.append(.applied(e, outputs: out.frames))
+            for o in OutputFrame.of(out, index: e.index, time: e.time) { a.append(.shadow(o)) }
+            if e.kind == .handover { handover = true }
+            if e.kind.isFrame { standby.wasLogged(e.payload, now: now) }
+        }
+        if handover { takeHandover(now: now, &a) }
+    }
+}
+
+extension ChannelMessage {
+    var isEntries: Bool { if case .entries = self { return true } else { return false } }
 }

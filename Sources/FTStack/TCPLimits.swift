@@ -133,3 +133,12 @@ extension Stack {
         return n >= config.maxConnectionsPerSource
     }
 }
+
+extension Stack {
+    /// Whether a connection (any state) exists for this remote endpoint and
+    /// local port. Read-only: the SYN admission (FTReplication's
+    /// `SynAdmission`) uses it to learn which sources are real.
+    public func hasConnection(remoteIP: UInt32, remotePort: UInt16, localPort: UInt16) -> Bool {
+        conns[ConnKey(remote: Endpoint(ip: IPv4Address(raw: remoteIP), port: remotePort), localPort: localPort)] != nil
+    }
+}

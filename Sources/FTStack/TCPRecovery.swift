@@ -64,7 +64,14 @@ extension Stack {
             // delayed ACK) grows cwnd by two, as Linux's tcp_slow_start does.
             t.cwnd += min(acked, 2 * t.sendMSS)
         } else {
-            t.cwnd += max(1, t.sendMSS * t.sendMSS / max(1, t.cwnd))
+            // Congestion avoidance by bytes acknowledged (RFC 3465 section
+            // 2.1; Linux's tcp_cong_avoid_ai counts acknowledged segments):
+            // one SMSS per cwnd of data acknowledged, however many ACKs
+            // carry it. The per-ACK SMSS*SMSS/cwnd of RFC 5681 grows half
+            // as fast against a peer that acknowledges every second segment
+            // (Linux), which under random loss keeps cwnd, and so the
+            // throughput of a loss-bound flow, about sqrt(2) lower.
+            t.cwnd += max(1, t.sendMSS * min(acked, 2 * t.sendMSS) / max(1, t.cwnd))
         }
         t.cwnd = min(t.cwnd, 64 * 1024 * 1024)
         t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil

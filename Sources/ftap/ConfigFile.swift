@@ -30,6 +30,7 @@ enum ConfigFile {
         "kv-max-memory-mb": .int, "kv-max-bulk-kb": .int, "kv-max-pipeline-kb": .int,
         "tcp-idle-timeout-s": .int, "tcp-keepalive-s": .int, "tcp-keepalive-interval-s": .int,
         "tcp-keepalive-probes": .int, "tcp-zero-window-timeout-s": .int, "tcp-max-per-source": .int,
+        "tcp-syn-rate": .int,
     ]
 
     struct Problems: Error, CustomStringConvertible {

@@ -164,6 +164,8 @@ struct Run: ParsableCommand {
     var tcpZeroWindowTimeoutS: Int = 120
     @Option(help: "Maximum TCP connections per source address; SYNs beyond it get RST (0: no limit).")
     var tcpMaxPerSource: Int = 0
+    @Option(help: "Under a SYN flood, log at most this many SYNs per second from sources that never completed a handshake (as many again that are retransmissions of shed SYNs); the rest are dropped before logging (0: no limit).")
+    var tcpSynRate: Int = 5000
 
     @Option(help: "Write in.pcap (frames applied), out.pcap (frames emitted) and shadow.pcap (frames a backup suppressed) here.")
     var pcapDir: String?
@@ -282,6 +284,7 @@ struct Run: ParsableCommand {
         no.channelKeys = keys
         no.build = BuildInfo(version: ftapVersion, commit: buildCommit)
         no.notifyScript = notifyScript
+        no.synRate = tcpSynRate
         no.notifyTimeout = UInt64(notifyTimeoutMs) * nsPerMs
         if let a = arbiter {
             do { no.arbiter = try makeArbiter(a) } catch { throw ValidationError("\(error)") }

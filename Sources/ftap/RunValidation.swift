@@ -63,6 +63,7 @@ extension Run {
              && tcpZeroWindowTimeoutS >= 0 && tcpMaxPerSource >= 0) {
             p.append("--tcp-idle-timeout-s, --tcp-keepalive-s, --tcp-keepalive-probes, --tcp-zero-window-timeout-s and --tcp-max-per-source must be >= 0, --tcp-keepalive-interval-s > 0")
         }
+        if tcpSynRate < 0 { p.append("--tcp-syn-rate must be >= 0 (0: no limit)") }
         if !(maxConnections > 0 && synBacklog > 0 && sendBufferKb > 0 && recvBufferKb > 0) {
             p.append("--max-connections, --syn-backlog and the buffer sizes must be positive")
         }

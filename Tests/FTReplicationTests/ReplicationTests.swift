@@ -66,7 +66,10 @@ final class ReplicationTests: XCTestCase {
         // The backup got the entry; the primary dies before the ack arrives.
         let bytes = p.toBackup; p.toBackup = []
         var a: [Action] = []
-        p.backup.peerBytes(bytes[...], now: p.now, &a); p.run(a, from: "B")
+        p.backup.peerBytes(bytes[...], now: p.now, &a)
+        XCTAssertEqual(p.backup.unappliedEntries, 1, "held, acknowledged on receipt, applied next")
+        XCTAssertNotNil(p.backup.takeReceiptAck(now: p.now), "the acknowledgement (lost with the primary)")
+        p.backup.applyReceived(now: p.now, &a); p.run(a, from: "B")
         XCTAssertTrue(p.emittedByPrimary.count == 1, "reply still held on the primary")
         XCTAssertEqual(p.primary.replica.digest, p.backup.replica.digest)
         p.now += 10 * ms

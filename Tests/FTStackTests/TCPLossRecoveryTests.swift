@@ -433,6 +433,20 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(t.cwnd, 1400, "at most 2 SMSS per ACK")
     }
 
+    /// Congestion avoidance counts bytes (RFC 3465 section 2.1, as Linux
+    /// counts segments): an ACK of two segments (a delayed ACK) grows cwnd by
+    /// SMSS * 2 SMSS / cwnd, twice the per-ACK SMSS * SMSS / cwnd.
+    func testCongestionAvoidanceCountsBytesNotACKs() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        t.ssthresh = 500  // congestion avoidance, cwnd 1000, ten 100-byte segments in flight
+        p.send(ack: p.una &+ 200)
+        XCTAssertEqual(t.cwnd, 1020, "100 * 200 / 1000 (per ACK it would be 1010)")
+        p.send(ack: p.una &+ 400)
+        XCTAssertEqual(t.cwnd, 1039, "100 * 200 / 1020")
+    }
+
     /// RFC 7661: an application-limited flight (far below cwnd) does not grow cwnd.
     func testCwndDoesNotGrowWhileApplicationLimited() throws {
         let h = Harness()
