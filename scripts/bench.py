@@ -974,6 +974,9 @@ def summarise(res: dict) -> dict:
         "bulk_solo_over_kernel_offload_off": paired("bulk_solo_discard_offload_off", "bulk_iperf_offload_off",
                                                     "mbit_s", div),
         "udp_repl_over_solo": paired("udp_pair", "udp_solo", "pps", div),
+        # Issue 14: with TAP offloads, against the kernel with its offloads on.
+        "bulk_solo_discard_over_iperf": paired("bulk_solo_discard", "bulk_iperf_offload_on", "mbit_s", div),
+        "bulk_solo_echo_over_kernel_echo": paired("bulk_solo_echo", "bulk_kernel_echo", "mbit_s", div),
         "udp_solo_over_kernel": paired("udp_solo", "udp_kernel", "pps", div),
     }
     s["paired"]["added_minus_log_rtt_us"] = round(med(
@@ -1012,7 +1015,7 @@ def failover_summary(fo: list[dict]) -> dict:
 
 
 def targets(s: dict) -> list[dict]:
-    """The targets of issue 6. Ratios are medians of per-repetition ratios."""
+    """The targets of issues 6 and 14. Ratios are medians of per-repetition ratios."""
     t = []
     q = s["paired"]
 
@@ -1035,6 +1038,16 @@ def targets(s: dict) -> list[dict]:
     add("solo bulk / kernel, offloads off", r, ">= 0.5", r >= 0.5,
         f"ftap discard {s['bulk_solo_discard_offload_off']['mbit_s']} / iperf3 "
         f"{s['bulk_iperf_offload_off']['mbit_s']} Mbit/s, tso/gso/gro off on the client path for both")
+    r = q["bulk_solo_discard_over_iperf"]
+    add("solo bulk receive / kernel, offloads on", r, ">= 0.5 (issue 14)", r >= 0.5,
+        f"ftap discard {s['bulk_solo_discard']['mbit_s']} / iperf3 {s['bulk_iperf_offload_on']['mbit_s']} Mbit/s")
+    r = q["bulk_solo_echo_over_kernel_echo"]
+    add("solo bulk echo / kernel echo, offloads on", r, ">= 0.5 (issue 14)", r >= 0.5,
+        f"ftap echo {s['bulk_solo_echo']['mbit_s']} / kernel echo {s['bulk_kernel_echo']['mbit_s']} Mbit/s; "
+        f"an echo transmits what it receives")
+    r = q["udp_repl_over_solo"]
+    add("UDP echo replicated/solo", r, ">= 0.9 (issue 14)", r >= 0.9,
+        f"{s['udp_pair']['pps']} / {s['udp_solo']['pps']} packets/s")
     f = s["failover"]
     add("failover stall median", f"{f['stall_median_ms']} ms", "<= 150 ms",
         f["stall_median_ms"] is not None and f["stall_median_ms"] <= 150, f"{f['trials']} trials")
@@ -1256,7 +1269,7 @@ def fmt_table(res: dict, s: dict, tg: list[dict]) -> str:
     if res.get("synflood"):
         L.append(fmt_synflood(res))
         L.append("")
-    L.append("Targets (issue 6)")
+    L.append("Targets (issues 6 and 14)")
     for t in tg:
         L.append(f"  {'MET    ' if t['met'] else 'NOT MET'}  {t['target']:40s} {str(t['value']):>10s}  "
                  f"(goal {t['goal']}; {t['detail']})")
