@@ -52,6 +52,7 @@ public final class NodeMetrics {
         "ftap_tcp_connections": "Open TCP connections of the appliance",
         "ftap_frames_in_total": "Frames the appliance's stack received",
         "ftap_frames_out_total": "Frames written to the TAP",
+        "ftap_tap_super_frames_total": "TCP super-frames with TAP offloads: read (more than one MTU), written whole for the kernel's TSO, or split in ftap because the TAP refused TSO",
         "ftap_frames_suppressed_total": "Frames a backup's replica produced and did not emit (shadow)",
         "ftap_frames_dropped_total": "Frames dropped, by reason",
         "ftap_tcp_segments_in_total": "TCP segments received",
@@ -147,6 +148,9 @@ public final class NodeMetrics {
         gauge("ftap_tcp_connections", Double(core.replica.stack.connectionCount))
         count("ftap_frames_in_total", st.framesIn)
         count("ftap_frames_out_total", n.framesEmitted)
+        count("ftap_tap_super_frames_total", n.tap?.superFramesRead ?? 0, [("op", "read")])
+        count("ftap_tap_super_frames_total", n.tap?.superFramesWritten ?? 0, [("op", "written")])
+        count("ftap_tap_super_frames_total", n.tap?.superFramesSplit ?? 0, [("op", "split")])
         count("ftap_frames_suppressed_total", n.shadowFrames)
         count("ftap_frames_dropped_total", core.ignoredFrames, [("reason", "not_for_appliance")])
         count("ftap_frames_dropped_total", core.discardedWhileNotLive, [("reason", "not_live")])

@@ -996,6 +996,47 @@ def s9b_stranger_cannot_hold_peer_slot(ctx):
         pair.close()
 
 
+@test("s10_tap_offloads", timeout=120)
+def s10_tap_offloads(ctx):
+    """Issue 14: with TAP offloads (the default) the primary reads the
+    client's TSO super-frames and writes TSO super-segments, the backup
+    applies the same log (offload-frame entries) to the same digest, and a
+    bulk echo through the pair comes back intact. Under --no-offload (CI runs
+    this suite through scripts/ftap-no-offload) /status says "off" and no
+    super-frame moves."""
+    pair = Pair(ctx.topo, ctx.out_dir)
+    try:
+        pair.start()
+        a0, b0 = pair.a.status(), pair.b.status()
+        off = a0["tap_offloads"] == "off"
+        check_eq(b0["tap_offloads"], a0["tap_offloads"], "both nodes' TAP offloads")
+        if not off:
+            check("tso4" in a0["tap_offloads"], f"TAP offloads without TSO4: {a0['tap_offloads']!r}")
+        size = 16 * 1024 * 1024
+        r = L.bulk_echo(size, port=PL.PORT_ECHO, timeout=90)
+        summary = L.check_bulk_echo(r, size)
+        a = wait_quiescent_alone(pair.a)
+        dl = L.Deadline(10)
+        while True:
+            b = pair.b.status()
+            if b["applied_index"] == a["applied_index"]:
+                break
+            dl.check(f"backup at {b['applied_index']}, primary at {a['applied_index']}")
+            time.sleep(0.05)
+        check_eq(b["digest"], a["digest"], f"replica digests at index {a['applied_index']}")
+        got = {k: a[k] for k in ("tap_super_frames_read", "tap_super_frames_written", "tap_super_frames_split")}
+        if off:
+            check_eq(sum(got.values()), 0, "super-frames with --no-offload")
+        else:
+            check(got["tap_super_frames_read"] > 0, f"the primary read no super-frame: {got}")
+            check(got["tap_super_frames_written"] > 0, f"the primary wrote no TSO super-segment: {got}")
+            check_eq(got["tap_super_frames_split"], 0, "super-segments split in ftap (the TAP accepted TSO)")
+            check_eq(b["tap_super_frames_written"], 0, "super-segments written by the backup")
+        ctx.note(f"offloads {a0['tap_offloads']!r}; {summary}; primary {got}; digests equal at {a['applied_index']}")
+    finally:
+        pair.close()
+
+
 def wait_quiescent_alone(d, seconds: float = 0.5, timeout: float = 15.0):
     dl = L.Deadline(timeout)
     last, since = None, time.monotonic()
