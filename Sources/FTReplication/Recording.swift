@@ -333,6 +333,13 @@ public struct Replayer {
             switch item {
             case .entry(let e):
                 if let m = unmatched() { s.mismatch = m; return s }
+                if e.index > replica.appliedIndex + 1 && s.entries > 0 {
+                    // Not a divergence: the recording itself has a hole. The
+                    // capture writer drops what it cannot keep up with (counted
+                    // in ftap_capture_dropped_total) rather than slow the node.
+                    s.mismatch = Mismatch(index: e.index, what: "the recording lacks entries \(replica.appliedIndex + 1)..\(e.index - 1) (the capture writer fell behind and dropped them; see ftap_capture_dropped_total): cannot replay past them", expected: nil, actual: nil)
+                    return s
+                }
                 var out = Frames()
                 do { try replica.apply(e, out: &out) } catch {
                     s.mismatch = Mismatch(index: e.index, what: "\(error)", expected: nil, actual: nil); return s
