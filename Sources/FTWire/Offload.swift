@@ -84,7 +84,7 @@ public enum TCPSegmentation {
         let total = Int(frame.readBE16(14 + 2))
         let end = min(frame.count, 14 + total)
         let payload = end - dataStart
-        guard segmentSize > 0, payload > 0 else { return [complete(frame)] }
+        guard segmentSize > 0, payload > 0 else { return [TransportChecksum.completed(frame)] }
         let seq = frame.readBE32(t + 4)
         let id = frame.readBE16(14 + 4)
         let flags = frame[t + 13]
@@ -107,22 +107,10 @@ public enum TCPSegmentation {
             if off + len < payload { fl &= ~(TCPFlags.psh.rawValue | TCPFlags.fin.rawValue) }
             if off > 0 { fl &= ~0x80 }  // CWR
             f[t + 13] = fl
-            out.append(complete(f))
+            out.append(TransportChecksum.completed(f))
             off += len
         }
         return out
-    }
-
-    /// Replaces a partial TCP checksum (the pseudo-header sum) by the full one.
-    public static func complete(_ frame: [UInt8]) -> [UInt8] {
-        var f = frame
-        let ihl = Int(f[14] & 0x0F) * 4
-        let t = 14 + ihl
-        let end = 14 + Int(f.readBE16(14 + 2))
-        f.writeBE16(0, at: t + 16)
-        let src = IPv4Address(raw: f.readBE32(14 + 12)), dst = IPv4Address(raw: f.readBE32(14 + 16))
-        f.writeBE16(transportChecksum(src: src, dst: dst, proto: IPProtocol.tcp, f, t..<end), at: t + 16)
-        return f
     }
 
     /// The value a partial checksum field holds: the folded, uncomplemented

@@ -70,7 +70,6 @@ final class OffloadWireTests: XCTestCase {
         let done = TransportChecksum.completed(f)
         let ip = try IPv4Header.parse(done, at: 14)
         XCTAssertNoThrow(try TCPHeader.parse(done, ip: ip))
-        XCTAssertEqual(TCPSegmentation.complete(f), done)
         let udp = FrameBuilder.udp(ethSrc: MACAddress(raw: 1), ethDst: MACAddress(raw: 2), src: IPv4Address(10, 0, 0, 1),
                                    dst: IPv4Address(10, 0, 0, 2), srcPort: 1, dstPort: 2, payload: [1, 2, 3][...])
         var broken = udp
