@@ -126,8 +126,9 @@ public final class Replica {
     /// of `snapshot()` change for the same state; SnapshotSchemaTests holds
     /// the golden hash that notices. Version 3: "FTS3"; version 4: "FTS4"
     /// (TCP resource limits and the go-live time shift, issue 13; the `kv`
-    /// service's state, issue 17).
-    public static let snapshotVersion: UInt32 = 4
+    /// service's state, issue 17); version 5: "FTS5" (the TCP path model,
+    /// issue 13).
+    public static let snapshotVersion: UInt32 = 5
 
     /// The complete replicated state between two entries (format "FTSN"):
     /// magic, version, applied index, epoch, last log time, then

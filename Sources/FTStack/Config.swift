@@ -281,6 +281,9 @@ public struct StackCounters: Equatable, Sendable {
     public var tcpZeroWindowResets: UInt64 = 0
     /// SYNs refused because their source holds `maxConnectionsPerSource`.
     public var tcpSourceLimited: UInt64 = 0
+    /// Losses after which the path model (`PathModel`: two bandwidth-delay
+    /// products) kept more of cwnd than the loss-based decrease would have.
+    public var tcpLossWindowHeld: UInt64 = 0
 
     public init() {}
 
@@ -306,6 +309,7 @@ public struct StackCounters: Equatable, Sendable {
         ("tcp_paws_dropped", \.tcpPAWSDropped), ("tcp_keepalive_probes", \.tcpKeepaliveProbes),
         ("tcp_keepalive_resets", \.tcpKeepaliveResets), ("tcp_idle_resets", \.tcpIdleResets),
         ("tcp_zero_window_resets", \.tcpZeroWindowResets), ("tcp_source_limited", \.tcpSourceLimited),
+        ("tcp_loss_window_held", \.tcpLossWindowHeld),
     ]
 
     /// Name/value pairs in the order of `fields`.

@@ -5,7 +5,7 @@ import FTWire
 /// The encoding feeds the state digest and the snapshot a joining backup
 /// restores, so any change to it changes `Stack.stateFormat`.
 ///
-/// Format "FTS4" (after the tag, all big-endian):
+/// Format "FTS5" (after the tag, all big-endian):
 ///   every counter of `StackCounters.fields` (u64, in that order),
 ///   next connection id (u64), IPv4 identification (u16),
 ///   time shift (u64),
@@ -23,7 +23,10 @@ import FTWire
 /// per-source limit) and, at the end of a connection, the zero-window,
 /// keepalive and idle state and TS.Recent's age; it also carries the `kv`
 /// service's state ("FKV1": its limits, keyspace, expiry queue and
-/// connections), which an FTS3 reader does not know.
+/// connections), which an FTS3 reader does not know. "FTS5" adds the
+/// `tcp_loss_window_held` counter and, at the end of a connection, the
+/// path model (`PathModel`: acknowledged bytes, the round being measured,
+/// the last ten rounds' delivery rates, the minimum RTT and its time).
 public enum SnapshotError: Error, CustomStringConvertible, Equatable {
     case badVersion(UInt32)
     case mismatch(String)
@@ -148,6 +151,8 @@ extension TCB {
         // FTS4: zero-window limit, keepalive and idle limit, TS.Recent's age.
         try c.field(&zeroWindowSince); try c.field(&lastHeard); try c.field(&keepaliveSent)
         try c.field(&idleDeadline); try c.field(&tsRecentTime)
+        // FTS5: the path model (delivery rate, minimum RTT).
+        try pathSchema(&c)
     }
 
     func encode(into w: inout ByteWriter) {
@@ -163,8 +168,8 @@ extension TCB {
 }
 
 extension Stack {
-    /// "FTS4": the tag that starts `encodeState`. Change it with the encoding.
-    public static let stateFormat: UInt32 = 0x4654_5334
+    /// "FTS5": the tag that starts `encodeState`. Change it with the encoding.
+    public static let stateFormat: UInt32 = 0x4654_5335
 
     /// Appends the complete replicated state in a canonical order: no
     /// Dictionary order reaches it (connections and services are sorted).

@@ -163,6 +163,8 @@ final class TCB {
     var dupAcks = 0
     var inRecovery = false
     var recover: UInt32 = 0
+    /// Delivery rate and minimum RTT: where a loss leaves cwnd (`PathModel`).
+    var path = PathModel()
 
     // Zero-window probing and other timers.
     var persistDeadline: Nanos? = nil

@@ -296,8 +296,10 @@ extension Stack {
             let newSACK = updateScoreboard(t, blocks: seg.sackBlocks, ack: ack)
             if seqGT(ack, t.sndUna) {
                 acknowledge(t, ack: ack, now: now, out: &out)
+                samplePath(t, now: now)
                 if t.sackOK { sackRecovery(t, now: now, out: &out) }
             } else if t.sackOK && !t.sacked.isEmpty {
+                if newSACK { samplePath(t, now: now) }
                 // RFC 6675: with SACK, an ACK (with or without data) that
                 // reports SACKed data is what drives loss detection; one that
                 // repeats known blocks still answers a loss probe.

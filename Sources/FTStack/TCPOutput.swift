@@ -30,11 +30,13 @@ extension Stack {
                       t.cwnd - seqDiff(t.sndNxt, t.sndUna) + sackedBelow(t, t.sndNxt))
             if unsent > 0 {
                 let full = t.segmentPayloadMax - sackOptionBytes(t)
-                // New data outside recovery may leave as one super-segment of
-                // whole segments (TSO, `StackConfig.tsoMaxBytes`); what the
-                // windows allow decides its size exactly as it would decide
-                // a train of single segments.
-                let fresh = !seqLT(t.sndNxt, t.sndMax) && !t.inRecovery
+                // New data, in recovery too, may leave as one super-segment
+                // of whole segments (TSO, `StackConfig.tsoMaxBytes`); what
+                // the windows allow decides its size exactly as it would
+                // decide a train of single segments. (Outside recovery only,
+                // a 3 % lossy link left two thirds of the frames single
+                // segments, each one TAP write.)
+                let fresh = !seqLT(t.sndNxt, t.sndMax)
                 let most = fresh && config.tsoMaxBytes > full ? config.tsoMaxBytes / full * full : full
                 var len = min(most, unsent, room)
                 if seqLT(t.sndNxt, t.sndMax), let r = t.sacked.first(where: { seqGT($0.left, t.sndNxt) }) {
@@ -230,8 +232,10 @@ extension Stack {
             } else {
                 // CUBIC's decrease of cwnd (Linux's tcp_enter_loss), not
                 // RFC 5681's FlightSize / 2: after the collapse to one
-                // segment, slow start climbs back to 0.7 of where it was.
-                t.ssthresh = max(min(t.cwnd, max(t.outstanding, 2 * t.sendMSS)) * 7 / 10, 2 * t.sendMSS)
+                // segment, slow start climbs back to 0.7 of where it was,
+                // or to what the path model says the path carries.
+                t.ssthresh = windowAfterLoss(
+                    t, decreased: max(min(t.cwnd, max(t.outstanding, 2 * t.sendMSS)) * 7 / 10, 2 * t.sendMSS))
                 t.cwnd = t.sendMSS
                 t.inRecovery = false
                 t.dupAcks = 0

@@ -9,7 +9,7 @@ extension Stack {
 
     /// SYN-ACK acknowledged: no data to release yet.
     func acknowledge(_ t: TCB, ack: UInt32, now: Nanos) {
-        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart); t.rttSeq = nil }
+        if let rs = t.rttSeq, seqGE(ack, rs) { rttSample(t, now - t.rttStart, now: now); t.rttSeq = nil }
         t.sndUna = ack
         if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
         t.retries = 0
@@ -30,12 +30,13 @@ extension Stack {
         t.sendBuf.drop(dataAcked)
         t.bufSeq = t.bufSeq &+ UInt32(dataAcked)
         if let rs = t.rttSeq, seqGE(ack, rs) {
-            rttSample(t, now - t.rttStart); t.rttSeq = nil
+            rttSample(t, now - t.rttStart, now: now); t.rttSeq = nil
         } else if t.retries > 0, let e = tsEchoSample(t, now: now) {
             // Karn's algorithm leaves no sample after a timeout; the echoed
             // timestamp is one (RFC 7323 section 4.1), and it ends the backoff.
-            rttSample(t, e)
+            rttSample(t, e, now: now)
         }
+        t.path.acked += acked
         t.sndUna = ack
         if seqLT(t.sndNxt, ack) { t.sndNxt = ack }
         trimScoreboard(t)
@@ -200,8 +201,9 @@ extension Stack {
             t.inRecovery = true
             t.recover = t.sndMax
             // Multiplicative decrease by CUBIC's beta, 0.7, of cwnd (which
-            // only grows while it limits the flight): Linux's default.
-            t.ssthresh = max(t.cwnd * 7 / 10, 2 * t.sendMSS)
+            // only grows while it limits the flight), Linux's default, but
+            // not below what the path model says the path carries.
+            t.ssthresh = windowAfterLoss(t, decreased: max(t.cwnd * 7 / 10, 2 * t.sendMSS))
             t.cwnd = t.ssthresh
             t.highRxt = t.sndUna
             t.rxtSndMax = t.sndMax
@@ -247,7 +249,8 @@ extension Stack {
     }
 
     /// RFC 6298 section 2 and 3.
-    func rttSample(_ t: TCB, _ r: Nanos) {
+    func rttSample(_ t: TCB, _ r: Nanos, now: Nanos) {
+        t.path.rtt(r, now: now)
         if !t.hasRTT {
             t.srtt = r; t.rttvar = r / 2; t.hasRTT = true
         } else {
@@ -263,7 +266,7 @@ extension Stack {
     func duplicateAck(_ t: TCB, now: Nanos, out: inout Frames) {
         t.dupAcks += 1
         if t.dupAcks == 3 && !t.inRecovery {
-            t.ssthresh = max(t.outstanding / 2, 2 * t.sendMSS)
+            t.ssthresh = windowAfterLoss(t, decreased: max(t.outstanding / 2, 2 * t.sendMSS))
             t.cwnd = t.ssthresh + 3 * t.sendMSS
             t.inRecovery = true
             t.recover = t.sndMax

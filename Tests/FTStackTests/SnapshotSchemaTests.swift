@@ -21,12 +21,15 @@ private enum Golden {
         // the kv service's state ("FKV1") in the fixture. (Issues 13 and 17 both introduced FTS4
         // in one unreleased session; this hash is their merged encoding.)
         (0x4654_5334, 0xeeaa_51cf_4277_9cc9),
+        // "FTS5": the tcp_loss_window_held counter; per connection the path model (issue 13).
+        (0x4654_5335, 0x0b8f_43fd_7798_6e66),
     ]
     /// `Replica.snapshot()` ("FTSN") of `schemaFixture()` after three ticks.
     static let snapshot: [(version: UInt32, hash: UInt64)] = [
         (2, 0x978c_ce90_c697_5737),  // "FTS2" inside
         (3, 0xa94b_1a4c_9209_4cc3),  // "FTS3" inside: SACK scoreboard, loss probe, timestamps, delayed ACK
         (4, 0x7582_3b3b_28e3_6c56),  // "FTS4" inside: TCP resource limits, go-live time shift (issue 13), the kv service (issue 17)
+        (5, 0xa74b_5b77_726b_b3d7),  // "FTS5" inside: the TCP path model (issue 13)
     ]
 }
 
@@ -73,6 +76,8 @@ func schemaFixture() -> Stack {
     a.unackedSegments = 1; a.quickAcks = 3; a.delAckDeadline = 5_040 * ms; a.lastOOOSeq = 0x2000_0200
     a.zeroWindowSince = 4_500 * ms; a.lastHeard = 4_900 * ms; a.keepaliveSent = 2; a.idleDeadline = 9_000 * ms
     a.tsRecentTime = 4_800 * ms
+    a.path = PathModel(acked: 123_456, roundEnd: 0x1000_0201, roundStart: 4_950 * ms, roundDelivered: 120_000,
+                       rates: [125_000_000, 250_000_000, 110_000_000], minRTT: 180_000, minRTTStamp: 4_100 * ms)
 
     let b = TCB(id: 41, key: ConnKey(remote: Endpoint(ip: IPv4Address(10, 0, 0, 2), port: 1025), localPort: 7),
                 peerMAC: MACAddress(raw: 0x0200_0000_0002), iss: 0xFFFF_FFF0, irs: 5, sendMSS: 536, rto: 1_000 * ms)
@@ -166,6 +171,7 @@ final class SnapshotSchemaTests: XCTestCase {
             "sacked", "highRxt", "rxtSndMax", "tlpDeadline", "tlpHigh", "recoveryResends", "tsOK", "tsRecent", "lastAckSent",
             "unackedSegments", "quickAcks", "delAckDeadline", "lastOOOSeq",
             "zeroWindowSince", "lastHeard", "keepaliveSent", "idleDeadline", "tsRecentTime",
+            "path",
         ]
         let t = schemaFixture().conns.values.first!
         let fields = Set(Mirror(reflecting: t).children.compactMap(\.label))
@@ -202,7 +208,7 @@ final class SnapshotSchemaTests: XCTestCase {
         var r = ByteReader(bytes)
         XCTAssertThrowsError(try makeStack().restoreState(from: &r)) { e in
             XCTAssertEqual(e as? SnapshotError, .badVersion(0x4654_5332))
-            XCTAssertTrue("\(e)".contains("this ftap reads 0x46545334"), "\(e)")
+            XCTAssertTrue("\(e)".contains("this ftap reads 0x46545335"), "\(e)")
         }
     }
 

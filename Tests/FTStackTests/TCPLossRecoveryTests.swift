@@ -461,6 +461,65 @@ final class TCPLossRecoveryTests: XCTestCase {
         XCTAssertEqual(t.cwnd, 1000, "2-byte flights never limited by a 1000-byte cwnd")
     }
 
+    // MARK: Path model (BBR's bandwidth and min-RTT filters) and the loss response
+
+    /// One round trip: from the first ACK with news to the ACK that passes
+    /// the SND.MAX of that moment. Its rate is the bytes delivered over its
+    /// log time; the RTT sample feeds the minimum.
+    func testPathModelMeasuresADeliveryRateAndMinimumRTT() throws {
+        let h = Harness()
+        let (p, _) = try echoTen(h)
+        let t = try XCTUnwrap(h.tcb(p.c))
+        _ = h.advance(by: 1 * ms)
+        p.send(ack: p.una &+ 200)  // RTT sample of the first segment: 1 ms; the round starts here
+        XCTAssertEqual(t.path.minRTT, 1 * ms)
+        XCTAssertEqual(t.path.rates, [], "no round has ended yet")
+        _ = h.advance(by: 2 * ms)
+        p.send(ack: p.una &+ 400, sack: [(p.una &+ 500, p.una &+ 1000)])  // SACKed bytes count as delivered
+        XCTAssertEqual(t.path.rates, [], "SND.UNA has not passed the round's SND.MAX")
+        p.send(ack: p.una &+ 1000)
+        XCTAssertEqual(t.path.rates, [400_000], "800 bytes in 2 ms")
+        XCTAssertEqual(t.path.bdp, 400, "400,000 B/s x 1 ms")
+    }
+
+    /// A loss leaves cwnd at two BDPs (at most cwnd itself) when that is more
+    /// than CUBIC's 0.7, and counts it; a path model with less changes nothing.
+    func testLossLeavesTwoBDPsOfCwndWhenThePathCarriedThem() throws {
+        for (rate, want, held) in [(UInt64(1_000_000), 1000, UInt64(1)), (100_000, 700, 0)] {
+            let h = Harness()
+            let (p, _) = try echoTen(h)
+            let t = try XCTUnwrap(h.tcb(p.c))
+            t.path.rates = [rate]; t.path.minRTT = 1 * ms   // BDP 1000 or 100 bytes
+            let u = p.una
+            p.send(ack: u, payload: Array("x".utf8), sack: [(u &+ 100, u &+ 200), (u &+ 300, u &+ 1000)])
+            XCTAssertTrue(t.inRecovery)
+            XCTAssertEqual(t.ssthresh, want, "rate \(rate): max(0.7 x cwnd 1000, min(cwnd, 2 BDP))")
+            XCTAssertEqual(t.cwnd, want)
+            XCTAssertEqual(h.stack.counters.tcpLossWindowHeld, held)
+        }
+    }
+
+    /// The filters: the highest of the last ten rounds' rates; the lowest RTT
+    /// until it is ten seconds old, then the next sample, even a higher one.
+    func testPathModelFiltersKeepTenRoundsAndTenSeconds() {
+        var m = PathModel()
+        var now: Nanos = 1_000 * ms
+        var una: UInt32 = 1000
+        m.delivered(0, sndUna: una, sndMax: una &+ 100, now: now)
+        for i in 1...12 {
+            now += 1 * ms; una &+= 100
+            m.delivered(i * 100 + (i >= 2 ? 900 : 0), sndUna: una, sndMax: una &+ 100, now: now)
+        }
+        XCTAssertEqual(m.rates.count, PathModel.rounds)
+        XCTAssertEqual(m.maxRate, 100_000, "round 2's 1,000,000 B/s is older than ten rounds")
+        m.rtt(5 * ms, now: now)
+        m.rtt(7 * ms, now: now + 1 * ms)
+        XCTAssertEqual(m.minRTT, 5 * ms)
+        m.rtt(7 * ms, now: now + PathModel.minRTTWindow + 1)
+        XCTAssertEqual(m.minRTT, 7 * ms, "an expired minimum gives way")
+        XCTAssertEqual(m.bdp, 700)
+    }
+
     // MARK: Timestamps (RFC 7323)
 
     func testTimestampsFollowTheLogClockAndEchoTSRecent() throws {
