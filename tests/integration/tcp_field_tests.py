@@ -52,21 +52,7 @@ LOSS_MB = float(os.environ.get("FTAP_FIELD_LOSS_MB", "1"))
 BULK_MB = float(os.environ.get("FTAP_FIELD_BULK_MB", "4"))
 FLOOD_S = float(os.environ.get("FTAP_FIELD_FLOOD_S", "5"))
 
-ECHO_SERVER = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
-def serve(c):
-    with c:
-        while True:
-            b = c.recv(262144)
-            if not b:
-                return
-            c.sendall(b)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
+ECHO_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_echo.py")
 
 
 def spawn(ns: str, argv: list[str], log_path: str, what: str) -> subprocess.Popen:
@@ -122,7 +108,7 @@ def dropped(topo: L.Topology) -> int:
 def start_kernel_echo(ctx) -> subprocess.Popen:
     topo = ctx.topo
     L.run(["ip", "addr", "add", f"{KERNEL_IP}/24", "dev", "brB"], ns=topo.node_b)
-    p = spawn(topo.node_b, [sys.executable, "-c", ECHO_SERVER, KERNEL_IP, str(KERNEL_PORT)],
+    p = spawn(topo.node_b, [sys.executable, ECHO_SERVER, KERNEL_IP, str(KERNEL_PORT)],
               os.path.join(ctx.out_dir, "kernel-echo.log"), "kernel echo")
     dl = L.Deadline(10)
     while True:
