@@ -34,7 +34,7 @@ extension Stack {
                 // of whole segments (TSO, `StackConfig.tsoMaxBytes`); what
                 // the windows allow decides its size exactly as it would
                 // decide a train of single segments. (Outside recovery only,
-                // a 3 % lossy link left two thirds of the frames single
+                // 77 % of the frames on a 3 % lossy link were single
                 // segments, each one TAP write.)
                 let fresh = !seqLT(t.sndNxt, t.sndMax)
                 let most = fresh && config.tsoMaxBytes > full ? config.tsoMaxBytes / full * full : full
