@@ -485,8 +485,10 @@ public final class Node: NodeIO {
             return (200, "text/plain; version=0.0.4", metrics.text())
         case "/status":
             return (200, "application/json", Array(statusJSON().utf8))
+        case "/connections":
+            return (200, "application/json", Array(connectionsJSON().utf8))
         default:
-            return (404, "text/plain", Array("try /metrics or /status\n".utf8))
+            return (404, "text/plain", Array("try /metrics, /status or /connections\n".utf8))
         }
     }
 

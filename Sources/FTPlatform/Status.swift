@@ -82,3 +82,33 @@ extension Node {
         return "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}\n"
     }
 }
+
+/// `/connections`: every TCP connection of the appliance, in connection-key
+/// order, with its sequence, window, congestion and path-model state: what
+/// `ss -ti` shows for kernel sockets. Sizes are bytes, times microseconds,
+/// rates bytes per second. Only the live node's copy is the one clients see;
+/// a backup shows the same state as of the entries it applied.
+extension Node {
+    func connectionsJSON() -> String {
+        let rows = core.replica.stack.connections.map { c -> String in
+            let f: [(String, String)] = [
+                ("id", "\(c.id)"),
+                ("remote", jsonString("\(c.key.remote)")),
+                ("local_port", "\(c.key.localPort)"),
+                ("state", jsonString("\(c.state)")),
+                ("snd_una", "\(c.sndUna)"), ("snd_nxt", "\(c.sndNxt)"), ("rcv_nxt", "\(c.rcvNxt)"),
+                ("send_queued", "\(c.sendQueued)"), ("receive_queued", "\(c.receiveQueued)"),
+                ("peer_window", "\(c.peerWindow)"),
+                ("outstanding", "\(c.outstanding)"), ("sacked", "\(c.sackedBytes)"),
+                ("out_of_order_segments", "\(c.outOfOrderSegments)"),
+                ("cwnd", "\(c.cwnd)"), ("ssthresh", "\(c.ssthresh)"),
+                ("in_recovery", c.inRecovery ? "true" : "false"),
+                ("rto_us", "\(c.rto / 1000)"), ("srtt_us", "\(c.srtt / 1000)"), ("min_rtt_us", "\(c.minRTT / 1000)"),
+                ("delivery_rate", "\(c.deliveryRate)"), ("bdp", "\(c.bdp)"),
+            ]
+            return "{" + f.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+        }
+        return "{\"node\": \(jsonString(core.config.nodeName)), \"live\": \(core.isLive), "
+            + "\"connections\": [" + rows.joined(separator: ", ") + "]}\n"
+    }
+}

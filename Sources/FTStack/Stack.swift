@@ -251,9 +251,13 @@ public final class Stack {
     public var connections: [ConnectionInfo] {
         conns.keys.sorted().map { k in
             let t = conns[k]!
-            return ConnectionInfo(id: t.id, key: k, state: t.state, sndUna: t.sndUna, sndNxt: t.sndNxt,
-                                  rcvNxt: t.rcvNxt, sendQueued: t.sendBuf.count, receiveQueued: t.rcvBuf.count,
-                                  peerWindow: t.sndWnd, rto: t.rto)
+            var i = ConnectionInfo(id: t.id, key: k, state: t.state, sndUna: t.sndUna, sndNxt: t.sndNxt,
+                                   rcvNxt: t.rcvNxt, sendQueued: t.sendBuf.count, receiveQueued: t.rcvBuf.count,
+                                   peerWindow: t.sndWnd, rto: t.rto)
+            i.cwnd = t.cwnd; i.ssthresh = t.ssthresh; i.inRecovery = t.inRecovery; i.outstanding = t.outstanding
+            i.srtt = t.srtt; i.minRTT = t.path.minRTT; i.deliveryRate = t.path.maxRate; i.bdp = t.path.bdp
+            i.sackedBytes = t.sackedBytes; i.outOfOrderSegments = t.ooo.count
+            return i
         }
     }
 }

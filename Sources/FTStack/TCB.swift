@@ -236,4 +236,16 @@ public struct ConnectionInfo: Sendable, Equatable {
     public var receiveQueued: Int
     public var peerWindow: Int
     public var rto: Nanos
+    /// Congestion and path state, for `/connections` (the daemon's `ss -ti`).
+    public var cwnd: Int = 0
+    public var ssthresh: Int = 0
+    public var inRecovery = false
+    public var outstanding = 0
+    public var srtt: Nanos = 0
+    public var minRTT: Nanos = 0
+    /// The path model's bandwidth (bytes per second) and bandwidth-delay product.
+    public var deliveryRate: UInt64 = 0
+    public var bdp = 0
+    public var sackedBytes = 0
+    public var outOfOrderSegments = 0
 }
