@@ -174,7 +174,7 @@ struct Run: ParsableCommand {
     @Option(help: "Record the replication log (entries, outputs, digests) to this pcapng file, for `ftap log` and `ftap replay`.")
     var record: String?
 
-    @Option(help: "Serve /metrics (Prometheus) and /status (JSON) on this address, e.g. 127.0.0.1:7410. Off unless set.")
+    @Option(help: "Serve /metrics (Prometheus), /status (JSON) and /connections (JSON: every TCP connection's windows, cwnd, RTT and path model, like ss -ti) on this address, e.g. 127.0.0.1:7410. Off unless set.")
     var admin: String?
     @Option(help: "File (mode 0600) holding the token POST /switchover must present (`ftap switchover --admin-token-file`). Without it the admin endpoint takes no requests that change anything, and only a loopback --admin is allowed.")
     var adminTokenFile: String?

@@ -16,6 +16,7 @@ varies the fault-hook counts), FTAP_PIDFILE, FTAP_LOG_LEVEL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -524,6 +525,32 @@ def s7_metrics(ctx):
         with L.LineClient(port=PL.PORT_COUNTER, timeout=10) as c:
             for i in range(N):
                 c.incr()
+            # /connections, while the connection is open: the primary's and,
+            # once it applied the same entries, the backup's copy of it.
+            # Both read at one applied index (the client's delayed ACK may
+            # add an entry between reads: then read again).
+            dl = L.Deadline(10)
+            while True:
+                i0 = pair.a.status()["applied_index"]
+                ca = json.loads(pair.a.admin_get("/connections"))
+                if pair.a.status()["applied_index"] != i0:
+                    continue
+                pair.b.wait_status("the primary's applied index", 5, cond=lambda st: st["applied_index"] >= i0)
+                cb = json.loads(pair.b.admin_get("/connections"))
+                if pair.b.status()["applied_index"] == i0:
+                    break
+                dl.check("no quiet moment to read both copies of the connection at one applied index")
+            mine = [x for x in ca["connections"] if x["local_port"] == PL.PORT_COUNTER]
+            check_eq(len(mine), 1, f"counter connections in the primary's /connections: {ca}")
+            x = mine[0]
+            check_eq(x["state"], "ESTABLISHED", "connection state")
+            check(x["cwnd"] > 0 and x["srtt_us"] > 0 and x["min_rtt_us"] > 0 and x["delivery_rate"] > 0,
+                  f"congestion and path state of a connection that answered {N} requests: {x}")
+            twin = [y for y in cb["connections"] if y["id"] == x["id"]]
+            check_eq(len(twin), 1, f"the backup's copy of connection {x['id']}: {cb}")
+            for k in ("remote", "snd_una", "rcv_nxt", "cwnd", "srtt_us", "min_rtt_us", "delivery_rate"):
+                check_eq(twin[0][k], x[k], f"{k}: backup's replica of the connection against the primary's")
+            ctx.note(f"/connections: {x}")
         m1 = pair.a.metrics()
         d_in = m1["ftap_frames_in_total"] - m0["ftap_frames_in_total"]
         d_idx = m1["ftap_applied_index"] - m0["ftap_applied_index"]
