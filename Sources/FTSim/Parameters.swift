@@ -80,7 +80,7 @@ public struct SimParameters: CustomStringConvertible {
     public var digestEvery: UInt64 = 32
 
     public struct CrashPlan: CustomStringConvertible {
-        public enum When: String { case randomTime = "at-a-random-time", afterAck = "after-ack-before-release", afterApply = "after-apply-before-ack" }
+        public enum When: String { case randomTime = "at-a-random-time", afterAck = "after-ack-before-release", afterApply = "backup-after-apply" }
         /// Which role to crash: the protected primary (0) or its backup (1).
         public var node: Int
         public var at: Nanos

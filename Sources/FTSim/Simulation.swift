@@ -63,7 +63,7 @@ public struct SimResult {
     public var stats: [String: Int]
     public var passed: Bool { violation == nil }
 
-    public static let faultKinds = ["crash-primary", "crash-backup", "crash-after-ack", "crash-after-apply",
+    public static let faultKinds = ["crash-primary", "crash-backup", "crash-after-ack", "crash-backup-after-apply",
                                     "crash-joining-backup", "crash-skipped", "restart", "switchover-request", "pause", "partition",
                                     "latency-spike", "channel-reset", "slow-arbiter-claim",
                                     "frame-loss", "frame-dup", "frame-reorder"]

@@ -212,8 +212,8 @@ extension Simulation {
             for a in newActions { if case .applied = a { applied += 1 } }
             guard applied > 0 else { return }
             n.crashArmed = nil
-            count("crash-after-apply")
-            crashNode(n, why: "fault: crash after applying \(applied) entries, before acknowledging them", machine: plan.machine)
+            count("crash-backup-after-apply")
+            crashNode(n, why: "fault: crash after applying \(applied) entries (their receipt already acknowledged)", machine: plan.machine)
         case .randomTime:
             n.crashArmed = nil
         default:
