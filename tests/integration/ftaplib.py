@@ -517,7 +517,8 @@ class Impairment:
 
     ``upstream`` impairs client -> appliance (like netem on c0 egress),
     ``downstream`` impairs appliance -> client (like netem on sw-c egress).
-    Each is a dict like ``dict(loss=5, delay_ms=1, reorder=25, corr=50)`` or None.
+    Each is a dict like ``dict(loss=5, delay_ms=1, reorder=25, corr=50, dup=2)`` or None
+    (``dup``: percent of frames sent twice).
 
     With tc netem available the equivalent qdiscs are installed on c0 and/or
     sw-c. Otherwise (kernels without CONFIG_NET_SCH_NETEM) sw-c is taken off
@@ -547,13 +548,16 @@ class Impairment:
         a += ["delay", f"{p.get('delay_ms', 0)}ms"]
         if p.get("reorder"):
             a += ["reorder", f"{p['reorder']}%", f"{p.get('corr', 0)}%"]
+        if p.get("dup"):
+            a += ["duplicate", f"{p['dup']}%"]
         return a
 
     @staticmethod
     def _relay_arg(p: dict | None) -> str:
         if not p:
             return "none"
-        return f"loss={p.get('loss', 0)},delay={p.get('delay_ms', 0)},reorder={p.get('reorder', 0)},corr={p.get('corr', 0)}"
+        return (f"loss={p.get('loss', 0)},delay={p.get('delay_ms', 0)},reorder={p.get('reorder', 0)},"
+                f"corr={p.get('corr', 0)},dup={p.get('dup', 0)}")
 
     def describe(self) -> str:
         return f"{self.mode}: up={self._relay_arg(self.up)} down={self._relay_arg(self.down)}"

@@ -2,13 +2,15 @@
 """A userspace stand-in for tc netem, for kernels built without it.
 
 Forwards every frame received on interface A to interface B and back, with
-per-direction loss, delay and reordering modelled on netem's
-``loss P% delay Dms reorder R% C%``: a frame is dropped with probability P;
-otherwise it is sent at once with probability R (correlated with the previous
-decision by C, like netem's correlated generator) and after D ms otherwise.
-Frames sent at once overtake delayed ones: that is the reordering.
+per-direction loss, delay, reordering and duplication modelled on netem's
+``loss P% delay Dms reorder R% C% duplicate U%``: a frame is dropped with
+probability P; otherwise it is sent at once with probability R (correlated
+with the previous decision by C, like netem's correlated generator) and
+after D ms otherwise. Frames sent at once overtake delayed ones: that is the
+reordering. A frame that is not dropped is sent twice with probability U,
+the copy D ms after the original (or at once without a delay).
 
-    impair.py --a sw-c --b imp-c --a2b loss=5,delay=1,reorder=25,corr=50 \
+    impair.py --a sw-c --b imp-c --a2b loss=5,delay=1,reorder=25,corr=50,dup=2 \
               --b2a none --stats FILE [--seed N]
 
 Runs until SIGTERM/SIGINT; writes counters to FILE at start and at exit.
@@ -36,7 +38,7 @@ TP_STATUS_CSUMNOTREADY = 1 << 3
 def parse_model(text):
     if text in ("", "none"):
         return None
-    m = {"loss": 0.0, "delay": 0.0, "reorder": 0.0, "corr": 0.0}
+    m = {"loss": 0.0, "delay": 0.0, "reorder": 0.0, "corr": 0.0, "dup": 0.0}
     for part in text.split(","):
         k, _, v = part.partition("=")
         if k not in m:
@@ -126,7 +128,15 @@ class Direction:
         self.rnd = rnd
         self.last_now = 0.0  # netem-style correlated state for "send now"
         self.stats = {"in": 0, "dropped": 0, "immediate": 0, "delayed": 0, "out": 0, "send_errors": 0,
-                      "oversize": 0, "csum_fixed": 0, "gso_split": 0}
+                      "oversize": 0, "csum_fixed": 0, "gso_split": 0, "duplicated": 0}
+
+    def duplicate(self):
+        """Whether a frame that is sent also goes out a second time."""
+        m = self.model
+        if m is None or not m["dup"] or self.rnd.random() * 100 >= m["dup"]:
+            return False
+        self.stats["duplicated"] += 1
+        return True
 
     def decide(self):
         """Returns None (drop) or a delay in seconds."""
@@ -251,6 +261,13 @@ def main():
                     else:
                         seq += 1
                         heapq.heappush(heap, (time.monotonic() + delay, seq, out, d, frame))
+                    if d.duplicate():
+                        later = d.model["delay"] / 1000.0
+                        if later <= 0:
+                            send(out, d, frame)
+                        else:
+                            seq += 1
+                            heapq.heappush(heap, (time.monotonic() + delay + later, seq, out, d, frame))
     # Flush what is still delayed, then report.
     for _, _, out, d, frame in sorted(heap):
         send(out, d, frame)

@@ -771,7 +771,9 @@ def s8a_determinism(ctx):
     pair = Pair(topo, ctx.out_dir)
     try:
         pair.start(primary_extra=["--pcap-dir", pa, "--record", ra], backup_extra=["--pcap-dir", pb, "--record", rb])
-        imp = L.Impairment(topo, upstream=dict(loss=5), downstream=dict(loss=5),
+        # Loss and duplication both ways: the replay must reproduce what the
+        # stack made of duplicated segments too.
+        imp = L.Impairment(topo, upstream=dict(loss=5, dup=3), downstream=dict(loss=5, dup=3),
                            log_path=out(ctx, "impair-relay.log"))
         with imp:
             res = mixed_workload(ctx, f"d{os.getpid()}r{REP}")

@@ -13,6 +13,7 @@ the counter checks rely on nothing else using it meanwhile.
 
 import os
 import random
+import re
 import socket
 import struct
 import sys
@@ -338,6 +339,28 @@ def t_lossy_return(ctx):
         check_eq(got, list(range(base + 1, base + 101)), "100 INCR with loss on the return path")
     if imp.stats:
         ctx.note("relay " + imp.stats.replace("\n", " | "))
+    ctx.note(L.check_bulk_echo(r, n))
+
+
+@test("lossy_duplicating_link_echo", timeout=300)
+def t_lossy_dup_echo(ctx):
+    """Both directions: loss 2 %, reordering, and 5 % of the frames sent
+    twice (netem's duplicate, or the relay's). The echoed stream must come
+    back intact: duplicates are absorbed by sequence numbers, and the
+    appliance's retransmissions meet the same link."""
+    n = min(BULK, 10 * L.MB)
+    model = dict(loss=2, delay_ms=1, reorder=25, corr=50, dup=5)
+    with L.Impairment(ctx.topo, upstream=model, downstream=model) as imp:
+        ctx.note(f"impairment {imp.describe()}")
+        r = L.bulk_echo(n, timeout=240)
+        with L.LineClient(timeout=30, connect_timeout=30) as c:
+            base = c.get()
+            got = [c.incr() for _ in range(100)]
+        check_eq(got, list(range(base + 1, base + 101)), "100 INCR over a duplicating link")
+    if imp.stats:
+        ctx.note("relay " + imp.stats.replace("\n", " | "))
+        dups = sum(int(x) for x in re.findall(r"duplicated=(\d+)", imp.stats))
+        check(dups > 0, f"the relay duplicated no frame: {imp.stats}")
     ctx.note(L.check_bulk_echo(r, n))
 
 
