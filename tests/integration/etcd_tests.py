@@ -48,21 +48,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftaplib as L  # noqa: E402
 import pairlib as PL  # noqa: E402
 from ftaplib import check, check_eq, test  # noqa: E402
-from pairlib import Capture, IncrLoad, Pair  # noqa: E402
+import scenario as S  # noqa: E402
+from pairlib import Capture  # noqa: E402
+from scenario import Scenario, links, ms  # noqa: E402
 from etcdlib import EtcdCluster, MEMBERS, TTL, arbiter_status, claimed, ftap_in  # noqa: E402
 
 AMAC = PL.APPLIANCE_MAC
 T_MS = int(os.environ.get("FTAP_ETCD_FAILOVER_MS", "500") or 500)
 # Spec.ownershipBound: TTL·0.99/1.01 − 100 ms.
 BOUND = TTL * 0.99 / 1.01 - 0.1
-
-
-def ms(x):
-    return f"{x * 1000:.1f} ms"
-
-
-def links(ns: str, *changes: str):
-    L.run(["ip", "-b", "-"], ns=ns, input="".join(f"link set {c}\n" for c in changes).encode(), timeout=10)
 
 
 # --- at most one emitter ---------------------------------------------------------
@@ -101,28 +95,24 @@ class EmitterWatch:
         check_eq(seq, want, "ports the appliance's frames came from (runs collapsed): two emitters at once?")
 
 
-def start_load(req_timeout: float = 15.0) -> IncrLoad:
-    load = IncrLoad(pace_s=0.001, req_timeout=req_timeout).start()
-    load.wait_count(50, 10)
-    return load
+def emitter_watch(sc: Scenario) -> EmitterWatch:
+    watch = EmitterWatch(sc.topo, sc.out_dir)
+    sc.callback(watch.stop)
+    return watch
 
 
-def finish_load(ctx, load: IncrLoad, t_event: float, what: str, after: float = 3.0) -> dict:
-    load.stop()
-    values = load.values
-    stall, sv = load.stall_around(t_event, before=0.05, after=after)
-    err = load.error
-    ctx.note(f"client ({what}): {PL.describe_values(values)}; stall {ms(stall)}; error {err or 'none'}")
-    check(err is None, f"{what}: client error: {err}; {PL.describe_values(values)}")
-    PL.check_consecutive(values, 1, f"{what}: INCR replies")
-    return {"stall": stall, "values": len(values)}
+def finish_load(ctx, load, t_event: float, what: str, after: float = 3.0) -> dict:
+    return S.finish_load(ctx, load, t_event, what, after=after, detail=False)
 
 
-def setup(ctx):
-    cluster = EtcdCluster(ctx.topo, ctx.out_dir)
-    cp = ftap_in(ctx.topo.node_a, "arbiter", "init", "--arbiter", cluster.url())
+def setup(sc: Scenario):
+    """The etcd cluster, `ftap arbiter init` on it and a protected pair using
+    it; all of it undone when ``sc`` ends."""
+    cluster = EtcdCluster(sc.topo, sc.out_dir)
+    sc.callback(cluster.close)
+    cp = ftap_in(sc.topo.node_a, "arbiter", "init", "--arbiter", cluster.url())
     check(cp.returncode == 0, f"ftap arbiter init failed: {cp.stdout} {cp.stderr}")
-    pair = Pair(ctx.topo, ctx.out_dir, failover_timeout_ms=T_MS, arbiter=cluster.url())
+    pair = sc.pair(failover_timeout_ms=T_MS, arbiter=cluster.url())
     a, b = pair.start()
     return cluster, pair, a, b
 
@@ -131,17 +121,20 @@ def takeover(b, timeout: float, epoch: int = 2):
     return b.wait_status(f"B live in epoch {epoch}", timeout, role="primary", live=True, epoch=epoch)
 
 
+def check_claims(ctx, cluster, want: dict, what: str = "claims"):
+    check_eq(claimed(arbiter_status(ctx.topo, cluster)), want, what)
+
+
 # --- tests -------------------------------------------------------------------------
 
 @test("e1_failover", timeout=120)
 def e1_failover(ctx):
     """SIGKILL A under load: B claims epoch 2 in etcd and serves."""
-    cluster = pair = load = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA"}, "claims before the failover")
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load()
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
+        check_claims(ctx, cluster, {1: "tapA"}, "claims before the failover")
+        watch = emitter_watch(sc)
+        load = sc.load()
         t0 = time.monotonic()
         a.send_signal(signal.SIGKILL)
         _, t1 = takeover(b, 10)
@@ -153,25 +146,16 @@ def e1_failover(ctx):
         watch.check(ctx, ["a", "b"])
         ctx.note(f"B live {ms(t1 - t0)} after the kill")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
 
 
 @test("e2_member_killed_during_takeover", timeout=120)
 def e2_member_killed_during_takeover(ctx):
     """The etcd leader and A die together: B's claim goes through once the
     remaining two members elected a leader."""
-    cluster = pair = load = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load(req_timeout=30)
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
+        watch = emitter_watch(sc)
+        load = sc.load(req_timeout=30)
         leader = cluster.leader()
         t0 = time.monotonic()
         cluster.kill(leader)
@@ -179,33 +163,24 @@ def e2_member_killed_during_takeover(ctx):
         st, t1 = takeover(b, 15)
         load.wait_progress_after(t1, 100, 10)
         r = finish_load(ctx, load, t0, f"SIGKILL A and etcd leader {leader}", after=15)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        check_claims(ctx, cluster, {1: "tapA", 2: "tapB"})
         check(b.alive(), "B exited")
         watch.check(ctx, ["a", "b"])
         ctx.note(f"leader {leader} killed with A; B live {ms(t1 - t0)} later "
                  f"(arbiter_unavailable {st['arbiter_unavailable']})")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000,
                          arbiter_unavailable=st["arbiter_unavailable"])
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
 
 
 @test("e3_etcd_down_during_takeover", timeout=150)
 def e3_etcd_down_during_takeover(ctx):
     """Every member down, then A dies: B keeps retrying (never exits, never
     live); members back: B takes over and the client's connection continues."""
-    cluster = pair = load = watch = None
     HOLD = 3.0
-    try:
-        cluster, pair, a, b = setup(ctx)
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load(req_timeout=40)
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
+        watch = emitter_watch(sc)
+        load = sc.load(req_timeout=40)
         for n, _ in MEMBERS:
             cluster.kill(n)
         t0 = time.monotonic()
@@ -222,112 +197,73 @@ def e3_etcd_down_during_takeover(ctx):
         s3, t3 = takeover(b, 30)
         load.wait_progress_after(t3, 100, 20)
         r = finish_load(ctx, load, t0, "etcd down during the takeover", after=HOLD + 30)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        check_claims(ctx, cluster, {1: "tapA", 2: "tapB"})
         watch.check(ctx, ["a", "b"])
         ctx.note(f"arbiter_unavailable {s1['arbiter_unavailable']} -> {s2['arbiter_unavailable']} "
                  f"-> {s3['arbiter_unavailable']}; B live {ms(t3 - t_back)} after the members restarted")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_restart_ms=(t3 - t_back) * 1000)
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
+
+
+def a_cut_off(ctx, down: tuple[str, ...], up: tuple[str, ...], event: str, while_cut):
+    """A's links ``down`` go down in one ip -batch under load: B takes over;
+    ``while_cut(a, cluster)`` checks A three failover timeouts later; the
+    links ``up`` again: B stays the live primary of epoch 2, A wins no epoch
+    and the appliance's frames came from A's port, then B's, never both."""
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
+        watch = emitter_watch(sc)
+        load = sc.load()
+        t0 = time.monotonic()
+        sc.links(ctx.topo.node_a, *(f"{n} down" for n in down))
+        _, t1 = takeover(b, 10)
+        load.wait_progress_after(t1, 100, 10)
+        time.sleep(3 * T_MS / 1000)
+        while_cut(a, cluster)
+        links(ctx.topo.node_a, *(f"{n} up" for n in up))
+        time.sleep(2 + 2 * T_MS / 1000)
+        b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=2)
+        check_claims(ctx, cluster, {1: "tapA", 2: "tapB"}, "claims after A's links came back")
+        rc_a = a.poll()
+        check(rc_a in (None, 2, 3), f"A exited {rc_a}")
+        r = finish_load(ctx, load, t0, f"{event} on A", after=8)
+        watch.check(ctx, ["a", "b"])
+        ctx.note(f"B live {ms(t1 - t0)} after the {event.split()[-1]}; A afterwards: "
+                 f"{'running, not live' if rc_a is None else f'exit {rc_a}'}")
+        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
 
 
 @test("e4_cable_pull", timeout=120)
 def e4_cable_pull(ctx):
     """upA and logA down at once (A still reaches etcd): B takes over; A,
     unhealthy, never claims; its links back, it wins nothing, emits nothing."""
-    cluster = pair = load = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load()
-        t0 = time.monotonic()
-        links(ctx.topo.node_a, "logA down", "upA down")
-        _, t1 = takeover(b, 10)
-        load.wait_progress_after(t1, 100, 10)
-        time.sleep(3 * T_MS / 1000)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims while A is isolated")
+    def isolated(a, cluster):
+        check_claims(ctx, cluster, {1: "tapA", 2: "tapB"}, "claims while A is isolated")
         st_a = a.status()
         check(st_a["live"] is False, f"A live while isolated: {PL.brief(st_a)}")
-        links(ctx.topo.node_a, "upA up", "logA up")
-        time.sleep(2 + 2 * T_MS / 1000)
-        b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=2)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims after A's links came back")
-        rc_a = a.poll()
-        check(rc_a in (None, 2, 3), f"A exited {rc_a}")
-        r = finish_load(ctx, load, t0, "cable pull on A", after=8)
-        watch.check(ctx, ["a", "b"])
-        ctx.note(f"B live {ms(t1 - t0)} after the pull; A afterwards: "
-                 f"{'running, not live' if rc_a is None else f'exit {rc_a}'}")
-        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        L.run(["ip", "link", "set", "upA", "up"], ns=ctx.topo.node_a, check=False)
-        L.run(["ip", "link", "set", "logA", "up"], ns=ctx.topo.node_a, check=False)
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
+    a_cut_off(ctx, ("logA", "upA"), ("upA", "logA"), "cable pull", isolated)
 
 
 @test("e4b_host_cut", timeout=120)
 def e4b_host_cut(ctx):
     """A's host loses every link (uplink, log link, arbiter link): B takes
     over; A cannot reach etcd and never wins; links back, it wins nothing."""
-    cluster = pair = load = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load()
-        t0 = time.monotonic()
-        links(ctx.topo.node_a, "arbA down", "logA down", "upA down")
-        _, t1 = takeover(b, 10)
-        load.wait_progress_after(t1, 100, 10)
-        time.sleep(3 * T_MS / 1000)
+    def cut_off(a, cluster):
         check(a.poll() is None or a.poll() in (2, 3), f"A exited {a.poll()}")
         if a.alive():
             check(a.status()["live"] is False, f"A live while cut off: {PL.brief(a.status())}")
-        links(ctx.topo.node_a, "arbA up", "upA up", "logA up")
-        time.sleep(2 + 2 * T_MS / 1000)
-        b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=2)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims after A's links came back")
-        rc_a = a.poll()
-        check(rc_a in (None, 2, 3), f"A exited {rc_a}")
-        r = finish_load(ctx, load, t0, "host cut on A", after=8)
-        watch.check(ctx, ["a", "b"])
-        ctx.note(f"B live {ms(t1 - t0)} after the cut; A afterwards: "
-                 f"{'running, not live' if rc_a is None else f'exit {rc_a}'}")
-        PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        for n in ("upA", "logA", "arbA"):
-            L.run(["ip", "link", "set", n, "up"], ns=ctx.topo.node_a, check=False)
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
+    a_cut_off(ctx, ("arbA", "logA", "upA"), ("arbA", "upA", "logA"), "host cut", cut_off)
 
 
 @test("e6_partition_log_link", timeout=120)
 def e6_partition_log_link(ctx):
     """Only the log link fails: both nodes are healthy and reach etcd, both
     claim epoch 2; exactly one wins and serves, the other exits 2."""
-    cluster = pair = load = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
-        load = start_load(req_timeout=20)
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
+        watch = emitter_watch(sc)
+        load = sc.load(req_timeout=20)
         t0 = time.monotonic()
-        links(ctx.topo.node_a, "logA down")
+        sc.links(ctx.topo.node_a, "logA down")
         dl = L.Deadline(10)
         winner = loser = None
         while not dl.expired():
@@ -342,19 +278,10 @@ def e6_partition_log_link(ctx):
         check(loser.search(PL.LOST_RE), f"{loser.name} did not log that it lost the epoch")
         load.wait_progress_after(t1, 100, 15)
         r = finish_load(ctx, load, t0, "log link partition", after=10)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: f"tap{winner.node}"}, "claims")
+        check_claims(ctx, cluster, {1: "tapA", 2: f"tap{winner.node}"})
         watch.check(ctx, ["a"] if winner.node == "A" else ["a", "b"])
         ctx.note(f"winner {winner.node} live {ms(t1 - t0)} after the partition; {loser.node} exited 2")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
-    finally:
-        for x in (watch, load):
-            if x:
-                (x.stop() if isinstance(x, EmitterWatch) else x.close())
-        L.run(["ip", "link", "set", "logA", "up"], ns=ctx.topo.node_a, check=False)
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
 
 
 @test("e7_start_alone_renew_release", timeout=120)
@@ -362,14 +289,14 @@ def e7_start_alone_renew_release(ctx):
     """A primary started alone serves for several lease bounds (its renewals
     work), holds the alone lease; once B joined (protected) it gives the
     lease up, so B's takeover after SIGKILL of A does not wait for it."""
-    cluster = pair = load = None
-    try:
+    with Scenario(ctx) as sc:
         cluster = EtcdCluster(ctx.topo, ctx.out_dir)
-        pair = Pair(ctx.topo, ctx.out_dir, failover_timeout_ms=T_MS, arbiter=cluster.url())
+        sc.callback(cluster.close)
+        pair = sc.pair(failover_timeout_ms=T_MS, arbiter=cluster.url())
         a = pair.start_node("A", "primary", extra=["--start-alone"])
         a.wait_status("A alone in epoch 1", 15, mode="alone", epoch=1, live=True)
         PL.wait_ping(ctx.topo, 15, [a])
-        load = start_load()
+        load = sc.load()
         time.sleep(2.5 * BOUND)
         st = a.status()
         check(a.alive() and st["mode"] == "alone", f"A stopped serving alone: {pair.describe_exit(a)} {PL.brief(st)}")
@@ -388,17 +315,10 @@ def e7_start_alone_renew_release(ctx):
         check(t1 - t0 < 1.0, f"B took {ms(t1 - t0)} to take over: waited for a lease?")
         load.wait_progress_after(t1, 100, 10)
         r = finish_load(ctx, load, t0, "start alone, join, SIGKILL A", after=5)
-        check_eq(claimed(arbiter_status(ctx.topo, cluster)), {1: "tapA", 2: "tapB"}, "claims")
+        check_claims(ctx, cluster, {1: "tapA", 2: "tapB"})
         ctx.note(f"A alone for {2.5 * BOUND:.1f} s (bound {ms(BOUND)}); lease released once protected; "
                  f"B live {ms(t1 - t0)} after the kill")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=(t1 - t0) * 1000)
-    finally:
-        if load:
-            load.close()
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
 
 
 @test("e5_alone_lease_bound", timeout=120)
@@ -406,13 +326,12 @@ def e5_alone_lease_bound(ctx):
     """B serves alone in epoch 2 and loses its link to etcd: it must stop
     (exit 2, "lost epoch") within its bound, and another claimant of epoch 3
     (polling `ftap arbiter claim` from A's namespace) wins only after B exited."""
-    cluster = pair = watch = None
-    try:
-        cluster, pair, a, b = setup(ctx)
+    with Scenario(ctx) as sc:
+        cluster, pair, a, b = setup(sc)
         a.send_signal(signal.SIGKILL)
         takeover(b, 10)
         time.sleep(1.0)  # a few renewals
-        watch = EmitterWatch(ctx.topo, ctx.out_dir)
+        watch = emitter_watch(sc)
         # B's exit time to within ~2 ms (Daemon.poll stamps it when first seen).
         stop = threading.Event()
 
@@ -421,7 +340,7 @@ def e5_alone_lease_bound(ctx):
                 time.sleep(0.002)
         threading.Thread(target=watch_exit, daemon=True).start()
         t_cut = time.time()
-        links(ctx.topo.node_b, "arbB down")
+        sc.links(ctx.topo.node_b, "arbB down")
         answers = []
         t_won = None
         dl = L.Deadline(TTL * 3 + 10)
@@ -455,14 +374,6 @@ def e5_alone_lease_bound(ctx):
                  f"B's exit; {waited} refused claims meanwhile")
         PL.write_measure(ctx.out_dir, exit_after_cut_ms=(t_exit - t_cut) * 1000,
                          granted_after_exit_ms=(t_won - t_exit) * 1000)
-    finally:
-        if watch:
-            watch.stop()
-        L.run(["ip", "link", "set", "arbB", "up"], ns=ctx.topo.node_b, check=False)
-        if pair:
-            pair.close()
-        if cluster:
-            cluster.close()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftaplib as L  # noqa: E402
 import pairlib as PL  # noqa: E402
 from ftaplib import TestFailure, check, check_eq, test  # noqa: E402
-from pairlib import Capture, IncrLoad, Pair  # noqa: E402
+from pairlib import Pair  # noqa: E402
+from scenario import Scenario, finish_load, links, ms  # noqa: E402
 
 AMAC = PL.APPLIANCE_MAC
 T_MS = int(os.environ.get("FTAP_HEALTH_FAILOVER_MS", "500") or 500)
@@ -78,51 +79,14 @@ SLACK_MS = int(os.environ.get("FTAP_HEALTH_STALL_SLACK_MS", "100") or 100)
 CAPTURE = os.environ.get("FTAP_CAPTURE", "1") != "0"
 
 
-def ms(x):
-    return f"{x * 1000:.1f} ms"
-
-
-def links(ns: str, *changes: str):
-    """`ip link set CHANGE` for every change, in one `ip -batch` (so two links
-    go down within a millisecond or so, like a pulled cable)."""
-    L.run(["ip", "-b", "-"], ns=ns, input="".join(f"link set {c}\n" for c in changes).encode(), timeout=10)
-
-
-def restore_all_links(topo: L.Topology):
-    """Every link a test may take down, up again (best effort, for cleanup)."""
-    for ns, names in ((topo.node_a, ("upA", "logA")), (topo.node_b, ("upB", "logB")),
-                      (topo.switch, ("sw-a", "sw-b"))):
-        for n in names:
-            L.run(["ip", "link", "set", n, "up"], ns=ns, check=False, timeout=10)
-
-
 def check_fdb(topo, want_port, what):
     ports = PL.fdb_ports(topo)
     check(ports == [want_port], f"{what}: switch FDB for {AMAC} is {ports or 'absent'}, want [{want_port}]")
 
 
-def start_load(req_timeout: float = 15.0) -> IncrLoad:
-    load = IncrLoad(pace_s=0.001, req_timeout=req_timeout).start()
-    load.wait_count(50, 10)
-    return load
-
-
-def finish_load(ctx, load: IncrLoad, t_event: float, what: str, first: int = 1, after: float = 3.0) -> dict:
-    """Stops the client and checks what it saw: no reset/EOF/timeout, values
-    first, first+1, ... (no gap = nothing lost, no duplicate). Returns the
-    stall around t_event and notes the client's report either way."""
-    load.stop()
-    values = load.values
-    stall, sv = load.stall_around(t_event, before=0.05, after=after)
-    worst, wv, _ = load.max_latency()
-    err = load.error
-    resets = 1 if err and ("Reset" in err or "reset" in err) else 0
-    ctx.note(f"client ({what}): {PL.describe_values(values)}; stall around the event {ms(stall)} "
-             f"(the INCR that returned {sv}); longest request {ms(worst)}; resets {resets}; "
-             f"error {err or 'none'}")
-    check(err is None, f"{what}: client error (reset/EOF/timeout): {err}; {PL.describe_values(values)}")
-    PL.check_consecutive(values, first, f"{what}: INCR replies")
-    return {"stall": stall, "values": len(values), "longest": worst}
+def remove_file(path: str):
+    if os.path.exists(path):
+        os.unlink(path)
 
 
 def healthy_pair(pair: Pair):
@@ -133,6 +97,23 @@ def healthy_pair(pair: Pair):
     return a, b
 
 
+def healthy_pair_under_load(sc: Scenario, req_timeout: float = 15.0):
+    """``healthy_pair`` on a pair of ``sc`` (failover timeout T_MS), then the
+    INCR client running on it. Returns (pair, A, B, load)."""
+    pair = sc.pair(failover_timeout_ms=T_MS)
+    a, b = healthy_pair(pair)
+    return pair, a, b, sc.load(req_timeout=req_timeout)
+
+
+def backup_uplink_down(sc: Scenario, a, b):
+    """upB down: B reports itself unhealthy, then A sees it. Returns (B's
+    /status, when B was seen unhealthy, when A saw it)."""
+    sc.links(sc.topo.node_b, "upB down")
+    sb, tb = b.wait_status("B unhealthy", 5, healthy=False)
+    _, tp = a.wait_status("A sees its backup unhealthy", 5, peer_healthy=False)
+    return sb, tb, tp
+
+
 # --- 1. uplink down on the primary ------------------------------------------------
 
 @test("s1_uplink_down_primary", timeout=120)
@@ -141,15 +122,14 @@ def s1_uplink_down_primary(ctx):
     (planned switchover path: B claims epoch 2, no failover), the client's
     connection continues; upA back up: A healthy again, B sees it."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair(failover_timeout_ms=T_MS)
         a, b = healthy_pair(pair)
         check_fdb(topo, "sw-a", "before")
-        load = start_load()
+        load = sc.load()
         time.sleep(0.5)
         t0 = time.monotonic()
-        links(topo.node_a, "upA down")
+        sc.links(topo.node_a, "upA down")
         sa, ta = a.wait_status("unhealthy after upA down", 5, healthy=False)
         check("upA" in sa["health_reason"], f"A's health_reason does not name upA: {sa['health_reason']!r}")
         sb, tb = b.wait_status("primary by handover", 10, role="primary", live=True, epoch=2)
@@ -163,7 +143,7 @@ def s1_uplink_down_primary(ctx):
         check_fdb(topo, "sw-b", "after the handover")
         # The uplink comes back: A reports healthy again and B learns it.
         t1 = time.monotonic()
-        links(topo.node_a, "upA up")
+        sc.links(topo.node_a, "upA up")
         _, th = a.wait_status("healthy again after upA up", 10, healthy=True)
         b.wait_status("peer healthy again", 5, peer_healthy=True)
         st_a = a.status()
@@ -174,41 +154,35 @@ def s1_uplink_down_primary(ctx):
                  f"A healthy {ms(th - t1)} after upA up")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, detect_ms=(ta - t0) * 1000,
                          handover_ms=(tb - t0) * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 2. cable pull on the primary -----------------------------------------------
 
-def cable_pull_trial(ctx, pair: Pair, kind: str, variant: int, capture_dir: str | None = None) -> dict:
+def cable_pull_trial(sc: Scenario, pair: Pair, kind: str, variant: int) -> dict:
     """One trial on a fresh protected pair: ``kind`` "uplink" (the uplink
     alone; variant 0: upA down in A's namespace, 1: sw-a down on the switch)
     or "cable" (uplink and log link; variant 0: both in one ip -batch, upA
     first; 1: logA, then upA 20 ms later). Checks that B serves, A never wins an epoch, the client continues.
-    Returns measurements."""
+    Returns measurements. The links stay down until ``sc`` ends; the
+    trial's client and capture end with the trial."""
     topo = pair.topo
     a, b = healthy_pair(pair)
-    cap = None
-    if CAPTURE:
-        cap = Capture(topo.switch, "br0", os.path.join(pair.out_dir, "br0.pcap"),
-                      bpf=f"arp or tcp port {PL.PORT_COUNTER}", snaplen=128).start()
-    load = start_load()
-    try:
+    with Scenario(sc.ctx, pair.out_dir) as trial:
+        if CAPTURE:
+            trial.capture(topo.switch, "br0", "br0.pcap", bpf=f"arp or tcp port {PL.PORT_COUNTER}", snaplen=128)
+        load = trial.load()
         time.sleep(0.3)
         if kind == "uplink":
             how = "upA down (node side)" if variant == 0 else "sw-a down (switch side)"
             t0 = time.monotonic()
             if variant == 0:
-                links(topo.node_a, "upA down")
+                sc.links(topo.node_a, "upA down")
             else:
-                links(topo.switch, "sw-a down")
+                sc.links(topo.switch, "sw-a down")
         elif variant == 0:
             how = "upA down + logA down (one ip -batch)"
             t0 = time.monotonic()
-            links(topo.node_a, "upA down", "logA down")
+            sc.links(topo.node_a, "upA down", "logA down")
         else:
             # The log cable a moment first: the client's next request reaches
             # A, which cannot log it, so B never sees it (the worst case for
@@ -216,9 +190,9 @@ def cable_pull_trial(ctx, pair: Pair, kind: str, variant: int, capture_dir: str 
             # about half the time).
             how = "logA down, 20 ms, upA down"
             t0 = time.monotonic()
-            links(topo.node_a, "logA down")
+            sc.links(topo.node_a, "logA down")
             time.sleep(0.02)
-            links(topo.node_a, "upA down")
+            sc.links(topo.node_a, "upA down")
         sa, ta = a.wait_status("unhealthy", 5, healthy=False)
         sb, tb = b.wait_status("B live (epoch 2 or 3)", 10, role="primary", live=True, cond=lambda s: s["epoch"] >= 2)
         load.wait_progress_after(tb, 100, 20)
@@ -235,16 +209,11 @@ def cable_pull_trial(ctx, pair: Pair, kind: str, variant: int, capture_dir: str 
         sb = b.status()
         claims = pair.arbiter_claims()
         check_b_owns(claims, sb, "arbiter claims after the pull")
-        r = finish_load(ctx, load, t0, f"{kind} pull: {how}")
+        r = finish_load(sc.ctx, load, t0, f"{kind} pull: {how}")
         r.update(kind=kind, how=how, detect_ms=(ta - t0) * 1000, live_ms=(tb - t0) * 1000,
                  b_failovers=sb["failovers"], b_switchovers=sb["switchovers"], a_mode=st_a["mode"],
                  a_role=st_a["role"], claims=claims)
         return r
-    finally:
-        load.close()
-        if cap:
-            cap.stop()
-
 
 def check_b_owns(claims: dict, sb: dict, what: str):
     """A pull of A's cable: epoch 1 is A's, every later epoch B's, and B
@@ -262,12 +231,11 @@ def s2_cable_pull_primary(ctx):
     continues; the isolated A never claims (arbiter epoch files), and when its
     links come back it still wins nothing and emits nothing onto the switch."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    cap = None
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair(failover_timeout_ms=T_MS)
         # Run 1 (CI): logA 20 ms before upA, so A cannot hand over and B must
         # take over; even runs: both at once (A may hand over first).
-        r = cable_pull_trial(ctx, pair, "cable", 1 if REP % 2 else 0)
+        r = cable_pull_trial(sc, pair, "cable", 1 if REP % 2 else 0)
         a, b = pair.a, pair.b
         # A stays isolated for several failover timeouts: it must not claim.
         time.sleep(3 * T_MS / 1000)
@@ -276,49 +244,40 @@ def s2_cable_pull_primary(ctx):
         st_a = a.status()
         check(st_a["live"] is False, f"A went live while isolated: {PL.brief(st_a)}")
         # Its links come back: it must still not win, nor emit as the appliance.
-        cap = Capture(topo.switch, "sw-a", os.path.join(ctx.out_dir, "sw-a-in.pcap"), bpf=f"ether src {AMAC}",
-                      direction="in", snaplen=96).start()
-        load = start_load()
-        try:
-            t_back = time.monotonic()
-            w_back = time.time()
-            links(topo.node_a, "upA up", "logA up")
-            dl = L.Deadline(5 + 4 * T_MS / 1000)
-            while not dl.expired() and a.alive():
-                time.sleep(0.05)
-            time.sleep(0.5)
-            rc_a = a.poll()
-            st_b = b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=max(claims0))[0]
-            claims = pair.arbiter_claims()
-            check(all(v != "tapA" for e, v in claims.items() if e >= 2),
-                  f"A won an epoch after its links came back: {claims}")
-            check_eq(claims, claims0, "arbiter claims after A's links came back")
-            if rc_a is None:
-                st_a = a.status()
-                check(st_a["live"] is False, f"A went live after its links came back: {PL.brief(st_a)}")
-                a_after = f"A still running, {PL.brief(st_a)}"
-            else:
-                check(rc_a in (2, 3), f"A exited {rc_a} after its links came back (want 2: lost the epoch, "
-                                      f"or 3: refused); log:\n{a.tail()}")
-                a_after = f"A exited {rc_a} {ms(a.exit_wall - w_back)} after its links came back"
-            load.wait_progress_after(time.monotonic(), 100, 10)
-            cap.stop()
-            frames = [ts for ts, _ in cap.frames() if ts >= w_back]
-            check(not frames, f"A emitted {len(frames)} frames as the appliance after its links came back "
-                              f"(first {frames[0] - w_back:.3f}s after)" if frames else "")
-            r2 = finish_load(ctx, load, t_back, "A's links back", first=r["values"] + 1)
-        finally:
-            load.close()
+        cap = sc.capture(topo.switch, "sw-a", "sw-a-in.pcap", bpf=f"ether src {AMAC}", direction="in", snaplen=96)
+        load = sc.load()
+        t_back = time.monotonic()
+        w_back = time.time()
+        links(topo.node_a, "upA up", "logA up")
+        dl = L.Deadline(5 + 4 * T_MS / 1000)
+        while not dl.expired() and a.alive():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        rc_a = a.poll()
+        st_b = b.wait_status("B still the live primary", 5, role="primary", live=True, epoch=max(claims0))[0]
+        claims = pair.arbiter_claims()
+        check(all(v != "tapA" for e, v in claims.items() if e >= 2),
+              f"A won an epoch after its links came back: {claims}")
+        check_eq(claims, claims0, "arbiter claims after A's links came back")
+        if rc_a is None:
+            st_a = a.status()
+            check(st_a["live"] is False, f"A went live after its links came back: {PL.brief(st_a)}")
+            a_after = f"A still running, {PL.brief(st_a)}"
+        else:
+            check(rc_a in (2, 3), f"A exited {rc_a} after its links came back (want 2: lost the epoch, "
+                                  f"or 3: refused); log:\n{a.tail()}")
+            a_after = f"A exited {rc_a} {ms(a.exit_wall - w_back)} after its links came back"
+        load.wait_progress_after(time.monotonic(), 100, 10)
+        cap.stop()
+        frames = [ts for ts, _ in cap.frames() if ts >= w_back]
+        check(not frames, f"A emitted {len(frames)} frames as the appliance after its links came back "
+                          f"(first {frames[0] - w_back:.3f}s after)" if frames else "")
+        r2 = finish_load(ctx, load, t_back, "A's links back", first=r["values"] + 1)
         ctx.note(f"{r['how']}: A unhealthy {r['detect_ms']:.0f} ms, B live {r['live_ms']:.0f} ms after the pull "
                  f"(B failovers {r['b_failovers']}, switchovers {r['b_switchovers']}); A while isolated: "
                  f"role {r['a_role']}, mode {r['a_mode']}; {a_after}; B then: {PL.brief(st_b)}")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_ms=r["live_ms"],
                          rejoin_stall_ms=r2["stall"] * 1000)
-    finally:
-        if cap:
-            cap.stop()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 3. uplink down on the backup -----------------------------------------------
@@ -336,16 +295,11 @@ def s3_uplink_down_backup(ctx):
     keeps serving in epoch 1; a switchover is refused (HTTP 409 and the
     `ftap switchover` tool fails)."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load()
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc)
         t0 = time.monotonic()
-        links(topo.node_b, "upB down")
-        sb, tb = b.wait_status("B unhealthy", 5, healthy=False)
+        sb, tb, tp = backup_uplink_down(sc, a, b)
         check("upB" in sb["health_reason"], f"B's health_reason does not name upB: {sb['health_reason']!r}")
-        _, tp = a.wait_status("A sees its backup unhealthy", 5, peer_healthy=False)
         time.sleep(3 * T_MS / 1000)
         sa = a.status()
         check(sa["role"] == "primary" and sa["mode"] == "protected" and sa["epoch"] == 1 and sa["live"],
@@ -371,11 +325,6 @@ def s3_uplink_down_backup(ctx):
         ctx.note(f"B unhealthy {ms(tb - t0)}, A peer_healthy false {ms(tp - t0)} after upB down; "
                  f"switchover refused: HTTP {code} {body.strip()!r}; tool exit {cp.returncode}: {tool[-200:]!r}")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 4. uplink restored: switchover to the node succeeds --------------------------
@@ -386,16 +335,11 @@ def s4_uplink_restored_switchover(ctx):
     a switchover to B succeeds (B primary in epoch 2, A its backup), the
     client's connection continues."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load()
-        links(topo.node_b, "upB down")
-        b.wait_status("B unhealthy", 5, healthy=False)
-        a.wait_status("A sees its backup unhealthy", 5, peer_healthy=False)
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc)
+        backup_uplink_down(sc, a, b)
         t1 = time.monotonic()
-        links(topo.node_b, "upB up")
+        sc.links(topo.node_b, "upB up")
         sb, th = b.wait_status("B healthy again", 10, healthy=True)
         _, tp = a.wait_status("A sees its backup healthy", 5, peer_healthy=True)
         t0 = time.monotonic()
@@ -410,11 +354,6 @@ def s4_uplink_restored_switchover(ctx):
         ctx.note(f"B healthy {ms(th - t1)}, A peer_healthy true {ms(tp - t1)} after upB up "
                  f"(health_reason {sb['health_reason']!r}); B primary {ms(tb - t0)} after the switchover request")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, healthy_again_ms=(th - t1) * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 5. arbiter unwritable during a takeover ---------------------------------------
@@ -476,15 +415,10 @@ def s5_arbiter_unwritable(ctx):
     (/status arbiter_unavailable grows), never exits and never goes live;
     once the directory is writable again B takes over and the client's
     connection continues."""
-    topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    ro = None
     HOLD = 4.0
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
-        ro = ReadOnlyDir(pair.arb, b.pid).__enter__()
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
+        ro = sc.enter_context(ReadOnlyDir(pair.arb, b.pid))
         t0 = time.monotonic()
         a.send_signal(signal.SIGKILL)
         check(a.wait_exit(5) == -signal.SIGKILL, "A did not die of SIGKILL")
@@ -512,12 +446,6 @@ def s5_arbiter_unwritable(ctx):
                  f"writable (retry backoff is capped at the failover timeout, {T_MS} ms)")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_writable_ms=(t3 - t_w) * 1000,
                          arbiter_unavailable=s3["arbiter_unavailable"])
-    finally:
-        if ro:
-            ro.release()
-        if load:
-            load.close()
-        pair.close()
 
 
 @test("s5b_arbiter_unwritable_handover", timeout=120)
@@ -526,15 +454,12 @@ def s5b_arbiter_unwritable_handover(ctx):
     over, B cannot claim epoch 2 and retries without exiting (nobody emits
     meanwhile); once writable, B serves and the client's connection continues."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load, ro = None, None
     HOLD = 3.0
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
-        ro = ReadOnlyDir(pair.arb, b.pid).__enter__()
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
+        ro = sc.enter_context(ReadOnlyDir(pair.arb, b.pid))
         t0 = time.monotonic()
-        links(topo.node_a, "upA down")
+        sc.links(topo.node_a, "upA down")
         a.wait_status("A unhealthy", 5, healthy=False)
         s1, _ = b.wait_status("B's claim of epoch 2 unavailable at least twice", 10,
                               cond=lambda s: s["arbiter_unavailable"] >= 2)
@@ -555,20 +480,13 @@ def s5b_arbiter_unwritable_handover(ctx):
         # What becomes of A once its uplink is back (recorded, not checked: with
         # the channel closed during the outage A claims epoch 2 and loses,
         # the bug s5c checks).
-        links(topo.node_a, "upA up")
+        sc.links(topo.node_a, "upA up")
         time.sleep(1.0 + T_MS / 1000)
         a_fate = PL.brief(a.status()) if a.alive() else pair.describe_exit(a)
         ctx.note(f"while unwritable: A {PL.brief(sa)}, peer_connected {sa['peer_connected']}; B {PL.brief(sb)}, "
                  f"arbiter_unavailable {sb['arbiter_unavailable']}; B live {ms(tb - t_w)} after the directory "
                  f"became writable; A once upA is back: {a_fate}")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_writable_ms=(tb - t_w) * 1000)
-    finally:
-        if ro:
-            ro.release()
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 @test("s5c_arbiter_unwritable_switchover", timeout=120)
@@ -577,14 +495,10 @@ def s5c_arbiter_unwritable_switchover(ctx):
     asks for a switchover: B cannot claim epoch 2 and retries. The pair must
     survive it: once the directory is writable B serves in epoch 2 with A as
     its backup (protected), neither node exits, and A claims nothing."""
-    topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load, ro = None, None
     HOLD = 3.0
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
-        ro = ReadOnlyDir(pair.arb, b.pid).__enter__()
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
+        ro = sc.enter_context(ReadOnlyDir(pair.arb, b.pid))
         t0 = time.monotonic()
         out = a.switchover()
         check("switchover started" in out, f"switchover: {out!r}")
@@ -634,12 +548,6 @@ def s5c_arbiter_unwritable_switchover(ctx):
         check_eq(claims, {1: "tapA", 2: "tapB"}, "arbiter claims")
         if client_err:
             raise client_err
-    finally:
-        if ro:
-            ro.release()
-        if load:
-            load.close()
-        pair.close()
 
 
 # --- 6. unhealthy backup when the primary dies ---------------------------------------
@@ -649,15 +557,10 @@ def s6_unhealthy_backup_waits(ctx):
     """upB down, then SIGKILL of A: B (unhealthy) does not claim epoch 2 and
     stays dark; upB up: B claims, goes live, the client's connection continues."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
     HOLD = 2.0
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
-        links(topo.node_b, "upB down")
-        b.wait_status("B unhealthy", 5, healthy=False)
-        a.wait_status("A sees its backup unhealthy", 5, peer_healthy=False)
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
+        backup_uplink_down(sc, a, b)
         t0 = time.monotonic()
         a.send_signal(signal.SIGKILL)
         a.wait_exit(5)
@@ -666,7 +569,7 @@ def s6_unhealthy_backup_waits(ctx):
         check(b.alive() and sb["live"] is False, f"B while unhealthy after the primary died: {PL.brief(sb)}")
         check_eq(pair.arbiter_claims(), {1: "tapA"}, "arbiter claims while B is unhealthy")
         t1 = time.monotonic()
-        links(topo.node_b, "upB up")
+        sc.links(topo.node_b, "upB up")
         s3, t3 = b.wait_status("live in epoch 2 once healthy", 10, role="primary", live=True, epoch=2)
         check_eq(pair.arbiter_claims(), {1: "tapA", 2: "tapB"}, "arbiter claims")
         load.wait_progress_after(t3, 100, 30)
@@ -674,11 +577,6 @@ def s6_unhealthy_backup_waits(ctx):
         ctx.note(f"B held {HOLD + T_MS / 1000:.1f} s without claiming (mode {sb['mode']}); live "
                  f"{ms(t3 - t1)} after upB up")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, live_after_up_ms=(t3 - t1) * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 8. serving alone: links come back, GARP again ------------------------------------
@@ -690,19 +588,15 @@ def s8_alone_links_back_garp(ctx):
     gratuitous ARP again (seen arriving from sw-b), and the client's
     connection continues."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load, cap = None, None
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
         a.send_signal(signal.SIGKILL)
         a.wait_exit(5)
         b.wait_status("B alone in epoch 2", 10, role="primary", live=True, mode="alone", epoch=2)
         load.wait_progress_after(time.monotonic(), 100, 20)
-        cap = Capture(topo.switch, "sw-b", os.path.join(ctx.out_dir, "sw-b-in.pcap"), bpf="arp",
-                      direction="in").start()
+        cap = sc.capture(topo.switch, "sw-b", "sw-b-in.pcap", bpf="arp", direction="in")
         t0 = time.monotonic()
-        links(topo.node_b, "upB down")
+        sc.links(topo.node_b, "upB down")
         sb, _ = b.wait_status("B unhealthy", 5, healthy=False)
         time.sleep(1.0)
         sb = b.status()
@@ -710,7 +604,7 @@ def s8_alone_links_back_garp(ctx):
               f"B alone and unhealthy: {PL.brief(sb)}, want it still live and alone")
         w_up = time.time()
         t1 = time.monotonic()
-        links(topo.node_b, "upB up")
+        sc.links(topo.node_b, "upB up")
         _, th = b.wait_status("B healthy again", 10, healthy=True)
         load.wait_progress_after(th, 100, 30)
         time.sleep(0.5)
@@ -726,13 +620,6 @@ def s8_alone_links_back_garp(ctx):
                  f"{ms(garps[0] - w_up)} after")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, garps=len(garps),
                          first_garp_ms=(garps[0] - w_up) * 1000)
-    finally:
-        if cap:
-            cap.stop()
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 9. --track-interface, --no-track-bridge, --track-script -----------------------------
@@ -747,37 +634,37 @@ def s9_track_interface_and_script(ctx):
     healthy. The client's connection continues through all of it."""
     topo = ctx.topo
     flag = os.path.join(ctx.out_dir, "A-unhealthy")
-    if os.path.exists(flag):
-        os.unlink(flag)
-    # A veth pair inside A's namespace (this kernel has no dummy driver).
-    L.run(["ip", "link", "add", "trkA", "type", "veth", "peer", "name", "trkA-peer"], ns=topo.node_a)
-    links(topo.node_a, "trkA up", "trkA-peer up")
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    try:
+    remove_file(flag)
+    with Scenario(ctx) as sc:
+        # A veth pair inside A's namespace (this kernel has no dummy driver).
+        L.run(["ip", "link", "add", "trkA", "type", "veth", "peer", "name", "trkA-peer"], ns=topo.node_a)
+        sc.callback(L.run, ["ip", "link", "del", "trkA"], ns=topo.node_a, check=False)
+        links(topo.node_a, "trkA up", "trkA-peer up")
+        pair = sc.pair(failover_timeout_ms=T_MS)
+        sc.callback(remove_file, flag)
         a, b = pair.start(primary_extra=["--no-track-bridge", "--track-interface", "trkA",
                                          "--track-script", f"test ! -e {flag}", "--track-interval-ms", "100",
                                          "--track-fall", "2", "--track-rise", "2"])
         a.wait_status("A healthy", 5, healthy=True, peer_healthy=True)
-        load = start_load(req_timeout=30)
+        load = sc.load(req_timeout=30)
         t0 = time.monotonic()
         # 1. The untracked uplink.
-        links(topo.node_a, "upA down")
+        sc.links(topo.node_a, "upA down")
         time.sleep(1.0)
         sa = a.status()
         check(sa["healthy"] and sa["role"] == "primary" and sa["epoch"] == 1,
               f"A with an untracked uplink down: {PL.brief(sa)}, healthy {sa['healthy']} "
               f"({sa['health_reason']!r}); want a healthy primary (--no-track-bridge)")
-        links(topo.node_a, "upA up")
+        sc.links(topo.node_a, "upA up")
         load.wait_progress_after(time.monotonic(), 50, 20)
         # 2. The tracked interface.
         t1 = time.monotonic()
-        links(topo.node_a, "trkA down")
+        sc.links(topo.node_a, "trkA down")
         sa, ta = a.wait_status("A unhealthy (trkA down)", 5, healthy=False)
         check("trkA" in sa["health_reason"], f"health_reason {sa['health_reason']!r} does not name trkA")
         _, tb = b.wait_status("B primary by handover", 10, role="primary", live=True, epoch=2)
         a.wait_status("A backup", 10, role="backup", mode="backup", in_sync=True)
-        links(topo.node_a, "trkA up")
+        sc.links(topo.node_a, "trkA up")
         a.wait_status("A healthy again", 5, healthy=True)
         b.wait_status("B sees A healthy", 5, peer_healthy=True)
         out = b.switchover()
@@ -801,14 +688,6 @@ def s9_track_interface_and_script(ctx):
                  f"{ms(ts - t2)} (100 ms x fall 2), B primary {ms(tb2 - t2)}; script passing again: healthy "
                  f"{ms(tr - t3)} (rise 2)")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, script_unhealthy_ms=(ts - t2) * 1000)
-    finally:
-        if load:
-            load.close()
-        if os.path.exists(flag):
-            os.unlink(flag)
-        restore_all_links(topo)
-        pair.close()
-        L.run(["ip", "link", "del", "trkA"], ns=topo.node_a, check=False)
 
 
 # --- 10. both unhealthy -------------------------------------------------------------------
@@ -819,16 +698,11 @@ def s10_both_unhealthy(ctx):
     stays (no handover, no takeover). upB back: A is unhealthy and its backup
     healthy again, so A hands over to B at once."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
-        links(topo.node_b, "upB down")
-        b.wait_status("B unhealthy", 5, healthy=False)
-        a.wait_status("A sees B unhealthy", 5, peer_healthy=False)
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
+        backup_uplink_down(sc, a, b)
         t0 = time.monotonic()
-        links(topo.node_a, "upA down")
+        sc.links(topo.node_a, "upA down")
         a.wait_status("A unhealthy", 5, healthy=False)
         time.sleep(3 * T_MS / 1000)
         sa, sb = a.status(), b.status()
@@ -837,7 +711,7 @@ def s10_both_unhealthy(ctx):
         check(sb["role"] == "backup" and not sb["live"], f"both unhealthy: B {PL.brief(sb)}")
         check_eq(pair.arbiter_claims(), {1: "tapA"}, "arbiter claims while both are unhealthy")
         t1 = time.monotonic()
-        links(topo.node_b, "upB up")
+        sc.links(topo.node_b, "upB up")
         b.wait_status("B healthy", 5, healthy=True)
         _, tb = b.wait_status("B primary by handover", 10, role="primary", live=True, epoch=2)
         a.wait_status("A its backup", 10, role="backup", mode="backup")
@@ -847,11 +721,6 @@ def s10_both_unhealthy(ctx):
         ctx.note(f"both unhealthy for {3 * T_MS} ms: A stayed primary; B primary by handover {ms(tb - t1)} "
                  f"after upB up")
         PL.write_measure(ctx.out_dir, stall_ms=r["stall"] * 1000, handover_after_up_ms=(tb - t1) * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 11. alternating uplink failures ------------------------------------------------------
@@ -863,12 +732,9 @@ def s11_alternating_uplink_failures(ctx):
     alternating owners), no failback when a link is repaired, one TCP
     connection throughout with every value exactly once."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    load = None
     N = 6
-    try:
-        a, b = healthy_pair(pair)
-        load = start_load(req_timeout=30)
+    with Scenario(ctx) as sc:
+        pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
         nodes = {"A": (a, topo.node_a, "upA"), "B": (b, topo.node_b, "upB")}
         prim, back = "A", "B"
         stalls, t_first = [], time.monotonic()
@@ -877,11 +743,11 @@ def s11_alternating_uplink_failures(ctx):
             bd, _, _ = nodes[back]
             time.sleep(0.3)
             t0 = time.monotonic()
-            links(pns, f"{pup} down")
+            sc.links(pns, f"{pup} down")
             _, tb = bd.wait_status(f"#{i + 1}: {back} primary by handover", 10, role="primary", live=True,
                                    epoch=i + 2)
             pd.wait_status(f"#{i + 1}: {prim} backup", 10, role="backup", mode="backup")
-            links(pns, f"{pup} up")
+            sc.links(pns, f"{pup} up")
             pd.wait_status(f"#{i + 1}: {prim} healthy again", 5, healthy=True)
             bd.wait_status(f"#{i + 1}: {back} sees it", 5, peer_healthy=True)
             load.wait_progress_after(time.monotonic(), 50, 20)
@@ -901,11 +767,6 @@ def s11_alternating_uplink_failures(ctx):
                  + ", ".join(f"{x * 1000:.0f}" for x in stalls) + " ms")
         PL.write_measure(ctx.out_dir, stall_max_ms=max(stalls) * 1000,
                          stall_median_ms=statistics.median(stalls) * 1000)
-    finally:
-        if load:
-            load.close()
-        restore_all_links(topo)
-        pair.close()
 
 
 # --- 12. serving alone: a higher epoch appears ---------------------------------------------
@@ -917,15 +778,13 @@ def s12_alone_superseded(ctx):
     failover timeout, so it must exit 2 within about that, and emit nothing
     afterwards; its log says why."""
     topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
-    cap = None
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair(failover_timeout_ms=T_MS)
         a, b = healthy_pair(pair)
         a.send_signal(signal.SIGKILL)
         a.wait_exit(5)
         b.wait_status("B alone in epoch 2", 10, role="primary", live=True, mode="alone", epoch=2)
-        cap = Capture(topo.switch, "sw-b", os.path.join(ctx.out_dir, "sw-b-in.pcap"), bpf=f"ether src {AMAC}",
-                      direction="in", snaplen=96).start()
+        cap = sc.capture(topo.switch, "sw-b", "sw-b-in.pcap", bpf=f"ether src {AMAC}", direction="in", snaplen=96)
         c = L.LineClient(port=PL.PORT_COUNTER, timeout=5)
         c.incr()
         t0, w0 = time.monotonic(), time.time()
@@ -950,10 +809,6 @@ def s12_alone_superseded(ctx):
         check(t_exit - t0 <= T_MS / 1000 / 2 + 0.2, f"B took {ms(t_exit - t0)} to notice epoch 3, want about "
                                                     f"{T_MS // 2} ms (half the failover timeout)")
         PL.write_measure(ctx.out_dir, superseded_exit_ms=(t_exit - t0) * 1000)
-    finally:
-        if cap:
-            cap.stop()
-        pair.close()
 
 
 # --- 13. the backup's uplink fails during a switchover ----------------------------------
@@ -973,11 +828,9 @@ def s13_unhealthy_during_switchover(ctx):
     topo = ctx.topo
     outcomes, bad = [], []
     for i in range(RACE_ATTEMPTS):
-        pair = Pair(topo, os.path.join(ctx.out_dir, f"attempt-{i + 1}"), failover_timeout_ms=T_MS)
-        load = None
-        try:
-            a, b = healthy_pair(pair)
-            load = start_load(req_timeout=30)
+        with Scenario(ctx, os.path.join(ctx.out_dir, f"attempt-{i + 1}")) as sc:
+            sc.restore_link(topo.node_b, "upB")  # taken down by the racing `ip` below
+            pair, a, b, load = healthy_pair_under_load(sc, req_timeout=30)
             p = subprocess.Popen(["ip", "-n", topo.node_b, "link", "set", "upB", "down"])
             code, body = a.admin_request("POST", "/switchover")
             p.wait(10)
@@ -995,11 +848,6 @@ def s13_unhealthy_during_switchover(ctx):
             links(topo.node_b, "upB up")
             load.wait_progress_after(time.monotonic(), 50, 30)
             finish_load(ctx, load, time.monotonic(), f"attempt {i + 1}", after=1)
-        finally:
-            if load:
-                load.close()
-            pair.close()
-            restore_all_links(topo)
     ctx.notes = [n for n in ctx.notes if not n.startswith("client (")]
     ctx.note(f"{RACE_ATTEMPTS} attempts: switchover accepted {outcomes.count(200)}, refused {outcomes.count(409)}; "
              f"the unhealthy B left serving (A healthy) in {len(bad)}")
@@ -1014,12 +862,11 @@ def s7_different_arbiters(ctx):
     """A with one arbiter directory, B with another: the pair must not form
     (two arbiters would let both nodes win the same epoch). A refuses B at
     hello naming both store identities; B exits 3 (refused by the primary)."""
-    topo = ctx.topo
-    pair = Pair(topo, ctx.out_dir, failover_timeout_ms=T_MS)
     # Not created here: the daemon creates its arbiter directory, which proves
     # B took this --arbiter (given after the pair's own) and not the first.
     other = os.path.join(ctx.out_dir, f"arbiter-other-{os.getpid()}")
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair(failover_timeout_ms=T_MS)
         a = pair.start_node("A", "primary")
         a.wait_status("epoch 1 claimed, waiting for the backup", 15, epoch=1, mode="waiting-for-peer")
         b = pair.start_node("B", "backup", extra=["--arbiter", f"file:{other}"])
@@ -1036,9 +883,6 @@ def s7_different_arbiters(ctx):
         check(sa["mode"] == "waiting-for-peer" and not sa["live"], f"A after refusing B: {PL.brief(sa)}")
         check(sorted(os.listdir(other)) == ["arbiter-id"], f"B claimed in its arbiter: {os.listdir(other)}")
         ctx.note(f"refused at hello: {line.group(0)[:160]}")
-    finally:
-        pair.close()
-        restore_all_links(topo)
 
 
 # --- trials -----------------------------------------------------------------------------
@@ -1055,32 +899,29 @@ def run_trials(ctx, enforce_stall: bool, kinds: tuple = ("uplink", "cable")):
     """FTAP_HEALTH_TRIALS trials of each kind, each on a fresh pair; prints one
     line per trial; fails if any trial failed (and, with enforce_stall, if a
     stall exceeded the failover timeout + FTAP_HEALTH_STALL_SLACK_MS)."""
-    topo = ctx.topo
     rows, failures = [], []
     bound = T_MS + SLACK_MS
     for kind in kinds:
         for i in range(TRIALS):
             d = os.path.join(ctx.out_dir, f"{kind}-{i + 1}")
-            pair = Pair(topo, d, failover_timeout_ms=T_MS)
             try:
-                r = cable_pull_trial(ctx, pair, kind, i % 2)
-                r["trial"] = i + 1
-                r["path"] = path_of(r)
-                rows.append(r)
-                over = r["stall"] * 1000 > bound
-                print(f"    trial {kind} #{i + 1}: {r['how']}: client stall {ms(r['stall'])}, B live "
-                      f"{r['live_ms']:.0f} ms after the pull by {r['path']}, {r['values']} values consecutive"
-                      + (f"  STALL OVER {bound} ms" if over else ""), flush=True)
-                if over and enforce_stall:
-                    failures.append(f"{kind} #{i + 1} ({r['how']}, B by {r['path']}): stall {ms(r['stall'])} > "
-                                    f"{bound} ms (failover timeout {T_MS} + {SLACK_MS})")
+                with Scenario(ctx, d) as sc:
+                    sc.callback(time.sleep, 0.3)  # last: a pause between two trials
+                    pair = sc.pair(failover_timeout_ms=T_MS)
+                    r = cable_pull_trial(sc, pair, kind, i % 2)
+                    r["trial"] = i + 1
+                    r["path"] = path_of(r)
+                    rows.append(r)
+                    over = r["stall"] * 1000 > bound
+                    print(f"    trial {kind} #{i + 1}: {r['how']}: client stall {ms(r['stall'])}, B live "
+                          f"{r['live_ms']:.0f} ms after the pull by {r['path']}, {r['values']} values consecutive"
+                          + (f"  STALL OVER {bound} ms" if over else ""), flush=True)
+                    if over and enforce_stall:
+                        failures.append(f"{kind} #{i + 1} ({r['how']}, B by {r['path']}): stall {ms(r['stall'])} > "
+                                        f"{bound} ms (failover timeout {T_MS} + {SLACK_MS})")
             except TestFailure as e:
                 print(f"    trial {kind} #{i + 1}: FAILED: {str(e).splitlines()[0]}", flush=True)
                 failures.append(f"{kind} #{i + 1}: {e}")
-            finally:
-                pair.close()
-                restore_all_links(topo)
-                time.sleep(0.3)
     ctx.notes = [n for n in ctx.notes if not n.startswith("client (")]  # one line per trial is enough
     with open(os.path.join(ctx.out_dir, "trials.json"), "w") as f:
         json.dump([{k: v for k, v in r.items() if k != "claims"} for r in rows], f, indent=1)
@@ -1306,7 +1147,8 @@ def keepalived_trial(ctx, kind: str, advert: float, vrrp_on: str) -> dict:
         for p in procs:
             L.stop_process(p, signal.SIGTERM, 5)
         PL.kill_leftovers(topo)
-        restore_all_links(topo)
+        for n in ("upA", "logA"):  # what the pulls took down
+            L.run(["ip", "link", "set", n, "up"], ns=topo.node_a, check=False, timeout=10)
         for name, (ns, br, *_rest) in nodes.items():
             L.run(["ip", "addr", "flush", "dev", br], ns=ns, check=False)
 

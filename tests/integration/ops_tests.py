@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ftaplib as L  # noqa: E402
 import pairlib as PL  # noqa: E402
 from ftaplib import TestFailure, check, test  # noqa: E402
+from scenario import Scenario  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -87,16 +88,11 @@ log-level = "{os.environ.get('FTAP_LOG_LEVEL', 'info')}"
 {extra}"""
 
 
-def start_daemon(pair: PL.Pair, node: str, role: str, argv: list[str], env: dict | None = None) -> PL.Daemon:
-    """A daemon of ``pair`` with a hand-made command line (config files)."""
-    pair.incarnations[node] += 1
-    label = f"{node}{pair.incarnations[node]}"
-    ns = pair.topo.node_a if node == "A" else pair.topo.node_b
-    d = PL.Daemon(node, label, role, ns, argv, os.path.join(pair.out_dir, f"{label}.log"), env=env,
-                  token_file=pair.token_file)
-    pair.nodes.append(d)
-    pair.latest[node] = d
-    return d.start()
+def first_incr_is_one(ctx, daemons: list[PL.Daemon], what: str):
+    """Once the client reaches the appliance, the counter's first INCR answers 1."""
+    PL.wait_ping(ctx.topo, 15, daemons)
+    with L.LineClient(port=PL.PORT_COUNTER) as c:
+        check(c.incr() == 1, what)
 
 
 # --- configuration ---------------------------------------------------------------
@@ -104,8 +100,8 @@ def start_daemon(pair: PL.Pair, node: str, role: str, argv: list[str], env: dict
 @test("config_and_check", timeout=120)
 def config_and_check(ctx):
     d = ctx.out_dir
-    pair = PL.Pair(ctx.topo, d)
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair()
         # Every option of `ftap run` is a key of the file (ArgumentParser's own list).
         cp = ftap(["run", "--experimental-dump-help"])
         check(cp.returncode == 0, f"dump-help: {cp.stderr}")
@@ -190,32 +186,23 @@ def config_and_check(ctx):
             ctx.note("systemd-analyze verify: clean but for man:ftap(8), which the .deb installs")
         else:
             ctx.note("systemd-analyze not installed: unit not verified")
-    finally:
-        pair.close()
 
 
 @test("config_runs_a_pair", timeout=120)
 def config_runs_a_pair(ctx):
-    pair = PL.Pair(ctx.topo, ctx.out_dir)
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair()
         fa = write(os.path.join(ctx.out_dir, "a.toml"),
                    node_toml(pair, "A", "primary", 'start-alone = true\nnode-name = "from-file"\n'))
         fb = write(os.path.join(ctx.out_dir, "b.toml"), node_toml(pair, "B", "backup"))
-        a = start_daemon(pair, "A", "primary", [PL.ftap_bin(), "run", "--config=" + fa, "--node-name", "A-cli"])
+        a = pair.start_node("A", "primary", argv=[PL.ftap_bin(), "run", "--config=" + fa, "--node-name", "A-cli"])
         st, _ = a.wait_status("serving alone (start-alone = true)", 30, mode="alone", live=True)
         check(st["node"] == "A-cli", f"the command line's --node-name must win: {st['node']}")
-        b = start_daemon(pair, "B", "backup", [PL.ftap_bin(), "run", "--config", fb])
+        b = pair.start_node("B", "backup", argv=[PL.ftap_bin(), "run", "--config", fb])
         a.wait_status("protected", 30, mode="protected")
         st, _ = b.wait_status("in-sync backup", 30, mode="backup", in_sync=True)
         check(st["node"] == "tapB", f"B's name: {st['node']}")
-        PL.wait_ping(ctx.topo, 15, [a, b])
-        c = L.LineClient(port=PL.PORT_COUNTER)
-        try:
-            check(c.incr() == 1, "first INCR")
-        finally:
-            c.close()
-    finally:
-        pair.close()
+        first_incr_is_one(ctx, [a, b], "first INCR")
 
 
 # --- systemd readiness and journald ---------------------------------------------------
@@ -242,8 +229,8 @@ def read_notifications(s: socket.socket, until: float, stop=None) -> list[tuple[
 
 @test("readiness_and_journal", timeout=120)
 def readiness_and_journal(ctx):
-    pair = PL.Pair(ctx.topo, ctx.out_dir)
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair()
         for variant in ("path", "abstract"):
             if variant == "path":
                 addr = os.path.join(ctx.out_dir, "notify.sock")
@@ -317,8 +304,6 @@ def readiness_and_journal(ctx):
         for want in ("7", "6", "5", "4"):
             check(want in prios, f"no <{want}> line (debug, info, notice, warning) in {prios}")
         ctx.note(f"journald: {len(lines)} lines, priorities {','.join(prios)}")
-    finally:
-        pair.close()
 
 
 # --- hooks and metrics -------------------------------------------------------------
@@ -359,8 +344,8 @@ def hooks_and_metrics(ctx):
         if f.startswith("hooks-"):
             os.unlink(os.path.join(d, f))
     script = write(os.path.join(d, "hook.sh"), HOOK.format(out=d), 0o755)
-    pair = PL.Pair(ctx.topo, d, extra=["--notify-script", script])
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair(extra=["--notify-script", script])
         a, b = pair.start()
         ea = wait_events(d, "tapA", ["primary", "protected"])
         wait_events(d, "tapB", ["backup"])
@@ -413,21 +398,17 @@ def hooks_and_metrics(ctx):
         st = a.status()
         check(st["hook_failures"] == 0 and st["hook_runs"] >= 6, f"A's hooks: {st['hook_runs']} runs, "
               f"{st['hook_failures']} failures")
-    finally:
-        pair.close()
 
 
 # --- restart semantics ---------------------------------------------------------------
 
 @test("restart_same_flags", timeout=300)
 def restart_same_flags(ctx):
-    pair = PL.Pair(ctx.topo, ctx.out_dir)
     roles = {"A": "primary", "B": "backup"}  # the usual flags, never changed
-    load = None
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair()
         pair.start()
-        load = PL.IncrLoad(pace_s=0.002).start()
-        load.wait_count(50, 15)
+        load = sc.load(pace_s=0.002, warm_up_timeout=15)
         primary = "A"
         cycles = int(os.environ.get("FTAP_CYCLES", "5"))
         stalls = []
@@ -454,16 +435,12 @@ def restart_same_flags(ctx):
         ctx.note(f"{cycles} kill/restart cycles with identical flags; {PL.describe_values(vals)}; "
                  f"longest stall {max(stalls) * 1000:.0f} ms")
         PL.write_measure(ctx.out_dir, restart_cycles=cycles, max_stall_ms=max(stalls) * 1000)
-    finally:
-        if load:
-            load.close()
-        pair.close()
 
 
 @test("cold_restart", timeout=180)
 def cold_restart(ctx):
-    pair = PL.Pair(ctx.topo, ctx.out_dir)
-    try:
+    with Scenario(ctx) as sc:
+        pair = sc.pair()
         a, b = pair.start()
         c = L.LineClient(port=PL.PORT_COUNTER)
         for _ in range(5):
@@ -495,15 +472,8 @@ def cold_restart(ctx):
         check(st["epoch"] == max(before) + 1, f"--new-pair claims the next free epoch: {st['epoch']} after {before}")
         a.wait_status("A joined the new pair", 30, mode="backup", in_sync=True)
         b.wait_status("protected", 30, mode="protected")
-        PL.wait_ping(ctx.topo, 15, [a, b])
-        c = L.LineClient(port=PL.PORT_COUNTER)
-        try:
-            check(c.incr() == 1, "a new pair starts with an empty state")
-        finally:
-            c.close()
+        first_incr_is_one(ctx, [a, b], "a new pair starts with an empty state")
         ctx.note(f"cold restart: both wait without --new-pair; with it B serves epoch {max(before) + 1} and A joins")
-    finally:
-        pair.close()
 
 
 if __name__ == "__main__":

@@ -413,12 +413,15 @@ class Pair:
                     "--peer", f"{L.LOG_IP_A}:{LOG_PORT}"]
         return [self.bin, "run", "--role", role] + link + self.common() + extra
 
-    def start_node(self, node: str, role: str, env: dict | None = None, extra: list[str] | None = None) -> Daemon:
-        """Starts a new incarnation of node "A" or "B" in ``role``; does not wait."""
+    def start_node(self, node: str, role: str, env: dict | None = None, extra: list[str] | None = None,
+                   argv: list[str] | None = None) -> Daemon:
+        """Starts a new incarnation of node "A" or "B" in ``role``; does not
+        wait. ``argv``: a whole command line of its own (e.g. a config file)
+        instead of the pair's flags and ``extra``."""
         self.incarnations[node] += 1
         label = f"{node}{self.incarnations[node]}"
         ns = self.topo.node_a if node == "A" else self.topo.node_b
-        d = Daemon(node, label, role, ns, self.argv(node, role, extra or []),
+        d = Daemon(node, label, role, ns, argv or self.argv(node, role, extra or []),
                    os.path.join(self.out_dir, f"{label}.log"), env=env, token_file=self.token_file)
         self.nodes.append(d)
         self.latest[node] = d
