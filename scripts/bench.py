@@ -1127,7 +1127,8 @@ def fmt_loss(res: dict) -> str:
          f"  {'loss':>5s} {'ftap':>5s} {'kernel Mbit/s':>14s} {'ftap Mbit/s':>12s} {'ftap/kernel':>12s} "
          f"{'kernel s':>9s} {'ftap s':>8s} {'kept k/f':>11s}  per-run ratio min-max; ftap Mbit/s min-max; "
          f"kernel CUBIC Mbit/s, ftap/CUBIC"]
-    for r in loss_summary(res):
+    rows = loss_summary(res)
+    for r in rows:
         fail = f"  ({r['ftap_failed']} ftap / {r['kernel_failed']} kernel runs incomplete)" \
             if r["ftap_failed"] or r["kernel_failed"] else ""
         L.append(f"  {r['loss_pct']:>4d}% {r['ftap']:>5s} {r['kernel_mbit_s']:>14.2f} {r['ftap_mbit_s']:>12.2f} "
@@ -1138,7 +1139,7 @@ def fmt_loss(res: dict) -> str:
                  f"{r['ftap_range'][0]:.1f}-{r['ftap_range'][1]:.1f}"
                  + (f"; {r['kernel_cubic_mbit_s']:.1f}, {r['ratio_cubic']}" if r.get("kernel_cubic_mbit_s") else "")
                  + fail)
-    for r in loss_summary(res):
+    for r in rows:
         if r["loss_pct"] == 3 and r["ratio"] is not None:
             L.append(f"  target (issue 13): {r['ftap']} echo at 3 % loss >= 0.5 of the kernel's: {r['ratio']} "
                      f"{'MET' if r['ratio'] >= 0.5 else 'NOT MET'}")

@@ -94,6 +94,11 @@ func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     return d == 0
 }
 
+/// A JSON object of `fields`, in their order; each value is JSON text already.
+func jsonObject(_ fields: [(String, String)]) -> String {
+    "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+}
+
 func jsonString(_ s: String) -> String {
     var out = "\""
     for ch in s.unicodeScalars {

@@ -77,9 +77,8 @@ extension Node {
             ("startup_note", options.startupNote.map(jsonString) ?? "null"),
             ("waiting_reason", core.mode == .waitingForPeer ? options.startupNote.map(jsonString) ?? "null" : "null"),
         ]
-        let counters = s.counters.all.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ")
-        fields.append(("stack", "{\(counters)}"))
-        return "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}\n"
+        fields.append(("stack", jsonObject(s.counters.all.map { ($0.0, "\($0.1)") })))
+        return jsonObject(fields) + "\n"
     }
 }
 
@@ -91,7 +90,7 @@ extension Node {
 extension Node {
     func connectionsJSON() -> String {
         let rows = core.replica.stack.connections.map { c -> String in
-            let f: [(String, String)] = [
+            jsonObject([
                 ("id", "\(c.id)"),
                 ("remote", jsonString("\(c.key.remote)")),
                 ("local_port", "\(c.key.localPort)"),
@@ -105,10 +104,9 @@ extension Node {
                 ("in_recovery", c.inRecovery ? "true" : "false"),
                 ("rto_us", "\(c.rto / 1000)"), ("srtt_us", "\(c.srtt / 1000)"), ("min_rtt_us", "\(c.minRTT / 1000)"),
                 ("delivery_rate", "\(c.deliveryRate)"), ("bdp", "\(c.bdp)"),
-            ]
-            return "{" + f.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+            ])
         }
-        return "{\"node\": \(jsonString(core.config.nodeName)), \"live\": \(core.isLive), "
-            + "\"connections\": [" + rows.joined(separator: ", ") + "]}\n"
+        return jsonObject([("node", jsonString(core.config.nodeName)), ("live", "\(core.isLive)"),
+                           ("connections", "[" + rows.joined(separator: ", ") + "]")]) + "\n"
     }
 }

@@ -113,6 +113,8 @@ final class TCB {
     /// a cumulative ACK (RFC 8985 TLPRxtOut/TLPHighRxt, simplified).
     var tlpHigh: UInt32? = nil
     static let maxScoreboardRanges = 64
+    /// The largest cwnd (and path-model BDP) the stack keeps.
+    static let maxCwnd = 64 * 1024 * 1024
     /// The peer offered timestamps (RFC 7323): every segment carries them.
     var tsOK = false
     /// TS.Recent: the TSval we echo.

@@ -52,12 +52,10 @@ struct PathModel: Equatable {
         let (hi, lo) = rate.multipliedFullWidth(by: minRTT)
         let perSecond: UInt64 = 1_000_000_000
         // More than 2^64 ns * bytes/s: beyond any window; cap below.
-        guard hi < perSecond else { return Self.maxBDP }
+        guard hi < perSecond else { return TCB.maxCwnd }
         let (q, _) = perSecond.dividingFullWidth((hi, lo))
-        return Int(min(q, UInt64(Self.maxBDP)))
+        return Int(min(q, UInt64(TCB.maxCwnd)))
     }
-    /// The cwnd bound of `TCPRecovery.acknowledge`.
-    static let maxBDP = 64 * 1024 * 1024
 
     /// An RTT sample (RFC 6298's, Karn-valid) taken at `now`.
     mutating func rtt(_ r: Nanos, now: Nanos) {

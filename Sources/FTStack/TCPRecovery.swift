@@ -74,7 +74,7 @@ extension Stack {
             // throughput of a loss-bound flow, about sqrt(2) lower.
             t.cwnd += max(1, t.sendMSS * min(acked, 2 * t.sendMSS) / max(1, t.cwnd))
         }
-        t.cwnd = min(t.cwnd, 64 * 1024 * 1024)
+        t.cwnd = min(t.cwnd, TCB.maxCwnd)
         t.rtoDeadline = t.outstanding > 0 ? now + t.rto : nil
         scheduleTLP(t, now: now)
     }

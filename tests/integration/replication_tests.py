@@ -531,6 +531,7 @@ def s7_metrics(ctx):
             # add an entry between reads: then read again).
             dl = L.Deadline(10)
             while True:
+                dl.check("no quiet moment to read both copies of the connection at one applied index")
                 i0 = pair.a.status()["applied_index"]
                 ca = json.loads(pair.a.admin_get("/connections"))
                 if pair.a.status()["applied_index"] != i0:
@@ -539,7 +540,6 @@ def s7_metrics(ctx):
                 cb = json.loads(pair.b.admin_get("/connections"))
                 if pair.b.status()["applied_index"] == i0:
                     break
-                dl.check("no quiet moment to read both copies of the connection at one applied index")
             mine = [x for x in ca["connections"] if x["local_port"] == PL.PORT_COUNTER]
             check_eq(len(mine), 1, f"counter connections in the primary's /connections: {ca}")
             x = mine[0]

@@ -325,20 +325,28 @@ def t_lossy_incr(ctx):
         ctx.note("relay " + imp.stats.replace("\n", " | "))
 
 
-@test("lossy_return_path_echo", timeout=300)
-def t_lossy_return(ctx):
-    """Loss/reorder on the appliance -> client direction: exercises the
-    appliance's own retransmission (RTO, fast retransmit)."""
-    n = min(BULK, 5 * L.MB)
-    with L.Impairment(ctx.topo, downstream=LOSSY) as imp:
+def impaired_echo_and_incr(ctx, n: int, what: str, **impairment):
+    """An n-byte echo, then 100 INCR that must count up by one each, through
+    ``L.Impairment(**impairment)``; notes the impairment and the relay's
+    counters. Returns (the impairment, the echo's result)."""
+    with L.Impairment(ctx.topo, **impairment) as imp:
         ctx.note(f"impairment {imp.describe()}")
         r = L.bulk_echo(n, timeout=240)
         with L.LineClient(timeout=30, connect_timeout=30) as c:
             base = c.get()
             got = [c.incr() for _ in range(100)]
-        check_eq(got, list(range(base + 1, base + 101)), "100 INCR with loss on the return path")
+        check_eq(got, list(range(base + 1, base + 101)), f"100 INCR {what}")
     if imp.stats:
         ctx.note("relay " + imp.stats.replace("\n", " | "))
+    return imp, r
+
+
+@test("lossy_return_path_echo", timeout=300)
+def t_lossy_return(ctx):
+    """Loss/reorder on the appliance -> client direction: exercises the
+    appliance's own retransmission (RTO, fast retransmit)."""
+    n = min(BULK, 5 * L.MB)
+    _, r = impaired_echo_and_incr(ctx, n, "with loss on the return path", downstream=LOSSY)
     ctx.note(L.check_bulk_echo(r, n))
 
 
@@ -350,15 +358,8 @@ def t_lossy_dup_echo(ctx):
     appliance's retransmissions meet the same link."""
     n = min(BULK, 10 * L.MB)
     model = dict(loss=2, delay_ms=1, reorder=25, corr=50, dup=5)
-    with L.Impairment(ctx.topo, upstream=model, downstream=model) as imp:
-        ctx.note(f"impairment {imp.describe()}")
-        r = L.bulk_echo(n, timeout=240)
-        with L.LineClient(timeout=30, connect_timeout=30) as c:
-            base = c.get()
-            got = [c.incr() for _ in range(100)]
-        check_eq(got, list(range(base + 1, base + 101)), "100 INCR over a duplicating link")
+    imp, r = impaired_echo_and_incr(ctx, n, "over a duplicating link", upstream=model, downstream=model)
     if imp.stats:
-        ctx.note("relay " + imp.stats.replace("\n", " | "))
         dups = sum(int(x) for x in re.findall(r"duplicated=(\d+)", imp.stats))
         check(dups > 0, f"the relay duplicated no frame: {imp.stats}")
     ctx.note(L.check_bulk_echo(r, n))
